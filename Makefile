@@ -1,0 +1,70 @@
+# sirst5k: set-up, the demo pipeline, tests, recipes and benchmarks.
+# `make demo` and `make test` each install everything into .venv first if needed.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+DATA    ?= data/demo-source
+STORE   ?= data/sirst5k.h5
+NUDT    ?= ../shared/data/NUDT-SIRST
+
+.PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
+        bench-synth bench-metrics train-nudt-cpu clean
+
+install: $(STAMP)
+$(STAMP): setup.cfg pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first and pinned: the local CPU build, so that pip pulls no CUDA wheels
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+# The main job on the embedded demo data: generate, synthesize, train, evaluate, predict.
+demo: install demo-data dataset train-demo eval-demo
+
+demo-data: install
+	$(BIN)/sirst5k demo-data data/demo-source --force
+
+# Build the store from DATA (default: the demo source made by `make demo-data`).
+dataset: install
+	@if [ "$(DATA)" = "data/demo-source" ] && [ ! -d data/demo-source ]; then \
+	  $(BIN)/sirst5k demo-data data/demo-source; fi
+	$(BIN)/sirst5k synth $(DATA) -o $(STORE) --alpha 0.1 --s 3 --force
+	$(BIN)/sirst5k inspect $(STORE)
+
+train-demo: install
+	$(BIN)/sirst5k train $(STORE) --out runs/demo --epochs 8 --batch-size 16 --crop 128 \
+	  --device cpu --force
+
+eval-demo: install
+	$(BIN)/sirst5k eval $(STORE) --checkpoint runs/demo/best.pt --out runs/demo/eval
+	$(BIN)/sirst5k eval $(STORE) --method tophat --out runs/demo/eval-tophat
+	$(BIN)/sirst5k predict data/demo-source/images --checkpoint runs/demo/best.pt \
+	  -o runs/demo/predict --limit 8
+
+test: install
+	$(BIN)/python -m pytest -q tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench-synth: install
+	$(BIN)/python benchmarks/bench_synth.py --source $(NUDT)
+
+bench-metrics: install
+	$(BIN)/python benchmarks/bench_metrics.py --source $(NUDT)
+
+# CPU recipe on NUDT-SIRST (about 30 minutes on 2 cores): see docs/results.md.
+train-nudt-cpu: install
+	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
+	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu --preset cpu30 --device cpu --force
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu/best.pt --out runs/nudt-cpu/eval
+
+clean:
+	rm -rf data runs benchmarks/out
