@@ -1,0 +1,5 @@
+"""`python -m sirst5k_cli` runs the `sirst5k` command (useful where the project is not installed)."""
+
+from sirst5k_cli.cli import main
+
+main(prog_name="sirst5k")
