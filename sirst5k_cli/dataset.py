@@ -171,9 +171,7 @@ def read_ids(path: str | Path) -> list[str]:
     return [Path(i).stem if Path(i).suffix.lower() in IMAGE_EXTS else i for i in ids]
 
 
-def load_split(
-    root: str | Path, name: str, split: str | Path | None = None
-) -> list[Pair]:
+def load_split(root: str | Path, name: str, split: str | Path | None = None) -> list[Pair]:
     """The pairs of split `name`, in the split file's order; missing ids raise UserError."""
     pairs = find_pairs(root)
     path = find_split_file(root, name, split)
