@@ -58,7 +58,7 @@ def to_grey_uint8(arr: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
 
 
 def decode(path: str | Path) -> np.ndarray:
-    """Decode an image file unchanged (any depth, palette expanded); raise UserError if unreadable."""
+    """Decode an image file unchanged (any depth, palette expanded), or raise UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
