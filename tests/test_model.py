@@ -1,0 +1,120 @@
+"""The AFF U-Net: shapes and gradients at odd sizes, parameter counts, checkpoint loading."""
+
+import pytest
+import torch
+
+from trainer.model import (
+    SCHEMA,
+    CheckpointError,
+    ModelConfig,
+    build_model,
+    count_params,
+    load_model,
+    pad_to_stride,
+    save_checkpoint,
+)
+
+TINY = dict(widths=(2, 3, 4, 5, 6), blocks=1, reduction=1)
+
+
+@pytest.mark.parametrize("hw", [(37, 53), (16, 16), (65, 31)])
+def test_shapes_and_gradients_at_odd_sizes(hw):
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(widths=(4, 4, 8, 8, 8), blocks=1))
+    x = torch.rand(2, 1, *hw) * 255
+    out = model(x)
+    h, w = hw
+    assert [o.shape[-2:] for o in out] == [
+        (h, w),
+        (h // 2, w // 2),
+        (h // 4, w // 4),
+        (h // 8, w // 8),
+    ]
+    assert all(o.shape[:2] == (2, 1) for o in out)
+    sum(o.mean() for o in out).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+    # the 1/16 level feeds the decoder, so the deepest stage gets gradient too
+    assert model.encoder[4][0].conv1.weight.grad.abs().sum() > 0
+
+
+def test_single_head_and_stride():
+    model = build_model({"widths": [4, 4, 4, 4, 4], "blocks": 1, "deep_supervision": False})
+    assert model.stride == 16
+    out = model(torch.zeros(1, 1, 32, 32))
+    assert isinstance(out, list) and len(out) == 1 and out[0].shape == (1, 1, 32, 32)
+
+
+def _conv(cin, cout, k, bias):
+    return cin * cout * k * k + (cout if bias else 0)
+
+
+def _res(cin, cout):  # two 3x3 convs + 2 BN (+ 1x1 conv + BN shortcut when widths differ)
+    n = _conv(cin, cout, 3, False) + _conv(cout, cout, 3, False) + 4 * cout
+    return n + (_conv(cin, cout, 1, False) + 2 * cout if cin != cout else 0)
+
+
+def _aff(c, hidden):
+    return _conv(c, hidden, 1, True) + _conv(hidden, c, 1, True) + _conv(2, 1, 7, True)
+
+
+def test_param_count_matches_hand_count():
+    w = TINY["widths"]
+    enc = sum(_res(cin, c) for cin, c in zip((1,) + w[:-1], w, strict=True))
+    dec = sum(_res(w[i + 1] + w[i], w[i]) for i in range(4))
+    aff = sum(_aff(w[i], max(w[i] // 1, 4)) for i in range(4))
+    heads = sum(_conv(w[i], 1, 1, True) for i in range(4))
+    assert count_params(build_model(ModelConfig(**TINY))) == enc + dec + aff + heads
+    no_att = build_model(ModelConfig(**TINY, attention=False))
+    assert count_params(no_att) == enc + dec + heads
+
+
+def test_default_size_is_calibrated():
+    n = count_params(build_model(ModelConfig()))
+    assert 3e6 < n < 8.79e6, n
+
+
+def test_normalisation_inside_model():
+    model = build_model(ModelConfig(**TINY)).eval()
+    x = torch.full((1, 1, 16, 16), 107.81)
+    # the mean intensity becomes 0 after the model's own normalisation
+    assert torch.allclose((x - model.mean) / model.std, torch.zeros_like(x), atol=1e-5)
+
+
+def test_bad_config():
+    with pytest.raises(ValueError, match="5 positive stage widths"):
+        ModelConfig(widths=(8, 16))
+
+
+def test_pad_to_stride():
+    x, (h, w) = pad_to_stride(torch.ones(1, 1, 37, 48), 16)
+    assert x.shape == (1, 1, 48, 48) and (h, w) == (37, 48)
+    assert x[..., 37:, :].sum() == 0 and x[..., :37, :].sum() == 37 * 48
+
+
+def test_load_model_roundtrip_and_errors(tmp_path):
+    model = build_model(ModelConfig(**TINY))
+    path = tmp_path / "m.pt"
+    ckpt = {"model": model.state_dict(), "model_config": model.cfg.to_dict(), "schema": SCHEMA}
+    save_checkpoint(ckpt, path)
+    loaded, got = load_model(path)
+    assert not loaded.training and got["schema"] == SCHEMA
+    x = torch.rand(1, 1, 32, 32) * 255
+    assert torch.equal(loaded(x)[0], model.eval()(x)[0])
+
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_model(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(tmp_path / "junk.pt")
+    torch.save({"a": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a sirst5k"):
+        load_model(tmp_path / "other.pt")
+    bad = dict(ckpt, model_config=dict(ckpt["model_config"], widths=[4, 4, 4, 4, 4]))
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="does not fit"):
+        load_model(tmp_path / "bad.pt")
+    data = path.read_bytes()
+    (tmp_path / "trunc.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "trunc.pt")
