@@ -1,21 +1,215 @@
-"""CLI commands of synthesis: demo-data, synth, inspect (owned by the synthesis work)."""
+"""CLI commands of synthesis: demo-data, synth, inspect. Thin wrappers over the library.
+
+Library errors (UserError, StoreError) become click.ClickException (one line, exit 1); bad
+option values are click.BadParameter (exit 2). No torch is imported here.
+"""
+
+from __future__ import annotations
 
 import click
 
+from sirst5k_cli import UserError
+from sirst5k_cli.store import StoreError
+
+
+def _console(stderr: bool = False):
+    from rich.console import Console
+
+    return Console(stderr=stderr)
+
+
+def _table(title: str, rows: list[tuple[str, str]]):
+    from rich.table import Table
+
+    t = Table(title=title, show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("", justify="right")
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
 
 @click.command("demo-data")
-def demo_data_cmd():
-    """Generate a small labelled demo dataset (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--n",
+    default=60,
+    show_default=True,
+    type=click.IntRange(2, 100000),
+    help="Number of images (half train, half test).",
+)
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(32, 2048),
+    help="Image side in pixels (the largest side with --sizes mixed).",
+)
+@click.option(
+    "--sizes",
+    default="fixed",
+    show_default=True,
+    type=click.Choice(["fixed", "mixed"]),
+    help="'mixed': heights and widths vary from 3/4 x size to size.",
+)
+@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--force", is_flag=True, help="Replace OUT if it exists.")
+def demo_data_cmd(out, n, size, sizes, seed, force):
+    """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
+    from sirst5k_cli.demo import DemoConfig, generate_demo
+
+    try:
+        res = generate_demo(out, DemoConfig(n=n, size=size, seed=seed, sizes=sizes), force=force)
+    except UserError as e:
+        raise click.ClickException(str(e)) from e
+    click.echo(
+        f"wrote {res['images']} images ({res['train']} train, {res['test']} test, "
+        f"{res['targets']} targets) to {out}"
+    )
+
+
+def _check_s(ctx, param, value):
+    if value < 1 or value % 2 == 0:
+        raise click.BadParameter(f"{value} must be an odd number >= 1 (paper: 3)")
+    return value
 
 
 @click.command("synth")
-def synth_cmd():
-    """Build the SIRST-5K store (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("source", type=click.Path())
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Store to write (HDF5).",
+)
+@click.option(
+    "--alpha",
+    default=0.1,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Noise weight of Eq. 3, in [0, 1].",
+)
+@click.option(
+    "--s",
+    "s",
+    default=3,
+    show_default=True,
+    type=int,
+    callback=_check_s,
+    help="Side of the rotated box on each target (Eq. 4), odd.",
+)
+@click.option(
+    "--grid",
+    default=8,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Noise cells: each image cut into GRID x GRID (Eq. 1).",
+)
+@click.option(
+    "--sigma",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Keep cells with variance below this (Eq. 1, 0..255 scale).",
+)
+@click.option(
+    "--mu",
+    default=255.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Keep cells with mean below this (Eq. 1).",
+)
+@click.option(
+    "--resize",
+    default="bilinear",
+    show_default=True,
+    type=click.Choice(["nearest", "bilinear", "bicubic", "area"]),
+    help="Interpolation resizing a noise cell to the image (Eq. 2).",
+)
+@click.option(
+    "--label",
+    default="rotate",
+    show_default=True,
+    type=click.Choice(["rotate", "unchanged"]),
+    help="Negatives' masks: rotated with the box, or the original mask (paper).",
+)
+@click.option("--seed", default=0, show_default=True, help="Random seed of the noise draws.")
+@click.option(
+    "--split",
+    type=click.Path(exists=True),
+    help="Train split file or folder holding the split files (default: found in SOURCE).",
+)
+@click.option("--force", is_flag=True, help="Overwrite STORE if it exists.")
+@click.option(
+    "--skip-bad",
+    is_flag=True,
+    help="Skip unreadable images, missing/mismatched/non-binary masks; report them.",
+)
+def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force, skip_bad):
+    """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from sirst5k_cli.synth import SynthConfig, build_store
+
+    console = _console()
+    try:
+        cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
+        cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
+            task = bar.add_task("synth", total=None)
+
+            def progress(done, total):
+                bar.update(task, completed=done, total=total)
+
+            res = build_store(source, out, cfg, split, force, skip_bad, progress)
+    except (UserError, StoreError) as e:
+        raise click.ClickException(str(e)) from e
+    rows = [
+        ("originals", str(res["originals"])),
+        ("targets", str(res["targets"])),
+        ("negatives", str(res["negatives"])),
+        ("noise pool (cells)", str(res["noise_pool"])),
+        ("test images", str(res["test"])),
+        ("canvas", f"{res['canvas'][0]} x {res['canvas'][1]}"),
+        ("skipped files", str(len(res["skipped"]))),
+        ("seconds", f"{res['seconds']:.2f}"),
+        ("MB", f"{res['bytes'] / 1e6:.1f}"),
+    ]
+    console.print(_table(f"SIRST-5K store {out}", rows))
+    for sk in res["skipped"]:
+        console.print(f"skipped {sk['file']}: {sk['reason']}", markup=False)
 
 
 @click.command("inspect")
-def inspect_cmd():
-    """Summarise and verify a store (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("store", type=click.Path())
+def inspect_cmd(store):
+    """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
+    from sirst5k_cli.inspect_store import verify
+
+    try:
+        res = verify(store)
+    except StoreError as e:
+        raise click.ClickException(str(e)) from e
+    rows = [
+        (k, str(res[k]))
+        for k in (
+            "canvas",
+            "sources",
+            "train",
+            "originals",
+            "targets",
+            "negatives",
+            "test",
+            "seed",
+            "source",
+            "created",
+            "skipped",
+        )
+    ]
+    rows.append(("MB", f"{res['MB']:.1f}"))
+    rows += [(f"param {k}", str(v)) for k, v in sorted(res["params"].items())]
+    rows += [(f"version {k}", str(v)) for k, v in sorted(res["versions"].items())]
+    _console().print(_table(f"SIRST-5K store {store}", rows))
+    click.echo("OK")

@@ -1,0 +1,150 @@
+"""`sirst5k inspect`: summarise a SIRST-5K store and verify its integrity (docs/store.md).
+
+`verify(path)` returns a summary dict or raises StoreError with a one-line reason. It checks
+the schema (every dataset, dtype, shape, one-image chunks, fletcher32), reads every chunk (so
+HDF5 verifies each checksum), the provenance columns (originals first; every group id used by
+exactly 4 negatives with rotations 0/90/180/270; negatives == 4 x the 8-connected targets of
+the originals), and the pixels (masks 0/1, image and mask zero in the padding).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+
+from sirst5k_cli import store
+from sirst5k_cli.store import StoreError
+
+BLOCK = 64  # images read per call
+
+
+def _check_schema(f: h5py.File, name: str, canvas: tuple[int, int]) -> int:
+    if name not in f:
+        raise StoreError(f"group /{name} is missing")
+    g = f[name]
+    n = g["image"].shape[0] if "image" in g else -1
+    for key in store.IMAGE_KEYS:
+        if key not in g:
+            raise StoreError(f"/{name}/{key} is missing")
+        d = g[key]
+        if d.dtype != np.uint8 or d.shape != (n, *canvas):
+            raise StoreError(f"/{name}/{key}: {d.dtype} {d.shape}, expected uint8 {(n, *canvas)}")
+        if d.chunks != (1, *canvas) or not d.fletcher32:
+            raise StoreError(f"/{name}/{key}: not one-image chunks with fletcher32")
+    cols = store.TEST_COLUMNS if name == "test" else tuple(store.COLUMNS)
+    for key in cols:
+        if key not in g:
+            raise StoreError(f"/{name}/{key} is missing")
+        d = g[key]
+        shape = (n, 2) if key == "size" else (n,)
+        if d.dtype != store.COLUMNS[key] or d.shape != shape:
+            raise StoreError(f"/{name}/{key}: {d.dtype} {d.shape}, expected {shape}")
+    return n
+
+
+def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: bool) -> list[int]:
+    """Read every chunk; check masks and padding; return the 8-connected target counts."""
+    n = g["image"].shape[0]
+    targets = []
+    for b in range(0, n, BLOCK):
+        try:
+            imgs, masks = g["image"][b : b + BLOCK], g["mask"][b : b + BLOCK]
+        except OSError as e:
+            raise StoreError(f"/{name} images {b}..{b + BLOCK - 1}: unreadable ({e})") from e
+        for j in range(len(imgs)):
+            i = b + j
+            h, w = size[i]
+            if masks[j].max(initial=0) > 1:
+                raise StoreError(f"/{name}/mask[{i}] holds values other than 0/1")
+            for key, a in (("image", imgs[j]), ("mask", masks[j])):
+                if a[h:].any() or a[:, w:].any():
+                    raise StoreError(f"/{name}/{key}[{i}] is not zero outside its size {h}x{w}")
+            if count_targets:
+                targets.append(cv2.connectedComponents(masks[j], connectivity=8)[0] - 1)
+    return targets
+
+
+def _check_columns(g: h5py.Group, n_sources: int, canvas: tuple[int, int], name: str) -> dict:
+    try:
+        c = {k: g[k][...] for k in g if k not in store.IMAGE_KEYS}
+    except OSError as e:
+        raise StoreError(f"/{name} columns unreadable ({e})") from e
+    size = c["size"]
+    if len(size) and ((size < 1).any() or (size > np.array(canvas)).any()):
+        raise StoreError(f"/{name}/size: sizes outside 1..{canvas}")
+    if len(c["source"]) and ((c["source"] < 0) | (c["source"] >= n_sources)).any():
+        raise StoreError(f"/{name}/source: index outside /sources/name ({n_sources})")
+    return c
+
+
+def _check_train(c: dict, targets: list[int]) -> tuple[int, int]:
+    kind = c["kind"]
+    orig = kind == store.KIND_ORIGINAL
+    n_orig = int(orig.sum())
+    if not orig[:n_orig].all() or not (kind[n_orig:] == store.KIND_NEGATIVE).all():
+        raise StoreError("/train/kind: originals must come first, then negatives only")
+    for key in ("target", "rotation", "group", "noise_source"):
+        if (c[key][:n_orig] != -1).any():
+            raise StoreError(f"/train/{key}: originals must hold -1")
+    z = int(sum(targets[:n_orig]))
+    n_neg = len(kind) - n_orig
+    if n_neg != 4 * z:
+        raise StoreError(f"{n_neg} negatives, expected 4 x {z} targets of the originals")
+    grp = c["group"][n_orig:]
+    if n_neg:
+        ids, counts = np.unique(grp, return_counts=True)
+        if (counts != 4).any() or ids[0] < 0:
+            raise StoreError("/train/group: every group id must be used by exactly 4 negatives")
+        order = np.lexsort((c["rotation"][n_orig:], grp))
+        rot = c["rotation"][n_orig:][order].reshape(-1, 4)
+        if (rot != np.array([0, 90, 180, 270])).any():
+            raise StoreError("/train/rotation: a group lacks one of 0/90/180/270")
+        for key in ("source", "target"):
+            v = c[key][n_orig:][order].reshape(-1, 4)
+            if (v != v[:, :1]).any():
+                raise StoreError(f"/train/{key}: differs within a group of 4 rotations")
+    return n_orig, z
+
+
+def verify(path: str | Path) -> dict:
+    """Check the whole store; return its summary or raise StoreError (one line)."""
+    path = Path(path)
+    try:
+        with store.check_file(path) as f:
+            canvas = tuple(int(v) for v in f.attrs["canvas"])
+            params = json.loads(f.attrs["params"])
+            n_sources = len(f["sources/name"])
+            n_train = _check_schema(f, "train", canvas)
+            n_test = _check_schema(f, "test", canvas)
+            ct = _check_columns(f["train"], n_sources, canvas, "train")
+            ce = _check_columns(f["test"], n_sources, canvas, "test")
+            targets = _check_pixels(f["train"], "train", ct["size"], True)
+            _check_pixels(f["test"], "test", ce["size"], False)
+            n_orig, z = _check_train(ct, targets)
+            summary = {
+                "store": str(path),
+                "canvas": canvas,
+                "sources": n_sources,
+                "train": n_train,
+                "originals": n_orig,
+                "targets": z,
+                "negatives": n_train - n_orig,
+                "test": n_test,
+                "seed": int(f.attrs["seed"]),
+                "source": str(f.attrs["source"]),
+                "created": str(f.attrs["created"]),
+                "skipped": len(json.loads(f.attrs.get("skipped", "[]"))),
+                "params": params,
+                "versions": json.loads(f.attrs["versions"]),
+                "MB": path.stat().st_size / 1e6,
+            }
+    except StoreError as e:
+        msg = str(e)
+        raise StoreError(msg if msg.startswith(str(path)) else f"{path}: {msg}") from e
+    except (OSError, KeyError, ValueError, TypeError) as e:  # damaged metadata, wrong types
+        raise StoreError(f"{path}: damaged or not a valid store ({type(e).__name__}: {e})") from e
+    return summary

@@ -1,0 +1,32 @@
+"""Shared fixtures: a small demo source dataset and the store synthesized from it (session-wide).
+
+`demo_source`: 24 images (12 train, 12 test), sides 48..64 px (mixed sizes, canvas 64 x 64),
+NUDT-SIRST layout. `demo_store`: `build_store(demo_source)` with the default SynthConfig.
+Both are read-only for tests: copy them before changing anything.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+NUDT = Path(__file__).resolve().parents[2] / "shared" / "data" / "NUDT-SIRST"
+
+
+@pytest.fixture(scope="session")
+def demo_source(tmp_path_factory) -> Path:
+    from sirst5k_cli.demo import DemoConfig, generate_demo
+
+    out = tmp_path_factory.mktemp("demo") / "source"
+    generate_demo(out, DemoConfig(n=24, size=64, seed=0, sizes="mixed"))
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_source, tmp_path_factory) -> Path:
+    from sirst5k_cli.synth import SynthConfig, build_store
+
+    out = tmp_path_factory.mktemp("store") / "demo.h5"
+    build_store(demo_source, out, SynthConfig())
+    return out
