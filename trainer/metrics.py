@@ -1,0 +1,338 @@
+"""IRSTD metrics as accumulators: IoU, nIoU, Pd, Fa, and a threshold sweep (ROC).
+
+Definitions (../shared/reference/ANCHORS.md section 2; docs/evaluation.md):
+  - A pixel is predicted target when prob > threshold (strict); with prob = sigmoid(logit) and
+    threshold 0.5 this is BasicIRSTD's rule and DNA-Net's logit > 0.
+  - Only the real, unpadded part [:h, :w] of each image counts: padding is cleared first.
+  - IoU (the field's "mIoU"): intersections and unions summed over the whole set, divided once.
+  - nIoU: mean over images of each image's IoU; an image whose union is empty counts 0.
+  - Pd (DNA-Net / BasicIRSTD): ground truth and prediction are labelled with 8-connectivity in
+    raster order; for each ground-truth component in label order, the first not-yet-matched
+    predicted component (in label order) whose centroid lies at distance < 3 px (strict) is
+    matched and leaves the pool. Pd = matched ground-truth components / all of them.
+  - Fa, corrected (BasicIRSTD): predicted pixels outside the matched predicted components,
+    divided by the number of real (unpadded) pixels of all images.
+  - Fa, legacy (DNA-Net, used for the SIRST-5K paper's 2.735e-6): drops every predicted
+    component whose area equals the area of some matched component of the same image (matched
+    ones included), sums the areas of the rest, divides by 256*256*N whatever the image sizes.
+    Offered only to compare with numbers printed in papers (`legacy_fa=True`).
+
+Counts are integers accumulated over batches and reduced once in `compute`; zero division is
+handled in `_div` only (x / 0 = 0). Components come from one OpenCV call per batch: the images
+are stacked into one tall image with a zero row between them (8-connected components cannot
+cross it), labelled by Wu's scan (CCL_SAUF), whose labels follow raster order like
+skimage.measure.label. Matching loops over candidate (ground truth, prediction) pairs only.
+Centroid distances are compared with 3 exactly (integer arithmetic on coordinate sums) where
+floating point cannot decide.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+
+MATCH_DISTANCE = 3  # px, strict: a match needs distance < 3
+LEGACY_PIXELS_PER_IMAGE = 256 * 256  # DNA-Net's Fa denominator, whatever the image size
+DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))  # DNA-Net's ROC, on sigmoid
+FA_CORRECTED = "corrected (BasicIRSTD): unmatched predicted pixels / real unpadded pixels"
+FA_LEGACY = "legacy (DNA-Net): drops components whose area equals a matched one's / (256*256*N)"
+COUNT_KEYS = (  # the integer counts `compute` returns beside the metrics
+    "images",
+    "pixels",
+    "inter",
+    "union",
+    "pred_pixels",
+    "gt_pixels",
+    "targets",
+    "hits",
+    "false_pixels",
+    "legacy_false_pixels",
+    "legacy_pixels",
+)
+
+
+def _div(num: float, den: float) -> float:
+    """The one place zero division is decided: a ratio with a zero denominator is 0."""
+    return float(num) / float(den) if den else 0.0
+
+
+class ImageScore(NamedTuple):
+    """One image's scores, as written to the per-image CSV."""
+
+    iou: float
+    hits: int
+    misses: int
+    false_pixels: int
+    targets: int
+
+
+class Matching(NamedTuple):
+    """Components of a batch and how they matched (used for counts and for overlays)."""
+
+    gt_image: np.ndarray  # (G,) image index of each ground-truth component, label order
+    gt_area: np.ndarray  # (G,)
+    gt_hit: np.ndarray  # (G,) bool
+    pred_image: np.ndarray  # (P,)
+    pred_area: np.ndarray  # (P,)
+    pred_matched: np.ndarray  # (P,) bool
+    gt_labels: np.ndarray | None  # (B, H, W) int32 labels 1.. per image, or None
+    pred_labels: np.ndarray | None
+
+
+def as_batch(x, name: str = "array") -> np.ndarray:
+    """(B, H, W) numpy view of a numpy array or torch tensor of shape (H, W), (B, H, W) or
+    (B, 1, H, W)."""
+    if hasattr(x, "detach"):  # a torch tensor; no torch import needed here
+        x = x.detach().float().cpu().numpy() if x.dtype.is_floating_point else x.cpu().numpy()
+    x = np.asarray(x)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    elif x.ndim == 2:
+        x = x[None]
+    if x.ndim != 3:
+        raise ValueError(f"{name}: expected (B, H, W) or (B, 1, H, W), got shape {x.shape}")
+    return x
+
+
+def _valid(shape: tuple[int, int, int], sizes) -> np.ndarray | None:
+    """(B, H, W) bool: True on each image's real [:h, :w] part; None if all is real."""
+    if sizes is None:
+        return None
+    b, h, w = shape
+    sizes = np.asarray(sizes, np.int64).reshape(b, 2)
+    if (sizes[:, 0] > h).any() or (sizes[:, 1] > w).any() or (sizes < 0).any():
+        raise ValueError(f"sizes {sizes.tolist()} do not fit arrays of {h}x{w}")
+    rows = np.arange(h)[None, :, None] < sizes[:, 0, None, None]
+    cols = np.arange(w)[None, None, :] < sizes[:, 1, None, None]
+    return rows & cols
+
+
+def _components(binary: np.ndarray, keep_labels: bool):
+    """8-connected components of every image of a (B, H, W) bool batch, in one OpenCV call.
+
+    Returns image index, area, exact coordinate sums (y, x) of each component in raster label
+    order, and the (B, H, W) label maps (numbered from 1 within each image) if asked."""
+    b, h, w = binary.shape
+    tall = np.zeros((b, h + 1, w), np.uint8)  # a zero row under every image keeps them apart
+    tall[:, :h] = binary
+    n, labels, stats, cents = cv2.connectedComponentsWithStatsWithAlgorithm(
+        tall.reshape(b * (h + 1), w), 8, cv2.CV_32S, cv2.CCL_SAUF
+    )
+    stats, cents = stats[1:], cents[1:]
+    image = stats[:, cv2.CC_STAT_TOP].astype(np.int64) // (h + 1)
+    area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+    # OpenCV's centroids are coordinate sums / area in double: recover the exact integer sums.
+    sum_y = np.rint(cents[:, 1] * area).astype(np.int64) - image * (h + 1) * area
+    sum_x = np.rint(cents[:, 0] * area).astype(np.int64)
+    local = None
+    if keep_labels:
+        labels = labels.reshape(b, h + 1, w)[:, :h]
+        first = np.searchsorted(image, np.arange(b))  # first global label of each image, - 1
+        local = np.where(labels > 0, labels - first[:, None, None], 0).astype(np.int32)
+    return image, area, sum_y, sum_x, local
+
+
+def _close(gy, gx, ga, py, px, pa) -> np.ndarray:
+    """distance(centroid g, centroid p) < 3 for arrays of pairs, decided exactly."""
+    dy = gy / ga - py / pa
+    dx = gx / ga - px / pa
+    d2 = dy * dy + dx * dx
+    limit = MATCH_DISTANCE * MATCH_DISTANCE
+    close = d2 < limit
+    tie = np.flatnonzero(np.abs(d2 - limit) < 1e-6)
+    for i in tie.tolist():  # rare: redo in Python integers (exact rational comparison)
+        a, b = int(ga[i]), int(pa[i])
+        ny = int(gy[i]) * b - int(py[i]) * a
+        nx = int(gx[i]) * b - int(px[i]) * a
+        close[i] = ny * ny + nx * nx < limit * (a * b) ** 2
+    return close
+
+
+def match_batch(pred: np.ndarray, mask: np.ndarray, keep_labels: bool = False) -> Matching:
+    """Label pred and mask ((B, H, W) bool) and match components greedily (module docstring)."""
+    b = pred.shape[0]
+    g_img, g_area, g_sy, g_sx, g_lab = _components(mask, keep_labels)
+    p_img, p_area, p_sy, p_sx, p_lab = _components(pred, keep_labels)
+    gt_hit = np.zeros(len(g_img), bool)
+    pred_matched = np.zeros(len(p_img), bool)
+    if len(g_img) and len(p_img):
+        # candidate pairs: every (gt, pred) of the same image, in (gt, pred) label order
+        p_count = np.bincount(p_img, minlength=b)
+        p_start = np.concatenate([[0], np.cumsum(p_count)[:-1]])
+        per_gt = p_count[g_img]
+        g = np.repeat(np.arange(len(g_img)), per_gt)
+        offset = np.arange(len(g)) - np.repeat(np.cumsum(per_gt) - per_gt, per_gt)
+        p = p_start[g_img[g]] + offset
+        ok = _close(g_sy[g], g_sx[g], g_area[g], p_sy[p], p_sx[p], p_area[p])
+        used: set[int] = set()
+        for gi, pi in zip(
+            g[ok].tolist(), p[ok].tolist(), strict=True
+        ):  # greedy, first free match wins
+            if gt_hit[gi] or pi in used:
+                continue
+            gt_hit[gi] = True
+            used.add(pi)
+        pred_matched[list(used)] = True
+    return Matching(g_img, g_area, gt_hit, p_img, p_area, pred_matched, g_lab, p_lab)
+
+
+def _batch_counts(pred: np.ndarray, mask: np.ndarray, valid: np.ndarray | None) -> dict:
+    """Per-image integer counts of one batch ((B,) arrays)."""
+    b, h, w = pred.shape
+    if valid is not None:
+        pred = pred & valid
+        mask = mask & valid
+        pixels = np.count_nonzero(valid, axis=(1, 2))
+    else:
+        pixels = np.full(b, h * w)
+    m = match_batch(pred, mask)
+    inter = np.count_nonzero(pred & mask, axis=(1, 2))
+    pred_pixels = np.count_nonzero(pred, axis=(1, 2))
+    gt_pixels = np.count_nonzero(mask, axis=(1, 2))
+    matched_px = np.bincount(m.pred_image[m.pred_matched], m.pred_area[m.pred_matched], minlength=b)
+    # legacy: drop every component whose area equals a matched component's area (same image)
+    key = m.pred_image * (h * w + 1) + m.pred_area
+    kept = ~np.isin(key, key[m.pred_matched])
+    legacy_false = np.bincount(m.pred_image[kept], m.pred_area[kept], minlength=b)
+    return {
+        "pixels": pixels.astype(np.int64),
+        "inter": inter.astype(np.int64),
+        "union": (pred_pixels + gt_pixels - inter).astype(np.int64),
+        "pred_pixels": pred_pixels.astype(np.int64),
+        "gt_pixels": gt_pixels.astype(np.int64),
+        "targets": np.bincount(m.gt_image, minlength=b).astype(np.int64),
+        "hits": np.bincount(m.gt_image[m.gt_hit], minlength=b).astype(np.int64),
+        "false_pixels": (pred_pixels - matched_px).astype(np.int64),
+        "legacy_false_pixels": legacy_false.astype(np.int64),
+    }
+
+
+class Metrics:
+    """Accumulate IoU, nIoU, Pd and Fa over batches; `compute` reduces once.
+
+    update(probs, masks, sizes=None): probs (B, H, W) floats in [0, 1] (numpy or torch; a pixel
+    is target when prob > threshold), masks (B, H, W) 0/1, sizes (B, 2) real (h, w) or None.
+    """
+
+    def __init__(self, threshold: float = 0.5, legacy_fa: bool = False):
+        self.threshold = float(threshold)
+        self.legacy_fa = bool(legacy_fa)
+        self.reset()
+
+    def reset(self) -> None:
+        self._parts: list[dict] = []
+
+    def update(self, probs, masks, sizes=None) -> None:
+        probs = as_batch(probs, "probs")
+        masks = as_batch(masks, "masks")
+        if probs.shape != masks.shape:
+            raise ValueError(f"probs {probs.shape} and masks {masks.shape} differ in shape")
+        pred = probs > self.threshold
+        self.update_binary(pred, masks != 0, sizes)
+
+    def update_binary(self, pred: np.ndarray, mask: np.ndarray, sizes=None) -> None:
+        """As `update`, for already thresholded (B, H, W) bool predictions."""
+        self._parts.append(_batch_counts(pred, mask, _valid(pred.shape, sizes)))
+
+    def _column(self, key: str) -> np.ndarray:
+        if not self._parts:
+            return np.zeros(0, np.int64)
+        return np.concatenate([p[key] for p in self._parts])
+
+    def per_image(self) -> list[ImageScore]:
+        """Scores of every image seen, in update order."""
+        inter, union = self._column("inter"), self._column("union")
+        targets, hits = self._column("targets"), self._column("hits")
+        false = self._column("false_pixels")
+        return [
+            ImageScore(_div(i, u), int(h), int(t - h), int(f), int(t))
+            for i, u, t, h, f in zip(inter, union, targets, hits, false, strict=True)
+        ]
+
+    _keys = COUNT_KEYS[1:-1]  # those kept per image; images and legacy_pixels are derived
+
+    def counts(self) -> dict:
+        c = {k: int(self._column(k).sum()) for k in COUNT_KEYS if k in self._keys}
+        c["images"] = len(self._column("pixels"))
+        c["legacy_pixels"] = LEGACY_PIXELS_PER_IMAGE * c["images"]
+        return c
+
+    def compute(self) -> dict:
+        """Metrics as fractions (not scaled), plus the integer counts they come from."""
+        c = self.counts()
+        inter, union = self._column("inter"), self._column("union")
+        ious = [_div(i, u) for i, u in zip(inter, union, strict=True)]
+        fa = _div(c["false_pixels"], c["pixels"])
+        fa_legacy = _div(c["legacy_false_pixels"], c["legacy_pixels"])
+        return {
+            "iou": _div(c["inter"], c["union"]),
+            "niou": _div(math.fsum(ious), len(ious)),
+            "pd": _div(c["hits"], c["targets"]),
+            "fa": fa_legacy if self.legacy_fa else fa,
+            "fa_corrected": fa,
+            "fa_legacy": fa_legacy,
+            "precision": _div(c["inter"], c["pred_pixels"]),
+            "recall": _div(c["inter"], c["gt_pixels"]),
+            "fa_definition": FA_LEGACY if self.legacy_fa else FA_CORRECTED,
+            "threshold": self.threshold,
+            **c,
+        }
+
+
+def score_image(prob, mask, threshold: float = 0.5) -> ImageScore:
+    """Scores of a single (H, W) probability map (or 0/1 prediction) against its mask."""
+    m = Metrics(threshold)
+    m.update(np.asarray(prob, np.float32)[None], np.asarray(mask)[None])
+    return m.per_image()[0]
+
+
+class RocSweep:
+    """Pd, Fa, IoU, pixel precision and recall at several thresholds (DNA-Net's ROC: 0..1 by
+    0.1 on the sigmoid, plus the operating threshold)."""
+
+    def __init__(self, thresholds=DEFAULT_THRESHOLDS, extra: float | None = 0.5):
+        ts = set(float(t) for t in thresholds)
+        if extra is not None:
+            ts.add(float(extra))
+        self.thresholds = sorted(ts)
+        self._metrics = [Metrics(t) for t in self.thresholds]
+
+    def reset(self) -> None:
+        for m in self._metrics:
+            m.reset()
+
+    def update(self, probs, masks, sizes=None) -> None:
+        probs = as_batch(probs, "probs")
+        masks = as_batch(masks, "masks") != 0
+        for m in self._metrics:
+            m.update_binary(probs > m.threshold, masks, sizes)
+
+    def compute(self) -> list[dict]:
+        """One row per threshold (fractions, not scaled)."""
+        rows = []
+        for m in self._metrics:
+            r = m.compute()
+            rows.append(
+                {
+                    "threshold": m.threshold,
+                    "pd": r["pd"],
+                    "fa": r["fa_corrected"],
+                    "fa_legacy": r["fa_legacy"],
+                    "iou": r["iou"],
+                    "precision": r["precision"],
+                    "recall": r["recall"],
+                }
+            )
+        return rows
+
+    def write_csv(self, path) -> None:
+        import csv
+
+        rows = self.compute()
+        with open(path, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
