@@ -1,0 +1,161 @@
+"""Streaming the store: tiny stores, the source split, crops, the dataset and the sampler."""
+
+import numpy as np
+import pytest
+import torch
+
+from sirst5k_cli import store
+from trainer.data import (
+    GroupBatchSampler,
+    StoreData,
+    TrainDataset,
+    crop_pad,
+    crop_window,
+    split_by_source,
+    val_batches,
+)
+
+
+def make_tiny_store(path, n_src=8, canvas=32, seed=0, negatives=True):
+    """A store of random images: one 2x2 target per source image; 4 rotations per target."""
+    rng = np.random.default_rng(seed)
+    rows = []  # (image, mask, size, source, kind, target, rotation, group, noise_source)
+    for s in range(n_src):
+        h, w = (canvas, canvas) if s % 3 else (canvas - 5, canvas - 3)
+        img = np.zeros((canvas, canvas), np.uint8)
+        img[:h, :w] = rng.integers(60, 160, (h, w))
+        msk = np.zeros((canvas, canvas), np.uint8)
+        y, x = rng.integers(2, h - 4), rng.integers(2, w - 4)
+        img[y : y + 2, x : x + 2] = 250
+        msk[y : y + 2, x : x + 2] = 1
+        rows.append((img, msk, (h, w), s, 0, -1, -1, -1, -1))
+        if negatives:
+            for r in range(4):
+                neg = img.copy()
+                neg[y - 1 : y + 2, x - 1 : x + 2] = np.rot90(img[y - 1 : y + 2, x - 1 : x + 2], r)
+                rows.append((neg, msk, (h, w), s, 1, 0, 90 * r, s, (s + 1) % n_src))
+    cols = dict(zip(store.COLUMNS, zip(*[r[2:] for r in rows], strict=True), strict=True))
+    train = store.Split(
+        np.stack([r[0] for r in rows]),
+        np.stack([r[1] for r in rows]),
+        {k: np.asarray(v, store.COLUMNS[k]) for k, v in cols.items()},
+    )
+    n_test = 3
+    test = store.Split(
+        train.image[:n_test].copy(),
+        train.mask[:n_test].copy(),
+        {"size": cols_arr(train, "size")[:n_test], "source": np.arange(n_test, dtype=np.int32)},
+    )
+    names = [f"img{i:03d}" for i in range(n_src)]
+    store.write_store(path, train, test, names, {"tiny": True}, seed, "tiny", force=True)
+    return path
+
+
+def cols_arr(split, key):
+    return split.columns[key]
+
+
+@pytest.fixture
+def tiny_store(tmp_path):
+    return make_tiny_store(tmp_path / "tiny.h5")
+
+
+def test_split_by_source_has_no_leakage(tiny_store):
+    data = StoreData(tiny_store, in_memory=True)
+    c = data.columns
+    train, val = split_by_source(c, 0.25, seed=3)
+    assert len(val) == 2 and (c["kind"][val] == 0).all()
+    val_src = set(c["source"][val].tolist())
+    assert not val_src & set(c["source"][train].tolist())
+    assert not val_src & set(c["noise_source"][train].tolist())
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    # same seed, same split; originals_only keeps originals only
+    assert np.array_equal(split_by_source(c, 0.25, seed=3)[1], val)
+    tr_o, val_o = split_by_source(c, 0.25, seed=3, originals_only=True)
+    assert np.array_equal(val_o, val) and (c["kind"][tr_o] == 0).all()
+    assert len(tr_o) == 8 - 2
+
+
+def test_crop_window_inside_and_forced():
+    mask = np.zeros((32, 32), np.uint8)
+    mask[20, 27] = 1
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        y0, x0 = crop_window(mask, (30, 29), 8, rng, force=True)
+        assert 0 <= y0 <= 22 and 0 <= x0 <= 21
+        assert y0 <= 20 < y0 + 8 and x0 <= 27 < x0 + 8
+    # smaller than the crop: window at 0, padded with zeros outside the real size
+    assert crop_window(mask, (5, 6), 8, rng, force=False) == (0, 0)
+    out = crop_pad(np.full((32, 32), 7, np.uint8), 0, 0, (5, 6), 8)
+    assert out.shape == (8, 8) and out[:5, :6].min() == 7 and out.sum() == 7 * 30
+
+
+def test_sampler_covers_once_and_keeps_groups():
+    groups = np.array([-1, -1, 5, 5, 5, 5, -1, 9, 9, 9, 9, -1, -1, 2, 2, 2, 2])
+    s = GroupBatchSampler(groups, batch_size=6, seed=1)
+    s.set_epoch(3)
+    batches = list(s)
+    keys = [k for b in batches for k in b]
+    assert sorted(p for p, _ in keys) == list(range(len(groups)))
+    assert all(len(b) <= 6 for b in batches)
+    for g in (5, 9, 2):
+        where = {i for i, b in enumerate(batches) for p, _ in b if groups[p] == g}
+        seeds = {sd for b in batches for p, sd in b if groups[p] == g}
+        assert len(where) == 1 and len(seeds) == 1  # one batch, one shared seed
+    s.set_epoch(3)
+    assert list(s) == batches  # seeded
+    s.set_epoch(4)
+    assert list(s) != batches
+    s.set_epoch(3, start=2)
+    assert list(s) == batches[2:] and len(s) == len(batches) - 2
+
+
+def test_sampler_shards_by_rank():
+    groups = np.array([-1] * 11 + [4] * 4)
+    full = GroupBatchSampler(groups, batch_size=8, seed=0, world_size=1)
+    shards = [GroupBatchSampler(groups, 8, seed=0, rank=r, world_size=2) for r in range(2)]
+    for s in shards:
+        s.set_epoch(1)
+    b0, b1 = list(shards[0]), list(shards[1])
+    assert len(b0) == len(b1) and all(len(b) <= 4 for b in b0 + b1)
+    seen = [p for b in b0 + b1 for p, _ in b]
+    assert set(seen) == set(range(len(groups)))  # every sample, padding only repeats
+    assert full.per_rank == 8 and shards[0].per_rank == 4
+    assert b0 != b1
+    ungrouped = GroupBatchSampler(groups, 3, seed=0, keep_groups=False)
+    assert all(len(b) == 3 for b in list(ungrouped)[:-1])
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_dataset_items_and_group_windows(tiny_store, in_memory):
+    data = StoreData(tiny_store, in_memory=in_memory)
+    rows = np.arange(len(data))
+    ds = TrainDataset(data, rows, crop=16)
+    item = ds[(0, 123)]
+    assert item["image"].shape == (1, 16, 16) and item["image"].dtype == torch.uint8
+    assert item["mask"].shape == (1, 16, 16) and item["group"] == -1
+    assert torch.equal(ds[(0, 123)]["image"], item["image"])  # same seed, same sample
+    # the 4 rotations of group 2 with one seed: same window and flips, same mask
+    members = np.flatnonzero(data.columns["group"] == 2)
+    outs = [ds[(int(p), 77)] for p in members]
+    for o in outs[1:]:
+        assert torch.equal(o["mask"], outs[0]["mask"])
+        diff = (o["image"] != outs[0]["image"]).sum().item()
+        assert diff <= 9  # only the 3x3 rotated patch differs
+    # streaming and in-memory give the same bytes
+    other = TrainDataset(StoreData(tiny_store, in_memory=not in_memory), rows, crop=16)
+    assert torch.equal(other[(5, 9)]["image"], ds[(5, 9)]["image"])
+
+
+def test_val_batches_pad_to_stride(tiny_store):
+    data = StoreData(tiny_store)
+    rows = np.array([0, 5, 10])
+    got = list(val_batches(data, rows, batch_size=2, stride=16))
+    assert [g[0].shape for g in got] == [(2, 1, 32, 32), (1, 1, 32, 32)]
+    assert np.array_equal(got[0][1][0], data.mask[0]) and got[0][2].shape == (2, 2)
+
+
+def test_not_a_store(tmp_path):
+    (tmp_path / "x.h5").write_bytes(b"nope")
+    with pytest.raises(store.StoreError, match="not an HDF5 file"):
+        StoreData(tmp_path / "x.h5")

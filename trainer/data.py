@@ -1,0 +1,276 @@
+"""Streaming the SIRST-5K store to the trainer: split, dataset, augmentation, batch sampler.
+
+- StoreData reads the per-sample columns of /train once, and the images too when they fit in
+  memory (`in_memory="auto"`: the store's train images take less than half the available RAM
+  and 16 GiB); otherwise every sample is read from HDF5, one chunk (one image) per read, through
+  a handle each DataLoader worker opens lazily on its first item (h5py handles do not survive
+  fork).
+- split_by_source carves the validation set from the training ORIGINALS by source image; every
+  sample made from a validation image (as source or as noise source) is dropped from training.
+- TrainDataset takes keys (position, seed) from GroupBatchSampler: all randomness of a sample
+  (crop window, flips) comes from that seed, so an epoch is a pure function of (seed, epoch),
+  whatever the number of workers, and resumes exactly. The 4 rotations of a group get the SAME
+  seed and their crop window is computed from the group's first member, so they see the same
+  window and the same flips and differ only by the rotated target patch.
+- Crops: a --crop px window inside the real (unpadded) image; half of them are forced to hold a
+  target pixel (BasicIRSTD's recipe); images smaller than the crop are zero padded.
+  Flips and the transpose go through albumentations (HorizontalFlip, VerticalFlip, Transpose).
+"""
+
+from __future__ import annotations
+
+import os
+
+import albumentations as A
+import h5py
+import numpy as np
+import torch
+
+from sirst5k_cli import store
+
+KEEP_COLUMNS = ("size", "source", "kind", "group", "noise_source")
+
+
+def available_memory() -> int:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+class StoreData:
+    """The /train columns of a store, and its images when held in memory."""
+
+    def __init__(self, path: str | os.PathLike, in_memory: str | bool = "auto"):
+        self.path = str(path)
+        with store.check_file(path) as f:
+            g = f["train"]
+            self.columns = {k: g[k][...] for k in KEEP_COLUMNS}
+            n, h, w = g["image"].shape
+        self.canvas = (h, w)
+        nbytes = 2 * n * h * w
+        if in_memory == "auto":
+            in_memory = nbytes < min(available_memory() // 2, 16 << 30)
+        self.in_memory = bool(in_memory)
+        self.image = self.mask = None
+        if self.in_memory:
+            split = store.read_split(path, "train")
+            self.image, self.mask = split.image, split.mask
+        self._file, self._pid = None, None
+
+    def __len__(self) -> int:
+        return len(self.columns["size"])
+
+    def __getstate__(self):  # never pickle an open h5py handle (spawned workers)
+        d = self.__dict__.copy()
+        d["_file"], d["_pid"] = None, None
+        return d
+
+    def _h5(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return self._file
+
+    def read(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """Image and mask of one /train row, (H, W) uint8 each, padded canvas."""
+        if self.in_memory:
+            return self.image[row], self.mask[row]
+        g = self._h5()["train"]
+        try:
+            return g["image"][row], g["mask"][row]
+        except OSError as e:
+            raise store.StoreError(f"{self.path}: train row {row} is damaged ({e})") from e
+
+    def read_mask(self, row: int) -> np.ndarray:
+        return self.mask[row] if self.in_memory else self._h5()["train/mask"][row]
+
+
+def split_by_source(
+    columns: dict, val_fraction: float, seed: int, originals_only: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train_rows, val_rows): validation = originals of a seeded fraction of source images."""
+    kind, source = columns["kind"], columns["source"]
+    noise = columns.get("noise_source", np.full_like(source, -1))
+    orig = kind == store.KIND_ORIGINAL
+    sources = np.unique(source[orig])
+    n_val = int(round(val_fraction * len(sources)))
+    if val_fraction > 0 and n_val == 0 and len(sources) > 1:
+        n_val = 1
+    n_val = min(n_val, len(sources) - 1) if len(sources) > 1 else 0
+    rng = np.random.default_rng([seed, 0x5EED])
+    val_sources = np.sort(rng.choice(sources, n_val, replace=False)) if n_val else sources[:0]
+    val_rows = np.flatnonzero(orig & np.isin(source, val_sources))
+    leak = np.isin(source, val_sources) | np.isin(noise, val_sources)
+    train_mask = ~leak & (orig if originals_only else True)
+    return np.flatnonzero(train_mask), val_rows
+
+
+def crop_window(
+    mask: np.ndarray, size: tuple[int, int], crop: int, rng: np.random.Generator, force: bool
+) -> tuple[int, int]:
+    """Top-left (y0, x0) of a crop x crop window inside the real h x w image.
+
+    With force, the window holds a target pixel drawn at random (when the mask has one).
+    """
+    h, w = int(size[0]), int(size[1])
+    ymax, xmax = max(h - crop, 0), max(w - crop, 0)
+    if force:
+        ys, xs = np.nonzero(mask[:h, :w])
+        if len(ys):
+            k = rng.integers(len(ys))
+            ty, tx = int(ys[k]), int(xs[k])
+            y0 = rng.integers(max(0, ty - crop + 1), min(ty, ymax) + 1)
+            x0 = rng.integers(max(0, tx - crop + 1), min(tx, xmax) + 1)
+            return int(y0), int(x0)
+    return int(rng.integers(ymax + 1)), int(rng.integers(xmax + 1))
+
+
+def crop_pad(img: np.ndarray, y0: int, x0: int, size: tuple[int, int], crop: int) -> np.ndarray:
+    """The crop x crop window at (y0, x0), pixels outside the real size set to 0."""
+    h, w = int(size[0]), int(size[1])
+    out = np.zeros((crop, crop), img.dtype)
+    patch = img[y0 : min(y0 + crop, h), x0 : min(x0 + crop, w)]
+    out[: patch.shape[0], : patch.shape[1]] = patch
+    return out
+
+
+def make_augment() -> A.Compose:
+    return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)])
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Random crops + flips of the training rows; items are addressed by (position, seed)."""
+
+    def __init__(self, data: StoreData, rows: np.ndarray, crop: int, augment: bool = True):
+        self.data, self.rows, self.crop = data, np.asarray(rows), int(crop)
+        self.augment = make_augment() if augment else None
+        group = data.columns["group"][self.rows]
+        self.groups = group
+        # the crop window of a group member is computed from the group's first member's mask
+        first = {}
+        for row, g in zip(self.rows.tolist(), group.tolist(), strict=True):
+            if g >= 0:
+                first.setdefault(g, row)
+        self.anchor = np.array(
+            [
+                first[g] if g >= 0 else r
+                for r, g in zip(self.rows.tolist(), group.tolist(), strict=True)
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        pos, seed = key
+        row = int(self.rows[pos])
+        image, mask = self.data.read(row)
+        size = self.data.columns["size"][row]
+        rng = np.random.default_rng(seed)
+        force = bool(rng.random() < 0.5)
+        anchor = int(self.anchor[pos])
+        anchor_mask = mask if anchor == row else self.data.read_mask(anchor)
+        y0, x0 = crop_window(anchor_mask, size, self.crop, rng, force)
+        image = crop_pad(image, y0, x0, size, self.crop)
+        mask = crop_pad(mask, y0, x0, size, self.crop)
+        if self.augment is not None:
+            self.augment.set_random_seed(int(rng.integers(2**31)))
+            out = self.augment(image=image, mask=mask)
+            image, mask = out["image"], out["mask"]
+        return {
+            "image": torch.from_numpy(np.ascontiguousarray(image))[None],  # (1, c, c) uint8
+            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+            "group": int(self.groups[pos]),
+        }
+
+
+class GroupBatchSampler(torch.utils.data.Sampler):
+    """Batches of (position, seed) keys; every position once per epoch, seeded by (seed, epoch).
+
+    keep_groups: the members of a group (group id >= 0) are one unit, never split across
+    batches, and share one augmentation seed; originals fill the remaining places.
+    batch_size is the global batch; with world_size > 1 each rank gets batch_size // world_size
+    per step and every world_size-th batch of the same global list (DistributedSampler-like; the
+    list is padded by wrapping so that every rank takes the same number of steps).
+    """
+
+    def __init__(
+        self,
+        groups: np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        keep_groups: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        self.groups = np.asarray(groups)
+        self.per_rank = max(batch_size // world_size, 1)
+        self.seed, self.keep_groups = int(seed), keep_groups
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch; skip its first `start` batches (resuming in the middle)."""
+        self.epoch, self.start = int(epoch), int(start)
+
+    def units(self) -> list[list[int]]:
+        if not self.keep_groups:
+            return [[i] for i in range(len(self.groups))]
+        members: dict[int, list[int]] = {}
+        units = []
+        for i, g in enumerate(self.groups.tolist()):
+            if g < 0:
+                units.append([i])
+            else:
+                members.setdefault(g, []).append(i)
+        return units + list(members.values())
+
+    def all_batches(self) -> list[list[tuple[int, int]]]:
+        """Every batch of this epoch, all ranks together."""
+        rng = np.random.default_rng([self.seed, self.epoch])
+        units = self.units()
+        order = rng.permutation(len(units))
+        seeds = rng.integers(2**31, size=len(units))
+        batches, cur = [], []
+        for u, s in zip(order.tolist(), seeds.tolist(), strict=True):
+            if cur and len(cur) + len(units[u]) > self.per_rank:
+                batches.append(cur)
+                cur = []
+            cur.extend((i, s) for i in units[u])
+        if cur:
+            batches.append(cur)
+        return batches
+
+    def batches(self) -> list[list[tuple[int, int]]]:
+        """This rank's batches of this epoch, before skipping `start`."""
+        allb = self.all_batches()
+        n = -(-len(allb) // self.world_size) * self.world_size
+        allb = allb + allb[: n - len(allb)]
+        return allb[self.rank :: self.world_size]
+
+    def __iter__(self):
+        yield from self.batches()[self.start :]
+
+    def __len__(self) -> int:
+        return len(self.batches()) - self.start
+
+
+def val_batches(data: StoreData, rows: np.ndarray, batch_size: int, stride: int):
+    """Yield (image (B, 1, Hp, Wp) uint8 tensor, mask (B, H, W) uint8 numpy, size (B, 2)).
+
+    Whole padded canvases, zero padded further to multiples of the model's stride; metrics
+    ignore everything outside each image's real size.
+    """
+    h, w = data.canvas
+    hp, wp = h + (-h) % stride, w + (-w) % stride
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i : i + batch_size]
+        image = np.zeros((len(chunk), 1, hp, wp), np.uint8)
+        mask = np.zeros((len(chunk), h, w), np.uint8)
+        for j, row in enumerate(chunk.tolist()):
+            image[j, 0, :h, :w], mask[j] = data.read(row)
+        yield torch.from_numpy(image), mask, data.columns["size"][chunk]
