@@ -16,7 +16,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
@@ -71,9 +71,17 @@ def cell_view(a: np.ndarray, grid: int) -> np.ndarray:
 
 
 def cell_stats(image: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and (population) variance of every cell, each (G, G), on the image's 0..255 scale."""
-    cells = cell_view(image, grid).astype(np.float64)
-    return cells.mean(axis=(2, 3)), cells.var(axis=(2, 3))
+    """Mean and population variance of every cell, each (G, G), on the image's 0..255 scale.
+
+    Sums are exact integers, so Var is exactly 0 for a constant cell.
+    """
+    h, w = image.shape
+    ch, cw = h // grid, w // grid
+    a = image[: ch * grid, : cw * grid].astype(np.int64)
+    s1 = a.reshape(grid, ch, grid, cw).sum(axis=(1, 3))
+    s2 = (a * a).reshape(grid, ch, grid, cw).sum(axis=(1, 3))
+    n = ch * cw
+    return s1 / n, (n * s2 - s1 * s1) / (n * n)
 
 
 def noise_cells(
@@ -111,11 +119,16 @@ def target_boxes(mask: np.ndarray, s: int) -> np.ndarray:
     """(z, 2) top-left (y0, x0) of the s x s box on each 8-connected target's centroid.
 
     Centroids are rounded half up; at the border the box is shifted to lie inside the image.
-    Targets are in OpenCV's label order (raster order of each component's first pixel).
+    Targets are in OpenCV's label order (raster order of each component's first pixel) within
+    the mask's bounding rectangle, which is the same as over the whole mask.
     """
     h, w = mask.shape
-    n, _, _, centroids = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    c = np.floor(centroids[1:] + 0.5).astype(np.int64)  # (z, 2) as (x, y)
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        return np.zeros((0, 2), np.int64)
+    sub = np.ascontiguousarray(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
+    n, _, _, centroids = cv2.connectedComponentsWithStats(sub, connectivity=8)
+    c = np.floor(centroids[1:] + 0.5).astype(np.int64) + [cols[0], rows[0]]  # (z, 2) as (x, y)
     y0 = np.clip(c[:, 1] - s // 2, 0, h - s)
     x0 = np.clip(c[:, 0] - s // 2, 0, w - s)
     return np.stack([y0, x0], axis=1).reshape(n - 1, 2)
@@ -124,8 +137,13 @@ def target_boxes(mask: np.ndarray, s: int) -> np.ndarray:
 def rotate_box(a: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.ndarray:
     """A copy of `a` with its s x s box at (y0, x0) replaced by np.rot90(box, k) (exact)."""
     out = a.copy()
-    out[y0 : y0 + s, x0 : x0 + s] = np.rot90(a[y0 : y0 + s, x0 : x0 + s], k)
+    rotate_box_into(out, a, y0, x0, s, k)
     return out
+
+
+def rotate_box_into(dst: np.ndarray, src: np.ndarray, y0: int, x0: int, s: int, k: int) -> None:
+    """dst's box at (y0, x0) := np.rot90(src's box, k); dst already holds a copy of src."""
+    dst[y0 : y0 + s, x0 : x0 + s] = np.rot90(src[y0 : y0 + s, x0 : x0 + s], k)
 
 
 def negatives(
@@ -184,58 +202,194 @@ def sample_noise(rng: np.random.Generator, pool: NoisePool, n_images: int) -> np
 
 # ---------------------------------------------------------------- the store
 @dataclass
-class Loaded:
-    stems: list[str] = field(default_factory=list)
-    images: list[np.ndarray] = field(default_factory=list)
-    masks: list[np.ndarray] = field(default_factory=list)
+class Sample:
+    """One decoded source pair; for training images also its Eq. 1 cells and Eq. 4 boxes."""
+
+    stem: str
+    image: np.ndarray  # (h, w) uint8
+    mask: np.ndarray  # (h, w) 0/1 uint8
+    keep: np.ndarray | None = None  # (G, G) bool, None for test images or when grid/s misfit
+    boxes: np.ndarray | None = None  # (z, 2)
 
 
-def read_pairs(
-    pairs: list[ds.Pair], skip_bad: bool, skipped: list[dict], workers: int = 4
-) -> Loaded:
-    """Decode pairs on a thread pool (OpenCV releases the GIL); keep order; skip or raise."""
+def _fits(shape: tuple[int, int], cfg: SynthConfig) -> bool:
+    return cfg.s <= min(shape) and min(shape) // cfg.grid >= 2
 
-    def one(p):
+
+def read_samples(
+    pairs: list[ds.Pair],
+    cfg: SynthConfig | None,
+    skip_bad: bool,
+    skipped: list[dict],
+    ex: ThreadPoolExecutor,
+) -> list[Sample]:
+    """Decode pairs on a thread pool (OpenCV releases the GIL), in order; skip or raise.
+
+    With cfg (training images) each worker also computes the noise cells and target boxes.
+    """
+
+    def one(p: ds.Pair) -> Sample | UserError:
         try:
-            return ds.read_pair(p)
+            image, mask = ds.read_pair(p)
         except UserError as e:
             return e
+        out = Sample(p.stem, image, mask)
+        if cfg is not None and _fits(image.shape, cfg):
+            out.keep = noise_cells(image, mask, cfg.grid, cfg.sigma, cfg.mu)
+            out.boxes = target_boxes(mask, cfg.s)
+        return out
 
-    with ThreadPoolExecutor(workers) as ex:
-        results = list(ex.map(one, pairs))
-    out = Loaded()
-    for p, r in zip(pairs, results, strict=True):
+    samples = []
+    for r in ex.map(one, pairs):
         if isinstance(r, UserError):
             if not skip_bad:
                 raise r
-            msg = str(r)
-            skipped.append({"file": msg.split(": ", 1)[0], "reason": msg.split(": ", 1)[-1]})
-            continue
-        out.stems.append(p.stem)
-        out.images.append(r[0])
-        out.masks.append(r[1])
-    return out
+            file, _, reason = str(r).partition(": ")
+            skipped.append({"file": file, "reason": reason})
+        else:
+            samples.append(r)
+    return samples
 
 
-def check_sizes(train: Loaded, cfg: SynthConfig) -> None:
+def check_sizes(train: list[Sample], cfg: SynthConfig) -> None:
     """s and grid must fit every training image; raise UserError naming the first that fails."""
-    for stem, img in zip(train.stems, train.images, strict=True):
-        h, w = img.shape
+    for t in train:
+        h, w = t.image.shape
         if cfg.s > min(h, w):
             raise UserError(
-                f"--s {cfg.s}: larger than image '{stem}' ({w}x{h}); choose --s <= {min(h, w)}"
+                f"--s {cfg.s}: larger than image '{t.stem}' ({w}x{h}); choose --s <= {min(h, w)}"
             )
         if min(h, w) // cfg.grid < 2:
             raise UserError(
-                f"--grid {cfg.grid}: image '{stem}' ({w}x{h}) gives cells under 2x2 px; "
+                f"--grid {cfg.grid}: image '{t.stem}' ({w}x{h}) gives cells under 2x2 px; "
                 f"choose --grid <= {min(h, w) // 2}"
             )
 
 
-def _pad(a: np.ndarray, canvas: tuple[int, int]) -> np.ndarray:
-    out = np.zeros((len(a), *canvas), np.uint8)
-    out[:, : a.shape[1], : a.shape[2]] = a
-    return out
+class RowWriter:
+    """Buffers consecutive rows of a group's image/mask datasets; writes them BLOCK at a time.
+
+    h5py costs ~0.2 ms per call, so one call per image would dominate; chunks stay one image.
+    """
+
+    BLOCK = 64
+
+    def __init__(self, g: h5py.Group, start: int, canvas: tuple[int, int]):
+        self.g, self.start, self.canvas, self.n = g, start, canvas, 0
+        self.image = np.zeros((self.BLOCK, *canvas), np.uint8)
+        self.mask = np.zeros((self.BLOCK, *canvas), np.uint8)
+
+    def add(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Copy one (h, w) pair into the next padded row; return the row views for edits."""
+        h, w = image.shape
+        ri, rm = self.image[self.n], self.mask[self.n]
+        if (h, w) != self.canvas:
+            ri[...] = 0
+            rm[...] = 0
+        ri[:h, :w] = image
+        rm[:h, :w] = mask
+        self.n += 1
+        return ri[:h, :w], rm[:h, :w]
+
+    def full(self) -> bool:
+        return self.n == self.BLOCK
+
+    def flush(self) -> None:
+        if self.n:
+            sl = slice(self.start, self.start + self.n)
+            self.g["image"][sl] = self.image[: self.n]
+            self.g["mask"][sl] = self.mask[: self.n]
+            self.start += self.n
+            self.n = 0
+
+
+def draw_noise(train: list[Sample], cfg: SynthConfig) -> tuple[NoisePool, np.ndarray]:
+    """Pool the kept cells and draw one from another image for each training image."""
+    pool = build_pool([t.keep for t in train])
+    n = len(train)
+    if cfg.alpha == 0:
+        return pool, np.full(n, -1, np.int64)
+    avail = len(pool) - np.bincount(pool.owner, minlength=n)
+    if (avail <= 0).any():
+        bad = train[int(np.argmax(avail <= 0))].stem
+        raise UserError(
+            f"noise pool has {len(pool)} cells, none from an image other than '{bad}' "
+            f"(--grid {cfg.grid}, --sigma {cfg.sigma}, --mu {cfg.mu}); loosen Eq. 1: raise "
+            "--sigma or --mu, change --grid, or pass --alpha 0 for no noise"
+        )
+    return pool, sample_noise(np.random.default_rng(cfg.seed), pool, n)
+
+
+def mixed_image(train: list[Sample], i: int, pool: NoisePool, drawn: np.ndarray, cfg) -> np.ndarray:
+    """I_mix of training image i (Eq. 2-3), or the image itself when no noise was drawn."""
+    t = train[i]
+    if drawn[i] < 0:
+        return t.image
+    p = drawn[i]
+    cell = crop_cell(train[pool.owner[p]].image, cfg.grid, pool.row[p], pool.col[p])
+    return mix(t.image, resize_noise(cell, t.image.shape, cfg.resize), cfg.alpha)
+
+
+def _columns(train: list[Sample], drawn: np.ndarray, pool: NoisePool) -> dict[str, np.ndarray]:
+    """Per-row provenance of /train: originals, then 4 negatives per target, image by image."""
+    n = len(train)
+    z = np.array([len(t.boxes) for t in train], np.int64)
+    img_of = np.repeat(np.arange(n), 4 * z)  # image index of every negative
+    n_neg = len(img_of)
+    target = np.concatenate([np.repeat(np.arange(k), 4) for k in z]) if n_neg else img_of
+    noise = np.where(drawn >= 0, pool.owner[np.maximum(drawn, 0)] if len(pool) else -1, -1)
+    sizes = np.array([t.image.shape for t in train], np.int32).reshape(n, 2)
+    neg = np.full(n_neg, -1)
+    return {
+        "size": np.concatenate([sizes, sizes[img_of]]),
+        "source": np.concatenate([np.arange(n), img_of]),
+        "kind": np.repeat([store.KIND_ORIGINAL, store.KIND_NEGATIVE], [n, n_neg]),
+        "target": np.concatenate([np.full(n, -1), target]),
+        "rotation": np.concatenate([np.full(n, -1), np.tile(ROTATIONS, n_neg // 4)]),
+        "group": np.concatenate([np.full(n, -1), np.arange(n_neg) // 4]),
+        "noise_source": np.concatenate([np.full(n, -1), noise[img_of] if n_neg else neg]),
+    }
+
+
+def _write_train(g, train, pool, drawn, cfg, canvas, ex, progress, total) -> None:
+    """Originals at rows 0..n-1, negatives after them; I_mix computed on the thread pool."""
+    n = len(train)
+    orig, negs = RowWriter(g, 0, canvas), RowWriter(g, n, canvas)
+    block = 32
+    for b in range(0, n, block):
+        idx = range(b, min(b + block, n))
+        mixes = list(ex.map(lambda i: mixed_image(train, i, pool, drawn, cfg), idx))
+        for i, img_mix in zip(idx, mixes, strict=True):
+            t = train[i]
+            orig.add(t.image, t.mask)
+            if orig.full():
+                orig.flush()
+            for y0, x0 in t.boxes:
+                for k in range(4):
+                    ri, rm = negs.add(img_mix, t.mask)
+                    rotate_box_into(ri, img_mix, y0, x0, cfg.s, k)
+                    if cfg.label == "rotate":
+                        rotate_box_into(rm, t.mask, y0, x0, cfg.s, k)
+                    if negs.full():
+                        negs.flush()
+            if progress:
+                progress(i + 1, total)
+    orig.flush()
+    negs.flush()
+
+
+def _write_test(g, test, canvas, progress, done, total) -> None:
+    rows = RowWriter(g, 0, canvas)
+    for i, t in enumerate(test):
+        rows.add(t.image, t.mask)
+        if rows.full():
+            rows.flush()
+            if progress:
+                progress(done + i + 1, total)
+    rows.flush()
+    if progress:
+        progress(total, total)
+    g["size"][...] = np.array([t.image.shape for t in test], np.int32).reshape(-1, 2)
 
 
 def build_store(
@@ -246,117 +400,56 @@ def build_store(
     force: bool = False,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    workers: int = 4,
 ) -> dict:
     """Synthesize the SIRST-5K store from SOURCE into DEST, atomically; return a summary dict.
 
-    progress(done, total) is called after each training image and each test block.
+    Everything is checked before DEST is touched; a failure or interrupt leaves no DEST.
+    progress(done, total) is called as training images and test blocks are written.
     """
     t0 = time.perf_counter()
     source = Path(source)
     train_pairs = ds.load_split(source, "train", split)
     test_pairs = ds.load_split(source, "test", split)
+    if not force and Path(dest).exists():
+        raise store.StoreError(f"{dest} exists: choose another output or pass --force")
     skipped: list[dict] = []
-    train = read_pairs(train_pairs, skip_bad, skipped)
-    test = read_pairs(test_pairs, skip_bad, skipped)
-    if not train.images:
-        raise UserError(f"{source}: no usable training image left; see the skipped files")
-    if not test.images:
-        raise UserError(f"{source}: no usable test image left; see the skipped files")
-    check_sizes(train, cfg)
-    n = len(train.images)
-
-    keep = [
-        noise_cells(im, m, cfg.grid, cfg.sigma, cfg.mu)
-        for im, m in zip(train.images, train.masks, strict=True)
-    ]
-    pool = build_pool(keep)
-    if cfg.alpha > 0:
-        avail = len(pool) - np.bincount(pool.owner, minlength=n)
-        if (avail <= 0).any():
-            bad = train.stems[int(np.argmax(avail <= 0))]
-            raise UserError(
-                f"noise pool has {len(pool)} cells, none from an image other than '{bad}' "
-                f"(--grid {cfg.grid}, --sigma {cfg.sigma}, --mu {cfg.mu}); loosen Eq. 1: raise "
-                "--sigma or --mu, change --grid, or pass --alpha 0 for no noise"
-            )
-        rng = np.random.default_rng(cfg.seed)
-        drawn = sample_noise(rng, pool, n)
-    else:
-        drawn = np.full(n, -1, np.int64)
-
-    boxes = [target_boxes(m, cfg.s) for m in train.masks]
-    z = np.array([len(b) for b in boxes], np.int64)
-    n_neg = int(4 * z.sum())
-    all_imgs = train.images + test.images
-    canvas = (max(a.shape[0] for a in all_imgs), max(a.shape[1] for a in all_imgs))
-    names = train.stems + test.stems
-    params = asdict(cfg) | {
-        "train_split": str(ds.find_split_file(source, "train", split)),
-        "test_split": str(ds.find_split_file(source, "test", split)),
-        "noise_pool": len(pool),
-        "targets": int(z.sum()),
-    }
-    total = n + len(test.images)
-    with store.atomic_path(dest, force) as tmp, h5py.File(tmp, "w") as f:
-        store.write_attrs(f, params, cfg.seed, str(source), canvas)
-        f.attrs["skipped"] = json.dumps(skipped)
-        store.write_sources(f, names)
-        g = store.create_split(f, "train", n + n_neg, canvas)
-        cols = {k: np.full(n + n_neg, -1, dt) for k, dt in store.COLUMNS.items() if k != "kind"}
-        cols["size"] = np.zeros((n + n_neg, 2), np.int32)
-        cols["kind"] = np.full(n + n_neg, store.KIND_ORIGINAL, np.uint8)
-        row = n
-        for i in range(n):
-            img, mask = train.images[i], train.masks[i]
-            h, w = img.shape
-            g["image"][i : i + 1] = _pad(img[None], canvas)
-            g["mask"][i : i + 1] = _pad(mask[None], canvas)
-            cols["size"][i] = (h, w)
-            cols["source"][i] = i
-            if z[i]:
-                if drawn[i] >= 0:
-                    p = drawn[i]
-                    cell = crop_cell(
-                        train.images[pool.owner[p]], cfg.grid, pool.row[p], pool.col[p]
-                    )
-                    img_mix = mix(img, resize_noise(cell, (h, w), cfg.resize), cfg.alpha)
-                    noise_src = int(pool.owner[p])
-                else:
-                    img_mix, noise_src = img, -1
-                ni, nm = negatives(img_mix, mask, boxes[i], cfg.s, cfg.label)
-                sl = slice(row, row + len(ni))
-                g["image"][sl] = _pad(ni, canvas)
-                g["mask"][sl] = _pad(nm, canvas)
-                cols["size"][sl] = (h, w)
-                cols["source"][sl] = i
-                cols["kind"][sl] = store.KIND_NEGATIVE
-                cols["target"][sl] = np.repeat(np.arange(z[i]), 4)
-                cols["rotation"][sl] = np.tile(ROTATIONS, z[i])
-                cols["group"][sl] = np.repeat(np.arange(z[i]), 4) + (row - n) // 4
-                cols["noise_source"][sl] = noise_src
-                row += len(ni)
-            if progress:
-                progress(i + 1, total)
-        for key, arr in cols.items():
-            g[key][...] = arr
-        gt = store.create_split(f, "test", len(test.images), canvas)
-        block = 64
-        for b in range(0, len(test.images), block):
-            ims = test.images[b : b + block]
-            ms = test.masks[b : b + block]
-            gt["image"][b : b + len(ims)] = np.stack([_pad(a[None], canvas)[0] for a in ims])
-            gt["mask"][b : b + len(ms)] = np.stack([_pad(a[None], canvas)[0] for a in ms])
-            if progress:
-                progress(n + b + len(ims), total)
-        gt["size"][...] = np.array([a.shape for a in test.images], np.int32).reshape(-1, 2)
-        gt["source"][...] = np.arange(n, n + len(test.images), dtype=np.int32)
+    with ThreadPoolExecutor(workers) as ex:
+        train = read_samples(train_pairs, cfg, skip_bad, skipped, ex)
+        test = read_samples(test_pairs, None, skip_bad, skipped, ex)
+        if not train or not test:
+            which = "training" if not train else "test"
+            raise UserError(f"{source}: no usable {which} image left; see the skipped files")
+        check_sizes(train, cfg)
+        pool, drawn = draw_noise(train, cfg)
+        n, cols = len(train), _columns(train, drawn, pool)
+        shapes = [t.image.shape for t in train + test]
+        canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
+        params = asdict(cfg) | {
+            "train_split": str(ds.find_split_file(source, "train", split)),
+            "test_split": str(ds.find_split_file(source, "test", split)),
+            "noise_pool": len(pool),
+            "targets": int((cols["kind"] == store.KIND_NEGATIVE).sum() // 4),
+        }
+        total = n + len(test)
+        with store.atomic_path(dest, force) as tmp, h5py.File(tmp, "w") as f:
+            store.write_attrs(f, params, cfg.seed, str(source), canvas)
+            f.attrs["skipped"] = json.dumps(skipped)
+            store.write_sources(f, [t.stem for t in train + test])
+            g = store.create_split(f, "train", len(cols["kind"]), canvas)
+            for key, arr in cols.items():
+                g[key][...] = arr.astype(store.COLUMNS[key])
+            _write_train(g, train, pool, drawn, cfg, canvas, ex, progress, total)
+            gt = store.create_split(f, "test", len(test), canvas)
+            gt["source"][...] = np.arange(n, n + len(test), dtype=np.int32)
+            _write_test(gt, test, canvas, progress, n, total)
     return {
         "store": str(dest),
         "originals": n,
-        "targets": int(z.sum()),
-        "negatives": n_neg,
+        "targets": params["targets"],
+        "negatives": len(cols["kind"]) - n,
         "noise_pool": len(pool),
-        "test": len(test.images),
+        "test": len(test),
         "canvas": canvas,
         "skipped": skipped,
         "seconds": time.perf_counter() - t0,
