@@ -1,9 +1,213 @@
-"""CLI command `train` (owned by the trainer work)."""
+"""CLI command `train`: a thin wrapper over trainer.train (torch imported inside the body).
+
+Options left out take the preset's value (--preset), else the paper defaults of TrainConfig.
+Library errors (TrainError, StoreError, CheckpointError, a CUDA out-of-memory) become one line
+and exit 1; bad option values exit 2.
+"""
+
+from __future__ import annotations
 
 import click
 
 
+def _widths(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        widths = [int(v) for v in value.split(",")]
+    except ValueError:
+        widths = []
+    if len(widths) != 5 or min(widths) < 1:
+        raise click.BadParameter(f"{value!r}: give 5 positive integers, e.g. 16,32,64,128,256")
+    return widths
+
+
+class _Progress:
+    """rich progress bar: one task per epoch, loss and samples/s in the description."""
+
+    def __init__(self, console):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+        self.console = console
+        self.bar = Progress(
+            "[progress.description]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.task = None
+
+    def on_start(self, info):
+        self.console.print(
+            f"training {info['train']} samples, validating on {info['val']} images; "
+            f"{info['params'] / 1e6:.2f} M params on {info['device']} "
+            f"(x{info['world']}), crop {info['crop']}, "
+            f"{'in memory' if info['in_memory'] else 'streaming'}, {info['workers']} workers"
+        )
+        self.bar.start()
+
+    def on_step(self, s):
+        desc = f"epoch {s['epoch'] + 1} loss {s['loss']:.4f} {s['samples_per_s']:.0f} samples/s"
+        if self.task is None:
+            self.task = self.bar.add_task(desc, total=s["steps"])
+        self.bar.update(self.task, description=desc, completed=s["step"], total=s["steps"])
+
+    def on_epoch(self, r):
+        val = ""
+        if "val_iou" in r:
+            val = (
+                f" val IoU {100 * r['val_iou']:.2f} Pd {100 * r['val_pd']:.2f} "
+                f"Fa {1e6 * r['val_fa']:.2f}e-6"
+            )
+        self.console.print(
+            f"epoch {r['epoch']}: loss {r['loss']:.4f} (main {r['loss_main']:.4f}, "
+            f"neg {r['loss_neg']:.4f}){val} lr {r['lr']:.4g} "
+            f"{r['samples_per_s']:.0f} samples/s {r['seconds']:.1f} s"
+        )
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+            self.task = None
+
+    def stop(self):
+        self.bar.stop()
+
+
+def _summary_table(s: dict):
+    from rich.table import Table
+
+    t = Table(title=f"sirst5k train: {s['status']}", show_header=False)
+    t.add_column("", style="bold")
+    t.add_column("")
+    b = s["best"]
+    rows = [("epochs done", f"{s['epochs_done']} / {s['epochs']}")]
+    if b.get("epoch", -1) >= 0:
+        rows.append(("best epoch", str(b["epoch"])))
+    if "val_pd" in b:
+        rows.append(
+            (
+                "best val IoU / nIoU / Pd / Fa",
+                f"{100 * b['val_iou']:.2f} / {100 * b['val_niou']:.2f} / "
+                f"{100 * b['val_pd']:.2f} / {1e6 * b['val_fa']:.2f}e-6",
+            )
+        )
+    rows += [
+        ("parameters", f"{s['params']:,}"),
+        ("samples/s (train)", f"{s['samples_per_s']:.1f}"),
+        ("time", f"{s['seconds']:.1f} s on {s['device']} x{s['world_size']}"),
+        ("best / last checkpoint", f"{s['best_pt']}  {s['last_pt']}"),
+        ("log", f"{s['out']}/log.csv"),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    return t
+
+
 @click.command("train")
-def train_cmd():
-    """Train the AFF U-Net on a store (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("store", required=False, type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), help="Run directory (runs/NAME).")
+@click.option(
+    "--preset",
+    type=click.Choice(["paper", "cpu30", "demo", "gpu10"]),
+    help="A named recipe (docs/training.md); explicit options override it.",
+)
+@click.option("--epochs", type=click.IntRange(1), help="Epochs [paper: 1500].")
+@click.option("--batch-size", type=click.IntRange(1), help="Global batch size [paper: 256].")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), help="Adagrad lr [0.05].")
+@click.option("--crop", type=click.IntRange(0), help="Training crop in px, multiple of 16 [256].")
+@click.option(
+    "--neg-loss",
+    type=click.Choice(["sum", "min", "off"]),
+    help="L_Neg over the 4 rotations: sum (Eq. 9), min (Alg. 2), off [sum].",
+)
+@click.option("--neg-weight", type=click.FloatRange(0), help="total = main + w * L_Neg [1.0].")
+@click.option(
+    "--originals-only",
+    is_flag=True,
+    default=None,
+    help="Train on the original images only (ablation: no synthesized negatives).",
+)
+@click.option("--no-attention", is_flag=True, default=None, help="U-Net without AFF (ablation).")
+@click.option("--widths", callback=_widths, help="5 stage widths [16,32,64,128,256].")
+@click.option("--blocks", type=click.IntRange(1), help="Residual blocks per stage [2].")
+@click.option(
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Fraction of training source images held out for validation [0.1].",
+)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
+@click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
+@click.option(
+    "--in-memory/--stream",
+    "in_memory",
+    default=None,
+    help="Hold the store in memory / stream it from HDF5 [auto: memory if it fits].",
+)
+@click.option("--seed", type=int, help="Seed of init, split, sampling, augmentation [42].")
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(0),
+    help="Stop cleanly after the epoch that passes this budget; 0 = none.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(file_okay=False),
+    help="Continue the run in this directory from its last.pt.",
+)
+@click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
+def train_cmd(store, out, preset, resume_dir, force, **opts):
+    """Train the AFF U-Net on a SIRST-5K STORE (from `sirst5k synth`); writes --out DIR."""
+    from pathlib import Path
+
+    import torch
+    from rich.console import Console
+
+    from sirst5k_cli.store import StoreError, check_file
+    from trainer.model import CheckpointError, read_checkpoint
+    from trainer.train import TrainConfig, TrainError, make_config, train
+
+    console = Console(stderr=True)
+    model = {}
+    if opts.pop("no_attention"):
+        model["attention"] = False
+    for key in ("widths", "blocks"):
+        if opts[key] is not None:
+            model[key] = opts[key]
+        opts.pop(key)
+    if opts["in_memory"] is not None:
+        opts["in_memory"] = "memory" if opts["in_memory"] else "stream"
+    try:
+        ckpt = None
+        if resume_dir:
+            ckpt = read_checkpoint(Path(resume_dir) / "last.pt")
+            d = dict(ckpt["config"])
+            # only the budget, device and loader settings may change on resume
+            for k in ("epochs", "max_minutes", "device", "workers", "in_memory"):
+                if opts.get(k) is not None:
+                    d[k] = opts[k]
+            if store:
+                d["store"] = store
+            d["out"] = str(resume_dir)
+            cfg = TrainConfig.from_dict(d)
+        else:
+            if not store or not out:
+                raise click.UsageError("give STORE and --out DIR (or --resume DIR)")
+            cfg = make_config(preset or "", store=str(store), out=str(out), model=model, **opts)
+        check_file(cfg.store).close()
+        hooks = _Progress(console)
+        try:
+            summary = train(cfg, resume=ckpt, force=force, hooks=hooks)
+        finally:
+            hooks.stop()
+    except (TrainError, StoreError, CheckpointError) as e:
+        raise click.ClickException(str(e)) from e
+    except torch.cuda.OutOfMemoryError as e:
+        raise click.ClickException(
+            "CUDA out of memory: try a smaller --batch-size or --crop "
+            f"(now {cfg.batch_size} and {cfg.crop})"
+        ) from e
+    console.print(_summary_table(summary))
+    if summary["status"] == "interrupted":
+        console.print(f"interrupted: continue with `sirst5k train --resume {cfg.out}`")

@@ -1,0 +1,447 @@
+"""The training loop: config, data, model, Adagrad + cosine schedule, validation, checkpoints.
+
+Reads top to bottom: `train(cfg)` sets up (distributed when launched by torchrun), builds the
+data (trainer/data.py), the AFF U-Net (trainer/model.py) and the loss (trainer/losses.py), then
+runs epochs of: train steps, validation on the held-out originals (full real-size images),
+scheduler step, log row, best.pt (by validation IoU) and last.pt, all written atomically.
+
+Paper recipe (IV-C): Adagrad lr 0.05, CosineAnnealingLR over the epochs (stepped once per epoch;
+the official code builds the scheduler but never steps it), batch 256, 1500 epochs, Xavier init.
+The test split of the store is never read here: model selection uses the validation split only.
+
+Resuming: every checkpoint holds the model, optimizer, scheduler, RNG states, the epoch and the
+number of batches done in it. The sampler is a pure function of (seed, epoch) and skips the done
+batches, so a resumed run ends with the same weights as an uninterrupted one on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source, val_batches
+from trainer.losses import NEG_MODES, SirstLoss
+from trainer.metrics import Metrics
+from trainer.model import SCHEMA, ModelConfig, build_model, count_params, save_checkpoint
+
+LOG_FIELDS = (
+    "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
+    "lr", "samples_per_s", "seconds",
+)  # fmt: skip
+RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json")
+
+# Named recipes; explicit options override them. Measured figures: docs/training.md.
+PRESETS = {
+    "paper": {},  # the paper's IV-C settings: the TrainConfig defaults
+    # NUDT-SIRST on a 2-core CPU in about 30 minutes
+    "cpu30": dict(
+        epochs=12, batch_size=16, crop=128, lr=0.05, max_minutes=28.0,
+        model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
+    ),
+    # the demo store in minutes on a CPU
+    "demo": dict(
+        epochs=8, batch_size=16, crop=64, model=dict(widths=[8, 16, 32, 64, 128], blocks=1)
+    ),
+    # paper-scale model and batch on one H100 in about 10 minutes
+    "gpu10": dict(epochs=120, batch_size=64, crop=256, workers=8, max_minutes=10.0),
+}  # fmt: skip
+
+
+class TrainError(ValueError):
+    """A training set-up a user can fix (bad option, existing run, ...): one line."""
+
+
+@dataclass
+class TrainConfig:
+    store: str = ""  # the SIRST-5K store written by `sirst5k synth`
+    out: str = "runs/train"  # run directory: config.json, log.csv, best.pt, last.pt, summary.json
+    epochs: int = 1500  # paper IV-C
+    batch_size: int = 256  # paper IV-C; global over all processes under torchrun
+    lr: float = 0.05  # Adagrad, paper IV-C
+    min_lr: float = 1e-5  # CosineAnnealingLR eta_min
+    crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
+    neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
+    neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
+    originals_only: bool = False  # train on the original images only (no synthesized negatives)
+    val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
+    val_batch_size: int = 16
+    seed: int = 42
+    device: str = "auto"  # auto | cpu | cuda
+    workers: int = -1  # DataLoader workers; -1 = auto (0 on the CPU, up to 8 on CUDA)
+    in_memory: str = "auto"  # auto | memory | stream
+    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
+    channels_last: bool = True  # on CUDA
+    max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
+    preset: str = ""  # the PRESETS entry this config started from
+    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+
+    def __post_init__(self):
+        def bad(msg):
+            raise TrainError(msg)
+
+        if self.epochs < 1:
+            bad(f"--epochs {self.epochs}: must be >= 1")
+        if self.batch_size < 1 or self.val_batch_size < 1:
+            bad(f"--batch-size {self.batch_size}: must be >= 1")
+        if self.crop < 0 or self.crop % 16:
+            bad(f"--crop {self.crop}: use a multiple of 16 (the model's stride), or 0 for whole")
+        if self.neg_loss not in NEG_MODES:
+            bad(f"--neg-loss {self.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
+        if self.neg_loss != "off" and not self.originals_only and self.batch_size < 4:
+            bad(f"--batch-size {self.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
+        if not 0 <= self.val_fraction < 1:
+            bad(f"--val-fraction {self.val_fraction}: must be in [0, 1)")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            bad(f"--device {self.device!r}: choose auto, cpu or cuda")
+        if self.in_memory not in ("auto", "memory", "stream"):
+            bad(f"in_memory {self.in_memory!r}: choose auto, memory or stream")
+        if self.lr <= 0:
+            bad(f"--lr {self.lr}: must be > 0")
+        try:
+            self.model = ModelConfig.from_dict(dict(self.model)).to_dict()
+        except (TypeError, ValueError) as e:
+            bad(f"model options: {e}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def make_config(preset: str = "", **overrides) -> TrainConfig:
+    """A TrainConfig from a preset, then explicit overrides (None = not given)."""
+    if preset and preset not in PRESETS:
+        raise TrainError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
+    d = TrainConfig().to_dict()
+    for k, v in PRESETS.get(preset, {}).items():
+        d[k] = dict(d["model"], **v) if k == "model" else v
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        d[k] = dict(d["model"], **v) if k == "model" else v
+    d["preset"] = preset
+    return TrainConfig.from_dict(d)
+
+
+# ----------------------------------------------------------------------------- set-up helpers
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(cfg: TrainConfig) -> Dist:
+    """Pick the device; init the process group when launched by torchrun (RANK, WORLD_SIZE)."""
+    want = cfg.device
+    if want == "auto":
+        want = "cuda" if torch.cuda.is_available() else "cpu"
+    if want.startswith("cuda") and not torch.cuda.is_available():
+        raise TrainError("--device cuda: no CUDA device is visible; use --device cpu")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+        if want.startswith("cuda"):
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        else:
+            device = torch.device("cpu")
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        return Dist(rank, world, device)
+    return Dist(0, 1, torch.device(want))
+
+
+def rng_state() -> dict:
+    """Every RNG as tensors/lists, loadable with weights_only=True."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "python": [int(version), list(internal), gauss],
+        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                  float(cached)],
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }  # fmt: skip
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def prepare_out(out: Path, resume: bool, force: bool) -> None:
+    if resume:
+        return
+    existing = [f for f in RUN_FILES if (out / f).exists()]
+    if existing and not force:
+        raise TrainError(
+            f"{out} already holds a run ({', '.join(existing)}); pass --resume {out} to continue "
+            "it, --force to overwrite it, or another --out"
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for f in existing:
+        (out / f).unlink()
+
+
+def write_log(out: Path, rows: list[dict]) -> None:
+    tmp = out / ".log.csv.partial"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, out / "log.csv")
+
+
+def read_log(out: Path, upto: int) -> list[dict]:
+    path = out / "log.csv"
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= upto]
+    return [
+        {k: int(v) if k == "epoch" else float(v) for k, v in r.items() if v != ""} for r in rows
+    ]
+
+
+def write_json(path: Path, obj: dict) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def evaluate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device) -> dict:
+    """Validation IoU/nIoU/Pd/Fa on whole real-size images; puts the model back in train mode."""
+    model.eval()
+    metrics = Metrics()
+    h, w = data.canvas
+    for image, mask, size in val_batches(data, rows, cfg.val_batch_size, model.stride):
+        x = image.to(device, non_blocking=True).float()  # (B, 1, Hp, Wp), 0..255
+        if device.type == "cuda" and cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda" and cfg.amp):
+            logits = model(x)[0]
+        probs = torch.sigmoid(logits.float())[:, 0, :h, :w].cpu().numpy()  # (B, H, W)
+        metrics.update(probs, mask, size)
+    model.train()
+    return metrics.compute()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hooks=None) -> dict:
+    """Train; return the summary dict. `resume` is a checkpoint dict from last.pt.
+
+    hooks: optional object with on_start(info), on_step(info) and on_epoch(row) methods (the
+    CLI's progress bar); called on rank 0 only.
+    """
+    t_start = time.time()
+    ddp = setup(cfg)
+    device, out = ddp.device, Path(cfg.out)
+    if ddp.main:
+        prepare_out(out, resume is not None, force)
+        write_json(out / "config.json", cfg.to_dict())
+    if ddp.world > 1:
+        dist.barrier()
+
+    # data: the training rows minus the validation sources, a seeded group-keeping sampler
+    mode = {"auto": "auto", "memory": True, "stream": False}[cfg.in_memory]
+    data = StoreData(cfg.store, in_memory=mode)
+    train_rows, val_rows = split_by_source(
+        data.columns, cfg.val_fraction, cfg.seed, cfg.originals_only
+    )
+    if len(train_rows) == 0:
+        raise TrainError(f"{cfg.store}: no training samples left after the validation split")
+    crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % 16
+    dataset = TrainDataset(data, train_rows, crop)
+    keep_groups = cfg.neg_loss != "off" and not cfg.originals_only
+    if keep_groups and cfg.batch_size // ddp.world < 4:
+        raise TrainError(
+            f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
+            f"{cfg.batch_size // ddp.world} per process; L_Neg needs >= 4 (a whole group)"
+        )
+    sampler = GroupBatchSampler(
+        dataset.groups, cfg.batch_size, cfg.seed, keep_groups, ddp.rank, ddp.world
+    )
+    cuda = device.type == "cuda"
+    workers = cfg.workers if cfg.workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        pin_memory=cuda,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+    # model, optimizer, schedule, loss: Xavier init from the seed, identical on every rank
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model).to(device)
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        if cfg.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, cfg.min_lr)
+    criterion = SirstLoss(cfg.neg_loss if keep_groups else "off", cfg.neg_weight)
+    n_params = count_params(model)
+
+    epoch, step, best, rows = 0, 0, {"epoch": -1, "val_iou": -1.0}, []
+    partial = {"loss": 0.0, "loss_main": 0.0, "loss_neg": 0.0, "n": 0, "samples": 0, "sec": 0.0}
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        scheduler.T_max = cfg.epochs  # --epochs may extend a resumed run
+        epoch, step, best = resume["epoch"], resume.get("step", 0), dict(resume["best"])
+        partial = dict(resume.get("partial") or partial)
+        set_rng_state(resume["rng"])
+        rows = read_log(out, epoch) if ddp.main else []
+    net = model
+    if ddp.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if cuda else None
+        )
+
+    def checkpoint() -> dict:
+        return {
+            "schema": SCHEMA,
+            "model": model.state_dict(),
+            "model_config": dict(cfg.model),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,  # epochs completed
+            "step": step,  # batches done in epoch `epoch` (0 at an epoch boundary)
+            "partial": dict(partial),
+            "config": cfg.to_dict(),
+            "rng": rng_state(),
+            "best": dict(best),
+            "params": n_params,
+        }
+
+    info = dict(
+        params=n_params, train=len(train_rows), val=len(val_rows), device=str(device),
+        world=ddp.world, workers=workers, in_memory=data.in_memory, crop=crop,
+        start_epoch=epoch, epochs=cfg.epochs,
+    )  # fmt: skip
+    if ddp.main and hooks:
+        hooks.on_start(info)
+    stopped = "completed"
+    model.train()
+    try:
+        while epoch < cfg.epochs:
+            sampler.set_epoch(epoch, start=step)
+            n_steps = len(sampler) + step
+            t0 = time.time()
+            for batch in loader:
+                x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c) 0..255
+                y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
+                g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
+                if cuda and cfg.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
+                    outputs = net(x)
+                loss, main, neg = criterion(outputs, y, g)  # float32 whatever the autocast
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                step += 1
+                stats = torch.stack([loss.detach(), main.detach(), neg.detach()]).tolist()
+                partial["loss"] += stats[0]
+                partial["loss_main"] += stats[1]
+                partial["loss_neg"] += stats[2]
+                partial["n"] += 1
+                partial["samples"] += len(x) * ddp.world
+                if ddp.main and hooks:
+                    sec = partial["sec"] + time.time() - t0
+                    hooks.on_step(
+                        dict(epoch=epoch, step=step, steps=n_steps, loss=stats[0],
+                             samples_per_s=partial["samples"] / max(sec, 1e-9))
+                    )  # fmt: skip
+            partial["sec"] += time.time() - t0
+
+            # end of epoch: validate (rank 0), schedule, log, checkpoints
+            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+            n = max(partial["n"], 1)
+            for k in ("loss", "loss_main", "loss_neg"):
+                row[k] = partial[k] / n
+            row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
+            row["seconds"] = partial["sec"]
+            if ddp.main and len(val_rows):
+                m = evaluate(model, data, val_rows, cfg, device)
+                row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
+            scheduler.step()
+            epoch, step = epoch + 1, 0
+            partial = {k: 0.0 if k == "sec" else 0 for k in partial}
+            if ddp.main:
+                rows.append(row)
+                write_log(out, rows)
+                score = row.get("val_iou", float(epoch))  # no validation split: the last wins
+                if score > best["val_iou"]:
+                    best = {"epoch": epoch, "val_iou": score}
+                    best.update({k: row[k] for k in row if k.startswith("val_")})
+                    save_checkpoint(checkpoint(), out / "best.pt")
+                save_checkpoint(checkpoint(), out / "last.pt")
+                if hooks:
+                    hooks.on_epoch(row)
+            over = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
+            if ddp.world > 1:  # every rank stops together, on rank 0's clock
+                flag = torch.tensor([int(over)], device=device)
+                dist.broadcast(flag, 0)
+                over = bool(flag.item())
+            if over and epoch < cfg.epochs:
+                stopped = f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {epoch}"
+                break
+    except KeyboardInterrupt:
+        stopped = "interrupted"
+        if ddp.main:  # the state after the last finished batch; resume skips the done batches
+            save_checkpoint(checkpoint(), out / "last.pt")
+
+    summary = {
+        "status": stopped,
+        "epochs_done": epoch,
+        "epochs": cfg.epochs,
+        "best": best,
+        "last": rows[-1] if rows else None,
+        "params": n_params,
+        "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
+        "seconds": time.time() - t_start,
+        "device": str(device),
+        "world_size": ddp.world,
+        "train_samples": len(train_rows),
+        "val_images": len(val_rows),
+        "out": str(out),
+        "best_pt": str(out / "best.pt"),
+        "last_pt": str(out / "last.pt"),
+        "resume": f"sirst5k train --resume {out}",
+    }
+    if ddp.main:
+        write_json(out / "summary.json", summary)
+    if ddp.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()
+    return summary
