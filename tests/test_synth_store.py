@@ -1,0 +1,196 @@
+"""The store written by build_store: contents checked by independent routes, determinism,
+atomicity, inspect on good and damaged stores, and the NUDT-SIRST counts when the data is here."""
+
+import shutil
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from conftest import NUDT
+from scipy import ndimage
+
+from sirst5k_cli import dataset as ds
+from sirst5k_cli import store, synth
+from sirst5k_cli.inspect_store import verify
+from sirst5k_cli.store import StoreError
+from sirst5k_cli.synth import SynthConfig, build_store
+
+
+def _targets(mask: np.ndarray) -> int:
+    return ndimage.label(mask, structure=np.ones((3, 3)))[1]
+
+
+def test_demo_store_contents(demo_source, demo_store):
+    train = store.read_split(demo_store, "train")
+    test = store.read_split(demo_store, "test")
+    attrs = store.read_attrs(demo_store)
+    pairs = ds.load_split(demo_source, "train")
+    test_pairs = ds.load_split(demo_source, "test")
+    n = len(pairs)
+    c = train.columns
+    assert (c["kind"][:n] == store.KIND_ORIGINAL).all()
+    assert (c["kind"][n:] == store.KIND_NEGATIVE).all()
+    # originals: the source pixels, unpadded at [:h, :w], zero elsewhere
+    z_total = 0
+    for i, p in enumerate(pairs):
+        img, mask = ds.read_pair(p)
+        h, w = img.shape
+        assert tuple(c["size"][i]) == (h, w) and attrs["sources"][c["source"][i]] == p.stem
+        assert (train.image[i, :h, :w] == img).all() and not train.image[i, h:].any()
+        assert (train.mask[i, :h, :w] == mask).all() and not train.mask[i, :, w:].any()
+        z_total += _targets(mask)
+    assert len(train) - n == 4 * z_total
+    neg = slice(n, None)
+    assert (c["noise_source"][neg] != c["source"][neg]).all() and (
+        c["noise_source"][neg] >= 0
+    ).all()
+    assert sorted(np.unique(c["group"][neg], return_counts=True)[1]) == [4] * z_total
+    # within a group, all rotations differ from rotation 0 only inside one s x s box
+    for gid in range(z_total):
+        rows = np.flatnonzero(c["group"] == gid)
+        assert c["rotation"][rows].tolist() == [0, 90, 180, 270]
+        base = train.image[rows[0]].astype(int)
+        for r in rows[1:]:
+            ys, xs = np.nonzero(train.image[r].astype(int) != base)
+            if len(ys):
+                assert ys.max() - ys.min() < 3 and xs.max() - xs.min() < 3
+        # rotation 0 holds the original mask (I_mix does not move labels)
+        assert (train.mask[rows[0]] == train.mask[c["source"][rows[0]]]).all()
+    # test split copied unchanged
+    for i, p in enumerate(test_pairs):
+        img, mask = ds.read_pair(p)
+        h, w = img.shape
+        assert (test.image[i, :h, :w] == img).all() and (test.mask[i, :h, :w] == mask).all()
+        assert attrs["sources"][test.columns["source"][i]] == p.stem
+    assert attrs["params"]["alpha"] == 0.1 and attrs["params"]["s"] == 3
+    assert attrs["canvas"] == (64, 64) and len(set(map(tuple, c["size"]))) > 1  # mixed sizes
+    assert verify(demo_store)["negatives"] == 4 * z_total
+
+
+def test_alpha_zero_s_one_negatives_equal_originals(demo_source, tmp_path):
+    out = tmp_path / "s.h5"
+    build_store(demo_source, out, SynthConfig(alpha=0.0, s=1))
+    train = store.read_split(out, "train")
+    c = train.columns
+    neg = np.flatnonzero(c["kind"] == store.KIND_NEGATIVE)
+    assert len(neg) and (c["noise_source"][neg] == -1).all()
+    src = c["source"][neg]
+    assert (train.image[neg] == train.image[src]).all()
+    assert (train.mask[neg] == train.mask[src]).all()
+
+
+def test_mixing_matches_formula_on_store(demo_source, tmp_path):
+    """alpha = 1: I_mix outside the rotated box is exactly the resized noise cell (Eq. 2-3)."""
+    out = tmp_path / "a1.h5"
+    cfg = SynthConfig(alpha=1.0, s=1, resize="nearest", grid=4)
+    build_store(demo_source, out, cfg)
+    train = store.read_split(out, "train")
+    c = train.columns
+    row = int(np.flatnonzero(c["kind"] == store.KIND_NEGATIVE)[0])
+    h, w = c["size"][row]
+    noise_img = train.image[c["noise_source"][row]]  # originals come first, source == row
+    got = train.image[row, :h, :w]
+    # nearest-resized 4x4-grid cell: constant over blocks; its values must all occur in one cell
+    nh, nw = c["size"][c["noise_source"][row]] // 4
+    cells = [
+        noise_img[r * nh : (r + 1) * nh, q * nw : (q + 1) * nw] for r in range(4) for q in range(4)
+    ]
+    matches = [
+        cell for cell in cells if (cv2.resize(cell, (int(w), int(h)), interpolation=0) == got).all()
+    ]
+    assert matches, "the negative is not a nearest resize of any cell of its noise source"
+
+
+def test_same_seed_same_bytes_other_seed_other_noise(demo_source, tmp_path):
+    a, b, c = tmp_path / "a.h5", tmp_path / "b.h5", tmp_path / "c.h5"
+    build_store(demo_source, a, SynthConfig(seed=3))
+    build_store(demo_source, b, SynthConfig(seed=3))
+    build_store(demo_source, c, SynthConfig(seed=4))
+    ta, tb, tc = (store.read_split(p, "train") for p in (a, b, c))
+    assert (ta.image == tb.image).all() and (ta.mask == tb.mask).all()
+    assert all((ta.columns[k] == tb.columns[k]).all() for k in ta.columns)
+    assert (ta.columns["noise_source"] != tc.columns["noise_source"]).any()
+
+
+@pytest.mark.parametrize("exc", [RuntimeError, KeyboardInterrupt])
+def test_interrupted_write_leaves_nothing(demo_source, tmp_path, monkeypatch, exc):
+    calls = {"n": 0}
+    real = synth.RowWriter.flush
+
+    def boom(self):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise exc("interrupted")
+        real(self)
+
+    monkeypatch.setattr(synth.RowWriter, "flush", boom)
+    out = tmp_path / "x.h5"
+    with pytest.raises(exc):
+        build_store(demo_source, out, SynthConfig())
+    assert calls["n"] == 2 and list(tmp_path.iterdir()) == []
+
+
+def test_existing_store_kept_without_force(demo_source, tmp_path):
+    out = tmp_path / "x.h5"
+    out.write_bytes(b"keep me")
+    with pytest.raises(StoreError, match="--force"):
+        build_store(demo_source, out, SynthConfig())
+    assert out.read_bytes() == b"keep me"
+    build_store(demo_source, out, SynthConfig(), force=True)
+    assert verify(out)["originals"] == 12
+
+
+def _flip_chunk_bytes(path, group, key, row):
+    with h5py.File(path, "r") as f:
+        info = f[group][key].id.get_chunk_info(row)
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + 10)
+        b = bytearray(fh.read(8))
+        fh.seek(info.byte_offset + 10)
+        fh.write(bytes(x ^ 0xFF for x in b))
+
+
+@pytest.mark.parametrize("group,key,row", [("train", "image", 5), ("test", "mask", 0)])
+def test_inspect_detects_flipped_bytes(demo_store, tmp_path, group, key, row):
+    bad = tmp_path / "bad.h5"
+    shutil.copy(demo_store, bad)
+    _flip_chunk_bytes(bad, group, key, row)
+    with pytest.raises(StoreError, match=f"{bad}.*/{group}"):
+        verify(bad)
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda f: f["train/rotation"].__setitem__(-1, 45), "rotation"),
+        (lambda f: f["train/group"].__setitem__(-1, 0), "group"),
+        (lambda f: f["train/mask"].__setitem__((0, 0, 0), 7), "0/1"),
+        (lambda f: f["train/kind"].__setitem__(0, 1), "kind"),
+        (lambda f: f["test/size"].__setitem__(0, [10, 10]), "outside its size"),
+        (lambda f: f.attrs.__setitem__("schema_version", 99), "schema version"),
+        (lambda f: f["train"].__delitem__("noise_source"), "noise_source"),
+    ],
+)
+def test_inspect_detects_inconsistent_stores(demo_store, tmp_path, edit, reason):
+    bad = tmp_path / "bad.h5"
+    shutil.copy(demo_store, bad)
+    with h5py.File(bad, "r+") as f:
+        edit(f)
+    with pytest.raises(StoreError, match=reason):
+        verify(bad)
+
+
+@pytest.mark.skipif(not NUDT.is_dir(), reason="NUDT-SIRST not at ../shared/data")
+def test_nudt_sirst_counts(tmp_path):
+    out = tmp_path / "nudt.h5"
+    res = build_store(NUDT, out, SynthConfig())
+    assert (res["originals"], res["targets"], res["negatives"], res["test"]) == (
+        663,
+        918,
+        3672,
+        664,
+    )
+    summary = verify(out)
+    assert summary["originals"] == 663 and summary["negatives"] == 3672 and summary["test"] == 664
+    assert summary["canvas"] == (256, 256)
