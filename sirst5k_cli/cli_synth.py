@@ -179,7 +179,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     ]
     console.print(_table(f"SIRST-5K store {out}", rows))
     for sk in res["skipped"]:
-        console.print(f"skipped {sk['file']}: {sk['reason']}", markup=False)
+        click.echo(f"skipped {sk['file']}: {sk['reason']}")
 
 
 @click.command("inspect")

@@ -1,0 +1,184 @@
+"""`sirst5k demo-data / synth / inspect` through click's CliRunner: every bad input of the issue
+gives a non-zero exit, one line naming the file or value, and nothing at the destination."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from sirst5k_cli import store
+from sirst5k_cli.cli import main
+
+
+@pytest.fixture
+def src(demo_source, tmp_path):
+    """A private, editable copy of the demo source."""
+    out = tmp_path / "src"
+    shutil.copytree(demo_source, out)
+    return out
+
+
+def _train_stem(src, k=0):
+    return (src / "splits/50_50/train.txt").read_text().split()[k]
+
+
+def synth(*args):
+    return CliRunner().invoke(main, ["synth", *map(str, args)])
+
+
+def _assert_fails(res, out, *words, code=1):
+    assert res.exit_code == code, res.output
+    for w in words:
+        assert str(w) in res.output, (w, res.output)
+    assert not out.exists()
+    assert not list(out.parent.glob(f".{out.name}*"))  # no partial file left either
+
+
+def test_synth_then_inspect_ok(src, tmp_path):
+    out = tmp_path / "s.h5"
+    res = synth(src, "-o", out, "--alpha", "0.1", "--s", "3")
+    assert res.exit_code == 0, res.output
+    for word in ("originals", "negatives", "noise pool", "test images", "seconds", "MB"):
+        assert word in res.output
+    res = CliRunner().invoke(main, ["inspect", str(out)])
+    assert res.exit_code == 0, res.output
+    assert res.output.rstrip().endswith("OK") and "negatives" in res.output
+
+
+def test_missing_source(tmp_path):
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(tmp_path / "nope", "-o", out), out, "nope")
+
+
+def test_empty_source(tmp_path):
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(tmp_path / "empty", "-o", out), out, "no images")
+    _assert_fails(synth(tmp_path, "-o", out), out, "no images/ folder")
+
+
+def test_image_without_mask(src, tmp_path):
+    stem = _train_stem(src, 2)
+    (src / "masks" / f"{stem}.png").unlink()
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out), out, f"{stem}.png", "no mask")
+
+
+def test_mask_size_mismatch(src, tmp_path):
+    stem = _train_stem(src, 1)
+    cv2.imwrite(str(src / "masks" / f"{stem}.png"), np.zeros((17, 23), np.uint8))
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out), out, f"masks/{stem}.png", "23x17")
+
+
+def test_corrupt_image(src, tmp_path):
+    stem = _train_stem(src, 3)
+    (src / "images" / f"{stem}.png").write_bytes(b"\x89PNG not really")
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out), out, f"images/{stem}.png", "cannot decode")
+
+
+def test_non_binary_mask(src, tmp_path):
+    stem = _train_stem(src, 0)
+    m = np.zeros((64, 64), np.uint8)
+    m[3, 3], m[5, 5] = 128, 255
+    img = cv2.imread(str(src / "images" / f"{stem}.png"), 0)
+    cv2.imwrite(str(src / "masks" / f"{stem}.png"), m[: img.shape[0], : img.shape[1]])
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out), out, f"masks/{stem}.png", "not binary")
+
+
+@pytest.mark.parametrize(
+    "opts, words, code",
+    [
+        (["--alpha", "1.5"], ["--alpha", "1.5"], 2),
+        (["--alpha", "-0.2"], ["--alpha", "-0.2"], 2),
+        (["--s", "4"], ["--s", "4", "odd"], 2),
+        (["--s", "101"], ["--s 101", "choose --s <="], 1),
+        (["--grid", "40"], ["--grid 40", "choose --grid <="], 1),
+        (["--sigma", "1e-9"], ["noise pool", "--sigma"], 1),
+        (["--resize", "lanczos"], ["--resize", "lanczos"], 2),
+    ],
+)
+def test_bad_values(src, tmp_path, opts, words, code):
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out, *opts), out, *words, code=code)
+
+
+def test_empty_pool_is_fine_without_noise(src, tmp_path):
+    out = tmp_path / "s.h5"
+    res = synth(src, "-o", out, "--sigma", "1e-9", "--alpha", "0")
+    assert res.exit_code == 0, res.output
+    assert (store.read_split(out, "train").columns["noise_source"] == -1).all()
+
+
+def test_existing_output_needs_force(src, tmp_path):
+    out = tmp_path / "s.h5"
+    out.write_bytes(b"precious")
+    res = synth(src, "-o", out)
+    assert res.exit_code == 1 and str(out) in res.output and "--force" in res.output
+    assert out.read_bytes() == b"precious"
+    assert synth(src, "-o", out, "--force").exit_code == 0
+    assert store.read_attrs(out)["format"] == store.FORMAT
+
+
+def test_skip_bad_reports_and_records(src, tmp_path):
+    stems = (src / "splits/50_50/train.txt").read_text().split()
+    (src / "images" / f"{stems[0]}.png").write_bytes(b"junk")
+    (src / "masks" / f"{stems[1]}.png").unlink()
+    out = tmp_path / "s.h5"
+    res = synth(src, "-o", out, "--skip-bad")
+    assert res.exit_code == 0, res.output
+    assert f"{stems[0]}.png" in res.output and f"{stems[1]}.png" in res.output
+    attrs = store.read_attrs(out)
+    skipped = json.loads(attrs["skipped"])
+    # the corrupt image is named by its image file, the missing mask by its image file too
+    assert sorted(s["file"].rsplit("/", 1)[-1] for s in skipped) == [
+        f"{st}.png" for st in stems[:2]
+    ]
+    assert "cannot decode" in skipped[0]["reason"] and "no mask" in skipped[1]["reason"]
+    assert stems[0] not in attrs["sources"] and stems[1] not in attrs["sources"]
+    assert len(store.read_split(out, "train").columns["kind"]) > 0
+
+
+def test_inspect_failures(demo_store, tmp_path):
+    res = CliRunner().invoke(main, ["inspect", str(tmp_path / "none.h5")])
+    assert res.exit_code == 1 and "none.h5" in res.output
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5")
+    res = CliRunner().invoke(main, ["inspect", str(junk)])
+    assert res.exit_code == 1 and "junk.h5" in res.output and "OK" not in res.output
+    bad = tmp_path / "bad.h5"
+    shutil.copy(demo_store, bad)
+    import h5py
+
+    with h5py.File(bad, "r") as f:
+        off = f["train/image"].id.get_chunk_info(3).byte_offset
+    with open(bad, "r+b") as fh:
+        fh.seek(off + 100)
+        fh.write(b"\x00\xff\x00\xff")
+    res = CliRunner().invoke(main, ["inspect", str(bad)])
+    assert res.exit_code == 1 and "bad.h5" in res.output and len(res.output.splitlines()) == 1
+
+
+def test_demo_data_cli(tmp_path):
+    out = tmp_path / "demo"
+    res = CliRunner().invoke(main, ["demo-data", str(out), "--n", "6", "--size", "48"])
+    assert res.exit_code == 0, res.output and "6 images" in res.output
+    assert len(list((out / "images").glob("*.png"))) == 6
+    res = CliRunner().invoke(main, ["demo-data", str(out)])
+    assert res.exit_code == 1 and "--force" in res.output
+    res = CliRunner().invoke(main, ["demo-data", str(out), "--n", "6", "--force"])
+    assert res.exit_code == 0
+
+
+def test_cli_import_does_not_import_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, sirst5k_cli.cli, sirst5k_cli.synth; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
