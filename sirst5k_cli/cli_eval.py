@@ -1,15 +1,185 @@
-"""CLI commands `eval` and `predict` (owned by the evaluation work)."""
+"""CLI commands `eval` and `predict`: thin wrappers over trainer.evaluate.
+
+Library errors (UserError, StoreError, CheckpointError: all ValueErrors with one line naming the
+file and the fix) become click.ClickException (exit 1). torch is imported only inside the
+commands, through trainer.evaluate, so `sirst5k --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
 
 import click
 
+DEVICES = click.Choice(["auto", "cpu", "cuda"])
+
+
+def _predictor_options(f):
+    """--checkpoint/--method/--k/--threshold/--device/--batch-size/--skip-bad, shared."""
+    options = [
+        click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained .pt file."),
+        click.option("--method", help="Classical detector instead: tophat or maxmedian."),
+        click.option(
+            "--k",
+            type=float,
+            default=None,
+            help="Method only: adaptive threshold T = mean + k*std of the score map "
+            "(default: the method's own, see docs/evaluation.md).",
+        ),
+        click.option(
+            "--threshold",
+            type=click.FloatRange(0, 1),
+            default=0.5,
+            show_default=True,
+            help="A pixel is target when its probability is > this.",
+        ),
+        click.option("--device", type=DEVICES, default="auto", show_default=True),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(1),
+            default=None,
+            help="Images per forward pass (default 1 on CPU, 16 on CUDA).",
+        ),
+        click.option(
+            "--skip-bad",
+            is_flag=True,
+            help="Skip unreadable images, missing masks and size mismatches (listed in the "
+            "summary) instead of stopping at the first.",
+        ),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    )
+
+
+def _fmt(v, digits=2) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def _print_table(report: dict) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    from trainer.evaluate import REFERENCE_ROWS
+
+    pu, legacy = report["paper_units"], "legacy" in report["fa_definition"]
+    t = Table(title=f"{report['data']} ({report['images']} images, threshold "
+                    f"{report['threshold']:g})", box=box.SIMPLE_HEAD)  # fmt: skip
+    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "Fa def", "params M", "img/s"):
+        left = col in ("method", "Fa def")
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)
+    params = report["params"] / 1e6 if report["params"] else None
+    t.add_row(
+        f"[bold]{report['predictor']}[/bold]",
+        _fmt(pu["iou_x1e2"]),
+        _fmt(pu["niou_x1e2"]),
+        _fmt(pu["pd_x1e2"]),
+        _fmt(pu["fa_x1e6"], 3),
+        "legacy" if legacy else "corr.",
+        _fmt(params),
+        _fmt(report["timing"]["images_per_s"], 1),
+    )
+    other = pu["fa_corrected_x1e6"] if legacy else pu["fa_legacy_x1e6"]
+    t.add_row("  (other Fa)", "", "", "", _fmt(other, 3), "corr." if legacy else "legacy")
+    t.add_section()
+    for name, iou, pd, fa, par, fa_def in REFERENCE_ROWS:
+        t.add_row(name, _fmt(iou), "-", _fmt(pd), _fmt(fa, 3), fa_def, _fmt(par), "-", style="dim")
+    console = Console()
+    console.print(t)
+    console.print(
+        "[dim]Reference rows: NUDT-SIRST 50/50 test split (664 images) as published; IoU, Pd "
+        "x1e2, Fa x1e6. [B] BasicIRSTD retrain, [T1] SIRST-5K paper Table I (Fa definition not "
+        "stated). corr. = corrected Fa (BasicIRSTD), legacy = DNA-Net's.[/dim]"
+    )
+
 
 @click.command("eval")
-def eval_cmd():
-    """Evaluate a checkpoint or method (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("data", type=click.Path(path_type=Path))
+@_predictor_options
+@click.option(
+    "--split", type=click.Path(path_type=Path), help="Test split file or folder (dataset only)."
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Output folder (default: CKPT's folder/eval, or runs/eval-METHOD).",
+)
+@click.option("--legacy-fa", is_flag=True, help="Report DNA-Net's legacy Fa as 'fa' (papers).")
+@click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
+              help="Overlay PNGs for this many worst images.")  # fmt: skip
+def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_bad, split, out,
+             legacy_fa, worst):  # fmt: skip
+    """Evaluate a checkpoint or a classical method on DATA's test images.
+
+    DATA is a store (its test group) or a dataset folder (its test split, any layout sirst5k
+    reads). Prints IoU, nIoU, Pd, Fa in the papers' units beside the papers' rows and writes
+    metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays/ into --out.
+    """
+    from trainer.evaluate import evaluate, make_predictor, open_data
+
+    try:
+        predictor = make_predictor(checkpoint, method, device, k)
+        if out is None:
+            out = checkpoint.parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
+        source = open_data(data, split, skip_bad)
+        with _progress() as bar:
+            task = bar.add_task("eval", total=source.n)
+            report = evaluate(source, predictor, out, threshold, legacy_fa, batch_size, worst,
+                              progress=lambda n: bar.advance(task, n))  # fmt: skip
+    except ValueError as e:  # UserError, StoreError, CheckpointError
+        raise click.ClickException(str(e)) from e
+    _print_table(report)
+    if report["skipped"]:
+        click.echo(f"skipped {len(report['skipped'])} image(s):")
+        for line in report["skipped"]:
+            click.echo(f"  {line}")
+    click.echo(f"wrote {out}/metrics.json, per_image.csv, roc.csv, pd_fa.png, overlays/")
 
 
 @click.command("predict")
-def predict_cmd():
-    """Predict masks for images (not yet implemented)."""
-    raise click.ClickException("not implemented yet")
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@_predictor_options
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+              help="Output folder: <name>.png masks (0/255) and overlays/.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
+@click.option("--overlay/--no-overlay", default=True, show_default=True,
+              help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
+def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, skip_bad, out,
+                limit, overlay):  # fmt: skip
+    """Predict target masks for IMAGES (files or folders, searched recursively).
+
+    Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
+    """
+    from trainer.evaluate import collect_images, make_predictor, predict
+
+    try:
+        predictor = make_predictor(checkpoint, method, device, k)
+        n = len(collect_images(images, out)[: limit or None])
+        with _progress() as bar:
+            task = bar.add_task("predict", total=n)
+            s = predict(images, predictor, out, threshold, limit, skip_bad, overlay, batch_size,
+                        progress=lambda n: bar.advance(task, n))  # fmt: skip
+    except ValueError as e:
+        raise click.ClickException(str(e)) from e
+    rate = s["written"] / s["predict_s"] if s["predict_s"] > 0 else 0.0
+    click.echo(
+        f"wrote {s['written']} mask(s) to {out} ({s['detections']} detections, "
+        f"threshold {threshold:g}, {rate:.1f} images/s)"
+    )
+    if s["skipped"]:
+        click.echo(f"skipped {len(s['skipped'])} file(s):")
+        for line in s["skipped"]:
+            click.echo(f"  {line}")

@@ -237,6 +237,12 @@ class Metrics:
         """As `update`, for already thresholded (B, H, W) bool predictions."""
         self._parts.append(_batch_counts(pred, mask, _valid(pred.shape, sizes)))
 
+    def merge(self, other: Metrics) -> None:
+        """Add the images another accumulator (same definitions) has seen."""
+        if (other.threshold, other.legacy_fa) != (self.threshold, self.legacy_fa):
+            raise ValueError("cannot merge metrics of another threshold or Fa definition")
+        self._parts.extend(other._parts)
+
     def _column(self, key: str) -> np.ndarray:
         if not self._parts:
             return np.zeros(0, np.int64)

@@ -1,0 +1,376 @@
+"""Evaluation and prediction: the library behind `sirst5k eval` and `sirst5k predict`.
+
+eval: iterate the test images of a store (its test group, cropped to each real size) or of a
+dataset folder (dataset.load_split), run a predictor (a checkpoint or a classical method from
+trainer.detectors), accumulate trainer.metrics, and write metrics.json, per_image.csv, roc.csv,
+pd_fa.png and overlays of the worst images. predict: the same predictors on a user's files.
+
+Networks see each image zero-padded at the bottom/right to a multiple of `model.stride` (as the
+store's canvas pads images for training: trainer.model.pad_to_stride); the logits are cropped
+back before the sigmoid, so only real pixels are ever scored. Images of one batch are grouped by
+padded shape. On the CPU the default batch is 1, which makes every image's prediction
+independent of the others (eval and predict then agree bit for bit); on CUDA the default is 16,
+and the same --batch-size and image order reproduce the same masks.
+"""
+
+from __future__ import annotations
+
+import csv
+import heapq
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from sirst5k_cli import UserError
+from sirst5k_cli.dataset import IMAGE_EXTS, load_split, read_image, read_pair
+from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
+
+# ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
+# Fa x1e6, params in M or None, Fa definition). [B]: retrained by BasicIRSTD; [T1]: the
+# SIRST-5K paper's Table I, whose Fa definition is not stated.
+REFERENCE_ROWS = [
+    ("SIRST-5K paper", 92.78, 98.84, 2.735, 8.79, "legacy"),
+    ("DNA-Net [B]", 94.19, 99.26, 2.436, 4.70, "corr."),
+    ("ISTDU-Net [B]", 91.76, 98.52, 3.769, 2.75, "corr."),
+    ("UIU-Net [B]", 90.52, 98.84, 8.342, 50.5, "corr."),
+    ("ACM [B]", 64.86, 96.72, 28.6, 0.40, "corr."),
+    ("ALCNet [B]", 61.13, 97.25, 29.1, 0.43, "corr."),
+    ("Top-Hat [T1]", 20.7, 78.4, 166.7, None, "?"),
+    ("Max-Median [T1]", 4.2, 58.4, 36.9, None, "?"),
+]
+DEFINITIONS = {
+    "iou": "foreground IoU, intersections and unions summed over the set, divided once",
+    "niou": "mean over images of per-image IoU (empty union counts 0)",
+    "pd": "8-connected targets matched greedily (label order) to a prediction at < 3 px",
+    "fa_corrected": FA_CORRECTED,
+    "fa_legacy": FA_LEGACY,
+    "threshold": "pixel is target when prob > threshold (sigmoid of the logit for a network)",
+}
+
+
+@dataclass
+class Sample:
+    stem: str
+    image: np.ndarray  # (h, w) uint8 grey, real size
+    mask: np.ndarray | None  # (h, w) uint8 0/1
+    index: int = -1  # position in its EvalData
+
+
+@dataclass
+class EvalData:
+    """The test images of a store or a dataset folder, read lazily, with what was skipped."""
+
+    path: Path
+    kind: str  # "store" or "folder"
+    split: str
+    n: int
+    _get: Callable[[int], Sample]
+    skip_bad: bool = False
+    skipped: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(self.n):
+            try:
+                yield self._get(i)
+            except UserError as e:
+                if not self.skip_bad:
+                    raise
+                self.skipped.append(str(e))
+
+    def get(self, i: int) -> Sample:
+        return self._get(i)
+
+
+def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool = False):
+    """A store file (its test group) or a dataset folder (its test split) as EvalData."""
+    from sirst5k_cli.store import StoreError, read_attrs, read_split
+
+    path = Path(path)
+    if path.is_dir():
+        pairs = load_split(path, "test", split)
+
+        def get(i: int) -> Sample:
+            image, mask = read_pair(pairs[i])
+            return Sample(pairs[i].stem, image, mask, i)
+
+        return EvalData(path, "folder", str(split or "auto"), len(pairs), get, skip_bad)
+    if not path.exists():
+        raise UserError(f"{path}: no such store file or dataset folder")
+    if split is not None:
+        raise UserError(f"--split {split}: a store's test group is fixed; --split is for folders")
+    try:
+        test = read_split(path, "test")
+        names = read_attrs(path)["sources"]
+    except StoreError as e:
+        raise UserError(str(e)) from e
+
+    def get_store(i: int) -> Sample:
+        h, w = (int(v) for v in test.size[i])
+        src = int(test.columns["source"][i])
+        stem = names[src] if 0 <= src < len(names) else f"test-{i:05d}"
+        return Sample(stem, test.image[i, :h, :w], test.mask[i, :h, :w], i)
+
+    return EvalData(path, "store", "store:test", len(test), get_store, skip_bad)
+
+
+class MethodPredictor:
+    """A classical detector of trainer.detectors as a predictor."""
+
+    def __init__(self, name: str, k: float | None = None):
+        from trainer.detectors import get_detector
+
+        try:
+            self.detector = get_detector(name)
+        except ValueError as e:
+            raise UserError(str(e)) from e
+        self.name, self.params, self.device = name, None, "cpu"
+        self.k = self.detector.k if k is None else float(k)
+        self.info = {"method": name, "k": self.k, "rule": "T = mean + k*std of the score map"}
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        from trainer.detectors import detect
+
+        return [detect(self.name, im, self.k) for im in images]
+
+
+class ModelPredictor:
+    """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+        import torch
+
+        from trainer.model import count_params, load_model
+
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise UserError("--device cuda: no CUDA device here; use --device cpu")
+        try:
+            self.model, ckpt = load_model(checkpoint, device)
+        except ValueError as e:  # CheckpointError: one line naming the file and the fix
+            raise UserError(str(e)) from e
+        self.device, self.name = device, Path(checkpoint).name
+        self.params = count_params(self.model)
+        self.stride = int(getattr(self.model, "stride", 16))
+        self.info = {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}
+        self.info["best"] = ckpt.get("best")
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        from trainer.model import pad_to_stride
+
+        out: list[np.ndarray | None] = [None] * len(images)
+        shapes: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            shapes.setdefault(im.shape, []).append(i)
+        with torch.inference_mode():
+            for (h, w), idx in shapes.items():
+                x = torch.from_numpy(np.stack([images[i] for i in idx])).float()[:, None]
+                x, _ = pad_to_stride(x.to(self.device), self.stride)  # (B, 1, H', W')
+                logits = self.model(x)[0][:, 0, :h, :w]
+                probs = torch.sigmoid(logits.float()).cpu().numpy()
+                for j, i in enumerate(idx):
+                    out[i] = probs[j]
+        return out
+
+
+def make_predictor(checkpoint=None, method=None, device="auto", k=None):
+    if (checkpoint is None) == (method is None):
+        raise UserError("give exactly one of --checkpoint CKPT or --method NAME")
+    if method is not None:
+        return MethodPredictor(method, k)
+    return ModelPredictor(checkpoint, device)
+
+
+def default_batch(predictor) -> int:
+    return 16 if getattr(predictor, "device", "cpu") == "cuda" else 1
+
+
+def _chunks(items, n: int):
+    batch = []
+    for it in items:
+        batch.append(it)
+        if len(batch) == n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _stack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(B, Hmax, Wmax) zero-padded stack and the (B, 2) real sizes."""
+    sizes = np.array([a.shape for a in arrays], np.int64)
+    out = np.zeros((len(arrays), *sizes.max(0)), dtype)
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return out, sizes
+
+
+def _badness(s) -> tuple:
+    """Worst first: low IoU (an image with nothing to find and nothing found is perfect), then
+    misses, then false pixels."""
+    iou = 1.0 if s.targets == 0 and s.false_pixels == 0 else s.iou
+    return (1.0 - iou, s.misses, s.false_pixels)
+
+
+def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=False,
+             batch_size=None, worst=8, progress=None) -> dict:  # fmt: skip
+    """Run `predictor` over `data`, write every output into `out`, return metrics.json's dict."""
+    from trainer.plots import overlay, pd_fa_curve, write_png
+
+    t_start = time.perf_counter()
+    batch_size = batch_size or default_batch(predictor)
+    metrics, roc = Metrics(threshold, legacy_fa), RocSweep(extra=threshold)
+    stems, shapes, heap, t_pred = [], [], [], 0.0
+    for batch in _chunks(data, batch_size):
+        t0 = time.perf_counter()
+        probs = predictor([s.image for s in batch])
+        t_pred += time.perf_counter() - t0
+        prob, sizes = _stack(probs, np.float32)
+        mask, _ = _stack([s.mask for s in batch], np.uint8)
+        part = Metrics(threshold, legacy_fa)
+        part.update(prob, mask, sizes)
+        roc.update(prob, mask, sizes)
+        for s, score, p in zip(batch, part.per_image(), probs, strict=True):
+            entry = (_badness(score), -len(stems), s.index, s.stem, p > threshold)
+            if len(heap) < worst:
+                heapq.heappush(heap, entry)
+            elif worst:
+                heapq.heappushpop(heap, entry)
+            stems.append(s.stem)
+            shapes.append(s.image.shape)
+        metrics.merge(part)
+        if progress:
+            progress(len(batch))
+    if not stems:
+        raise UserError(f"{data.path}: no test image could be read ({len(data.skipped)} skipped)")
+    out.mkdir(parents=True, exist_ok=True)
+    result = metrics.compute()
+    scores = metrics.per_image()
+    with open(out / "per_image.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["stem", "h", "w", "iou", "targets", "hits", "misses", "false_pixels"])
+        for stem, (h, wd), s in zip(stems, shapes, scores, strict=True):
+            w.writerow([stem, h, wd, f"{s.iou:.6f}", s.targets, s.hits, s.misses, s.false_pixels])
+    roc.write_csv(out / "roc.csv")
+    pd_fa_curve(roc.compute(), out / "pd_fa.png", threshold, f"{predictor.name} on {data.path}")
+    worst_list = sorted(heap, reverse=True)
+    for rank, (_, _, index, stem, pred) in enumerate(worst_list):
+        sample = data.get(index)
+        name = f"{rank + 1:02d}-{stem}.png"
+        write_png(out / "overlays" / name, overlay(sample.image, pred, sample.mask))
+    n, seconds = len(stems), time.perf_counter() - t_start
+    keys = ("iou", "niou", "pd", "fa", "fa_corrected", "fa_legacy", "precision", "recall")
+    report = {
+        "data": str(data.path),
+        "data_kind": data.kind,
+        "split": data.split,
+        "predictor": predictor.name,
+        **predictor.info,
+        "params": predictor.params,
+        "device": predictor.device,
+        "threshold": threshold,
+        "fa_definition": result["fa_definition"],
+        "definitions": DEFINITIONS,
+        "metrics": {k: result[k] for k in keys},
+        "paper_units": {
+            "iou_x1e2": result["iou"] * 1e2,
+            "niou_x1e2": result["niou"] * 1e2,
+            "pd_x1e2": result["pd"] * 1e2,
+            "fa_x1e6": result["fa"] * 1e6,
+            "fa_corrected_x1e6": result["fa_corrected"] * 1e6,
+            "fa_legacy_x1e6": result["fa_legacy"] * 1e6,
+        },
+        "counts": {k: v for k, v in result.items() if isinstance(v, int)},
+        "images": n,
+        "skipped": data.skipped,
+        "worst": [f"{r + 1:02d}-{e[3]}" for r, e in enumerate(worst_list)],
+        "timing": {
+            "predict_s": t_pred,
+            "total_s": seconds,
+            "images_per_s": n / t_pred if t_pred > 0 else None,
+            "batch_size": batch_size,
+        },
+    }
+    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path]]:
+    """(image path, output path relative to OUT) for files and folders (recursively, image
+    extensions only, never inside OUT); two inputs with one output name are an error."""
+    found: list[tuple[Path, Path]] = []
+    out_abs = out.resolve()
+    for item in map(Path, inputs):
+        if item.is_dir():
+            for p in sorted(item.rglob("*")):
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+                    if out_abs in p.resolve().parents:
+                        continue
+                    found.append((p, p.relative_to(item).with_suffix(".png")))
+        elif item.is_file():
+            found.append((item, Path(item.stem + ".png")))
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, rel in found:
+        if rel in seen:
+            raise UserError(
+                f"{src} and {seen[rel]} would both be written to {out / rel}; rename one"
+            )
+        seen[rel] = src
+    if not found:
+        raise UserError(
+            f"no image files ({', '.join(IMAGE_EXTS)}) in {', '.join(map(str, inputs))}"
+        )
+    return found
+
+
+def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=False,
+            write_overlays=True, batch_size=None, progress=None) -> dict:  # fmt: skip
+    """Write OUT/<name>.png (0/255 mask at the real size) and OUT/overlays/<name>.png."""
+    import cv2
+
+    from trainer.plots import overlay, write_png
+
+    out = Path(out)
+    items = collect_images(inputs, out)[: limit or None]
+    batch_size = batch_size or default_batch(predictor)
+    written, targets, skipped, t_pred, t0 = 0, 0, [], 0.0, time.perf_counter()
+    for batch in _chunks(items, batch_size):
+        images, kept = [], []
+        for src, rel in batch:
+            try:
+                images.append(read_image(src))
+                kept.append(rel)
+            except UserError as e:
+                if not skip_bad:
+                    raise
+                skipped.append(str(e))
+        if images:
+            t1 = time.perf_counter()
+            probs = predictor(images)
+            t_pred += time.perf_counter() - t1
+            for im, rel, p in zip(images, kept, probs, strict=True):
+                pred = p > threshold
+                write_png(out / rel, pred.astype(np.uint8) * 255)
+                if write_overlays:
+                    write_png(out / "overlays" / rel, overlay(im, pred))
+                targets += cv2.connectedComponents(pred.astype(np.uint8), connectivity=8)[0] - 1
+                written += 1
+        if progress:
+            progress(len(batch))
+    return {
+        "out": str(out),
+        "written": written,
+        "detections": targets,
+        "skipped": skipped,
+        "predict_s": t_pred,
+        "total_s": time.perf_counter() - t0,
+        "threshold": threshold,
+    }

@@ -1,0 +1,106 @@
+"""Figures of an evaluation: the Pd-Fa curve (matplotlib, Agg) and overlay PNGs (OpenCV).
+
+Overlay legend (BGR colours, docs/evaluation.md):
+  green    predicted pixels of a hit (a predicted component matched to a target)
+  red      a missed target (ground-truth component no prediction matched)
+  magenta  a false alarm (predicted component matched to no target)
+  yellow   outline of every ground-truth target
+  cyan     predicted pixels when there is no ground truth (`sirst5k predict`)
+Small images are enlarged (nearest neighbour) so that 3-pixel targets stay visible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from trainer.metrics import match_batch
+
+GREEN = (0, 200, 0)  # BGR
+RED = (0, 0, 255)
+MAGENTA = (255, 0, 255)
+YELLOW = (0, 255, 255)
+CYAN = (255, 255, 0)
+MIN_SIDE = 512  # overlays are enlarged by an integer factor up to about this size
+
+
+def _scale(h: int, w: int) -> int:
+    return max(1, MIN_SIDE // max(h, w, 1))
+
+
+def _paint(canvas: np.ndarray, where: np.ndarray, colour, alpha: float = 0.7) -> None:
+    canvas[where] = (alpha * np.array(colour) + (1 - alpha) * canvas[where]).astype(np.uint8)
+
+
+def overlay(image: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """BGR uint8 overlay of a grey (H, W) image, a 0/1 prediction and (optionally) its mask."""
+    s = _scale(*image.shape)
+
+    def big(a: np.ndarray) -> np.ndarray:  # nearest-neighbour enlargement by s
+        return np.repeat(np.repeat(a, s, axis=0), s, axis=1) if s > 1 else a
+
+    out = cv2.cvtColor(big(image), cv2.COLOR_GRAY2BGR)
+    pred = pred.astype(bool)
+    if mask is None:
+        _paint(out, big(pred), CYAN)
+        return out
+    mask = mask.astype(bool)
+    m = match_batch(pred[None], mask[None], keep_labels=True)
+    hit_ids = np.flatnonzero(m.pred_matched) + 1
+    miss_ids = np.flatnonzero(~m.gt_hit) + 1
+    hit = np.isin(m.pred_labels[0], hit_ids)
+    _paint(out, big(hit), GREEN)
+    _paint(out, big(pred & ~hit), MAGENTA)
+    _paint(out, big(np.isin(m.gt_labels[0], miss_ids)), RED)
+    contours, _ = cv2.findContours(
+        big(mask.astype(np.uint8)), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
+    cv2.drawContours(out, contours, -1, YELLOW, 1)
+    return out
+
+
+def write_png(path: str | Path, array: np.ndarray) -> None:
+    """cv2.imwrite that works with any path (encode, then write bytes)."""
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise OSError(f"{path}: could not encode PNG")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    buf.tofile(str(path))
+
+
+def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str) -> None:
+    """Pd (x1e2) against corrected Fa (x1e6) over the sweep's thresholds, and pixel
+    precision/recall; the operating threshold is circled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fa = [r["fa"] * 1e6 for r in rows]
+    pd = [r["pd"] * 1e2 for r in rows]
+    ax1.plot(fa, pd, "o-", ms=4)
+    for r, x, y in zip(rows, fa, pd, strict=True):
+        ax1.annotate(f"{r['threshold']:g}", (x, y), textcoords="offset points", xytext=(4, -10))
+        if r["threshold"] == threshold:
+            ax1.plot([x], [y], "o", ms=11, mfc="none", mec="red", label=f"threshold {threshold:g}")
+    if any(v > 0 for v in fa):
+        ax1.set_xscale("symlog", linthresh=1.0)
+    ax1.set_xlabel("Fa (x1e-6, corrected)")
+    ax1.set_ylabel("Pd (%)")
+    ax1.set_title("Pd vs Fa")
+    ax1.grid(alpha=0.3)
+    ax1.legend(loc="lower right")
+    ax2.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "s-", ms=4)
+    ax2.set_xlabel("pixel recall")
+    ax2.set_ylabel("pixel precision")
+    ax2.set_xlim(0, 1.02)
+    ax2.set_ylim(0, 1.02)
+    ax2.set_title("precision vs recall")
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
