@@ -1,0 +1,132 @@
+"""Benchmark `sirst5k synth` against an I/O floor measured in the same run (issue item 12).
+
+    python benchmarks/bench_synth.py --source ../shared/data/NUDT-SIRST [--out benchmarks/out]
+
+synth: build_store(SOURCE) with the default parameters (alpha 0.1, s 3, grid 8), train split
+synthesized + test split copied, as `sirst5k synth` runs it (without the progress bar).
+I/O floor: the work no implementation can avoid: decode every PNG of both splits (same reader,
+same 4-thread pool) and write the same bytes to HDF5, i.e. datasets of the store's exact shapes,
+one-image chunks and fletcher32, filled with the decoded images (originals repeated in the
+negative rows), in the same 64-row blocks. Also reported: decode only, and decode + writing the
+decoded images once. Each figure is the median of --repeat runs after one warm-up run.
+Writes OUT/bench_synth.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from sirst5k_cli import dataset as ds  # noqa: E402
+from sirst5k_cli import store  # noqa: E402
+from sirst5k_cli.synth import SynthConfig, build_store  # noqa: E402
+
+
+def decode_all(source: Path) -> tuple[list, list]:
+    pairs = {n: ds.load_split(source, n) for n in ("train", "test")}
+    with ThreadPoolExecutor(4) as ex:
+        return tuple(list(ex.map(ds.read_pair, pairs[n])) for n in ("train", "test"))
+
+
+def write_rows(g: h5py.Group, rows: list[tuple[np.ndarray, np.ndarray]], canvas) -> None:
+    block = 64
+    buf_i = np.zeros((block, *canvas), np.uint8)
+    buf_m = np.zeros((block, *canvas), np.uint8)
+    for b in range(0, len(rows), block):
+        chunk = rows[b : b + block]
+        for j, (img, mask) in enumerate(chunk):
+            h, w = img.shape
+            buf_i[j, :h, :w] = img
+            buf_m[j, :h, :w] = mask
+        g["image"][b : b + len(chunk)] = buf_i[: len(chunk)]
+        g["mask"][b : b + len(chunk)] = buf_m[: len(chunk)]
+
+
+def floor(source: Path, dest: Path, n_train_rows: int | None) -> float:
+    """Decode everything, then write n_train_rows train rows (None: the decoded ones) + test."""
+    t0 = time.perf_counter()
+    train, test = decode_all(source)
+    if n_train_rows == 0:
+        return time.perf_counter() - t0
+    shapes = [im.shape for im, _ in train + test]
+    canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
+    rows = train if n_train_rows is None else [train[i % len(train)] for i in range(n_train_rows)]
+    with h5py.File(dest, "w") as f:
+        write_rows(store.create_split(f, "train", len(rows), canvas), rows, canvas)
+        write_rows(store.create_split(f, "test", len(test), canvas), test, canvas)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--source", type=Path, default=Path("../shared/data/NUDT-SIRST"))
+    ap.add_argument("--out", type=Path, default=Path("benchmarks/out"))
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    if not args.source.is_dir():
+        sys.exit(f"{args.source}: no such dataset; pass --source PATH (e.g. NUDT-SIRST)")
+    args.out.mkdir(parents=True, exist_ok=True)
+    times: dict[str, list[float]] = {k: [] for k in ("synth", "floor", "decode", "decode_write")}
+    with tempfile.TemporaryDirectory(dir=args.out) as tmp:
+        tmp = Path(tmp)
+        res = build_store(args.source, tmp / "s.h5", SynthConfig())  # warm-up: page cache
+        n_rows = res["originals"] + res["negatives"]
+        for _ in range(args.repeat):
+            res = build_store(args.source, tmp / "s.h5", SynthConfig(), force=True)
+            times["synth"].append(res["seconds"])
+            times["floor"].append(floor(args.source, tmp / "f.h5", n_rows))
+            times["decode"].append(floor(args.source, tmp / "d.h5", 0))
+            times["decode_write"].append(floor(args.source, tmp / "w.h5", None))
+        floor_bytes = (tmp / "f.h5").stat().st_size
+    med = {k: statistics.median(v) for k, v in times.items()}
+    report = {
+        "source": str(args.source),
+        "counts": {k: res[k] for k in ("originals", "targets", "negatives", "noise_pool", "test")},
+        "store_bytes": res["bytes"],
+        "floor_bytes": floor_bytes,
+        "synth_s": round(med["synth"], 3),
+        "floor_s": round(med["floor"], 3),
+        "ratio_synth_to_floor": round(med["synth"] / med["floor"], 3),
+        "decode_s": round(med["decode"], 3),
+        "decode_write_decoded_s": round(med["decode_write"], 3),
+        "runs": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "repeat": args.repeat,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "targets_met": {
+            "under_6s": med["synth"] < 6.0,
+            "within_2x_floor": med["synth"] < 2 * med["floor"],
+        },
+    }
+    (args.out / "bench_synth.json").write_text(json.dumps(report, indent=2) + "\n")
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"bench_synth: {args.source} (median of {args.repeat})")
+    t.add_column("measure")
+    t.add_column("seconds", justify="right")
+    t.add_row(f"synth (store of {n_rows} + {res['test']} rows)", f"{med['synth']:.2f}")
+    t.add_row("I/O floor (decode + write same bytes)", f"{med['floor']:.2f}")
+    t.add_row("ratio synth / floor", f"{med['synth'] / med['floor']:.2f}")
+    t.add_row("decode only", f"{med['decode']:.2f}")
+    t.add_row("decode + write decoded images once", f"{med['decode_write']:.2f}")
+    Console().print(t)
+    print(f"wrote {args.out / 'bench_synth.json'}")
+
+
+if __name__ == "__main__":
+    main()
