@@ -235,14 +235,34 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         units = self.units()
         order = rng.permutation(len(units))
         seeds = rng.integers(2**31, size=len(units))
-        batches, cur = [], []
-        for u, s in zip(order.tolist(), seeds.tolist(), strict=True):
-            if cur and len(cur) + len(units[u]) > self.per_rank:
+        # greedy packing; a unit that does not fit waits (one at most) for the next batch,
+        # so that originals coming after it can fill the current one
+        batches, cur, pending = [], [], None
+        for u, sd in zip(order.tolist(), seeds.tolist(), strict=True):
+            keys = [(i, sd) for i in units[u]]
+            if cur and len(cur) + len(keys) > self.per_rank:
+                if pending is None:
+                    pending = keys
+                    continue
+                batches.append(cur)
+                cur, pending = pending, None
+                if len(cur) + len(keys) > self.per_rank:
+                    batches.append(cur)
+                    cur = []
+            cur = cur + keys
+            if len(cur) >= self.per_rank:
                 batches.append(cur)
                 cur = []
-            cur.extend((i, s) for i in units[u])
-        if cur:
-            batches.append(cur)
+        for rest in (cur, pending or []):
+            if rest and batches and len(batches[-1]) + len(rest) <= self.per_rank:
+                batches[-1] = batches[-1] + rest
+            elif rest:
+                batches.append(rest)
+        # BatchNorm cannot train on one sample: a lone sample joins its neighbour batch
+        for i in reversed(range(len(batches))):
+            if len(batches[i]) == 1 and len(batches) > 1:
+                lone = batches.pop(i)
+                batches[i - 1 if i > 0 else 0] += lone
         return batches
 
     def batches(self) -> list[list[tuple[int, int]]]:

@@ -1,0 +1,180 @@
+"""The training loop and the `train` CLI: resume equivalence, Ctrl-C, errors, end to end."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+from test_data import make_tiny_store
+
+from sirst5k_cli.cli import main
+from trainer.model import load_model, read_checkpoint
+from trainer.train import TrainError, make_config, train
+
+TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    return make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5", n_src=10)
+
+
+def _cfg(store, out, **kw):
+    base = dict(epochs=4, batch_size=8, crop=16, device="cpu", val_fraction=0.2, model=TINY_MODEL)
+    base.update(kw)
+    return make_config(store=str(store), out=str(out), **base)
+
+
+def _weights(path):
+    return read_checkpoint(path)["model"]
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+class _StopAt:
+    """Hooks that press Ctrl-C after a given global step or epoch."""
+
+    def __init__(self, step=0, epoch=0):
+        self.step, self.epoch, self.n = step, epoch, 0
+
+    def on_start(self, info):
+        pass
+
+    def on_epoch(self, row):
+        if row["epoch"] == self.epoch:
+            raise KeyboardInterrupt
+
+    def on_step(self, s):
+        self.n += 1
+        if self.n == self.step:
+            raise KeyboardInterrupt
+
+
+def test_resume_gives_the_same_weights(tiny_store, tmp_path):
+    straight = train(_cfg(tiny_store, tmp_path / "a"))
+    assert straight["epochs_done"] == 4
+    # killed after epoch 2 (the epoch hook runs once last.pt is written)
+    train(_cfg(tiny_store, tmp_path / "b"), hooks=_StopAt(epoch=2))
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["epoch"] == 2 and ckpt["step"] == 0
+    resumed = train(_cfg(tiny_store, tmp_path / "b"), resume=ckpt)
+    assert resumed["epochs_done"] == 4
+    _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    a = read_checkpoint(tmp_path / "a" / "last.pt")
+    b = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["optimizer"]["state"][0]["sum"].equal(b["optimizer"]["state"][0]["sum"])
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    log = (tmp_path / "b" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
+
+
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(tiny_store, tmp_path):
+    train(_cfg(tiny_store, tmp_path / "a", epochs=3, neg_loss="min"))
+    out = train(_cfg(tiny_store, tmp_path / "b", epochs=3, neg_loss="min"), hooks=_StopAt(step=8))
+    assert out["status"] == "interrupted"
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["step"] > 0  # in the middle of an epoch
+    train(_cfg(tiny_store, tmp_path / "b", epochs=3, neg_loss="min"), resume=ckpt)
+    _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+
+
+def test_checkpoint_contents_and_best(tiny_store, tmp_path):
+    train(_cfg(tiny_store, tmp_path, epochs=2, originals_only=True, neg_loss="off"))
+    best = read_checkpoint(tmp_path / "best.pt")
+    assert best["schema"] == "sirst5k-checkpoint/1"
+    assert set(best) >= {"model", "model_config", "optimizer", "scheduler", "epoch", "config"}
+    assert set(best["rng"]) == {"python", "numpy", "torch", "cuda"}
+    assert best["best"]["epoch"] == best["epoch"]
+    assert best["config"]["originals_only"] is True
+    model, _ = load_model(tmp_path / "best.pt")
+    assert model.cfg.widths == (4, 4, 8, 8, 8) and not model.training
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["val_images"] == 2
+    assert summary["train_samples"] == 10 - 2
+
+
+def test_config_errors(tiny_store, tmp_path):
+    with pytest.raises(TrainError, match="multiple of 16"):
+        _cfg(tiny_store, tmp_path, crop=20)
+    with pytest.raises(TrainError, match="choose one of"):
+        _cfg(tiny_store, tmp_path, neg_loss="max")
+    with pytest.raises(TrainError, match="needs >= 4"):
+        _cfg(tiny_store, tmp_path, batch_size=2)
+    with pytest.raises(TrainError, match="5 positive stage widths"):
+        _cfg(tiny_store, tmp_path, model=dict(widths=[4, 4]))
+    with pytest.raises(TrainError, match="--preset"):
+        make_config("huge")
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+TINY_ARGS = ("--epochs", 2, "--batch-size", 8, "--crop", 16, "--device", "cpu")
+TINY_ARGS += ("--widths", "4,4,8,8,8", "--blocks", 1, "--val-fraction", 0.2)
+
+
+def test_cli_end_to_end(tiny_store, tmp_path):
+    out = tmp_path / "run"
+    r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
+    assert r.exit_code == 0, r.output
+    assert {"best.pt", "last.pt", "log.csv", "config.json", "summary.json"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert "completed" in r.output and "best epoch" in r.output
+    # a second run into the same directory needs --resume or --force
+    r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
+    assert r.exit_code == 1 and "already holds a run" in r.output and "--resume" in r.output
+    r = _cli("train", "--resume", out, "--epochs", 3)
+    assert r.exit_code == 0, r.output
+    assert read_checkpoint(out / "last.pt")["epoch"] == 3
+    r = _cli("train", tiny_store, "--out", out, *TINY_ARGS, "--force", "--no-attention")
+    assert r.exit_code == 0, r.output
+    assert read_checkpoint(out / "best.pt")["model_config"]["attention"] is False
+
+
+def test_cli_bad_inputs(tiny_store, tmp_path):
+    r = _cli("train", tmp_path / "missing.h5", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "no such file" in r.output
+    (tmp_path / "x.h5").write_bytes(b"junk")
+    r = _cli("train", tmp_path / "x.h5", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "not an HDF5 file" in r.output
+    r = _cli("train", "--resume", tmp_path / "nothing")
+    assert r.exit_code == 1 and "no such checkpoint" in r.output
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "last.pt").write_bytes(b"\x00" * 100)
+    r = _cli("train", "--resume", tmp_path / "bad")
+    assert r.exit_code == 1 and "not a readable checkpoint" in r.output
+    r = _cli("train", tiny_store, "--out", tmp_path / "o", "--crop", 20)
+    assert r.exit_code == 1 and "multiple of 16" in r.output
+    r = _cli("train", tiny_store, "--out", tmp_path / "o", "--widths", "1,2")
+    assert r.exit_code == 2 and "5 positive integers" in r.output
+    assert len(r.output.strip().splitlines()) <= 4
+
+
+def test_ddp_gloo_two_processes(tiny_store, tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    cmd += ["-m", "sirst5k_cli", "train", str(tiny_store), "--out", str(out)]
+    cmd += [str(a) for a in TINY_ARGS]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["epochs_done"] == 2
+    assert (out / "log.csv").read_text().count("\n") == 3  # header + 2 epochs, rank 0 only
+    load_model(out / "best.pt")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_bf16_channels_last(tiny_store, tmp_path):
+    s = train(_cfg(tiny_store, tmp_path, epochs=2, device="cuda", workers=2))
+    assert s["device"].startswith("cuda") and s["epochs_done"] == 2
