@@ -1,0 +1,129 @@
+"""The two SIRST-5K ops as albumentations 2.0.8 transforms (image + mask), for your own pipelines.
+
+    NoiseDisplacement(pool, alpha=0.1)   Eq. 2-3: mix a random noise-prone cell into the image
+    NegativeRotation(s=3, label="rotate") Eq. 4: rotate the s x s box on one random target
+
+Both follow albumentations' contract: the arguments are stored in __init__, every random choice
+is drawn once in get_params_dependent_on_data from the transform's seeded generator
+(`self.random_generator`), and apply / apply_to_mask call the pure functions of synth.py.
+Images may be (H, W) or (H, W, C) uint8; masks (H, W) or (H, W, 1). This is the only module
+that imports albumentations; the synthesis path does not need it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from albumentations.core.transforms_interface import DualTransform
+
+from sirst5k_cli.synth import (
+    LABEL_MODES,
+    RESIZE,
+    crop_cell,
+    mix,
+    noise_cells,
+    resize_noise,
+    rotate_box,
+    target_boxes,
+)
+
+
+def noise_pool(
+    images: list[np.ndarray],
+    masks: list[np.ndarray],
+    grid: int = 8,
+    sigma: float = 50.0,
+    mu: float = 255.0,
+) -> list[np.ndarray]:
+    """Eq. 1 over a list of grey uint8 images and their 0/1 masks: the kept cells, as arrays."""
+    cells = []
+    for img, mask in zip(images, masks, strict=True):
+        keep = noise_cells(img, (mask > 0).astype(np.uint8), grid, sigma, mu)
+        cells += [crop_cell(img, grid, r, c).copy() for r, c in np.argwhere(keep)]
+    return cells
+
+
+def _grey(mask: np.ndarray) -> np.ndarray:
+    m = mask.max(axis=2) if mask.ndim == 3 else mask
+    return (m > 0).astype(np.uint8)
+
+
+class NoiseDisplacement(DualTransform):
+    """Eq. 2-3: I_mix = alpha * Resize(cell) + (1 - alpha) * I with a cell drawn from `pool`.
+
+    pool: noise-prone cells (grey uint8 arrays), e.g. from `noise_pool(...)` over other images.
+    The mask is returned unchanged (the targets do not move).
+    """
+
+    def __init__(
+        self,
+        pool: list[np.ndarray],
+        alpha: float = 0.1,
+        resize: str = "bilinear",
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        if not pool:
+            raise ValueError("NoiseDisplacement: empty noise pool; loosen sigma/mu or add images")
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"NoiseDisplacement: alpha {alpha} must lie in [0, 1]")
+        if resize not in RESIZE:
+            raise ValueError(f"NoiseDisplacement: resize {resize!r} not in {list(RESIZE)}")
+        self.pool, self.alpha, self.resize = pool, alpha, resize
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict[str, Any]:
+        return {"cell": int(self.random_generator.integers(len(self.pool)))}
+
+    def apply(self, img: np.ndarray, cell: int = 0, **params) -> np.ndarray:
+        noise = resize_noise(self.pool[cell], img.shape[:2], self.resize)
+        if img.ndim == 3:
+            noise = noise[:, :, None]
+        return mix(img, noise, self.alpha)
+
+    def apply_to_mask(self, mask: np.ndarray, **params) -> np.ndarray:
+        return mask
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("alpha", "resize")
+
+
+class NegativeRotation(DualTransform):
+    """Eq. 4: rotate the s x s box centred on one random target by a random multiple of 90 degrees.
+
+    label="rotate" rotates the mask box identically (pixel-exact labels); "unchanged" keeps the
+    mask as it was (the paper's wording). No target in the mask: image and mask unchanged.
+    """
+
+    def __init__(self, s: int = 3, label: str = "rotate", p: float = 1.0):
+        super().__init__(p=p)
+        if s < 1 or s % 2 == 0:
+            raise ValueError(f"NegativeRotation: s {s} must be an odd number >= 1")
+        if label not in LABEL_MODES:
+            raise ValueError(f"NegativeRotation: label {label!r} not in {LABEL_MODES}")
+        self.s, self.label = s, label
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict[str, Any]:
+        mask = data.get("mask")
+        if mask is None:
+            raise ValueError("NegativeRotation needs the mask: call it with image=..., mask=...")
+        m = _grey(mask)
+        if self.s > min(m.shape):
+            return {"box": None, "k": 0}
+        boxes = target_boxes(m, self.s)
+        if not len(boxes):
+            return {"box": None, "k": 0}
+        t = int(self.random_generator.integers(len(boxes)))
+        k = int(self.random_generator.integers(4))
+        return {"box": (int(boxes[t, 0]), int(boxes[t, 1])), "k": k}
+
+    def apply(self, img: np.ndarray, box=None, k: int = 0, **params) -> np.ndarray:
+        return img if box is None else rotate_box(img, box[0], box[1], self.s, k)
+
+    def apply_to_mask(self, mask: np.ndarray, box=None, k: int = 0, **params) -> np.ndarray:
+        if box is None or self.label == "unchanged":
+            return mask
+        return rotate_box(mask, box[0], box[1], self.s, k)
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("s", "label")
