@@ -53,13 +53,17 @@ def _predictor_options(f):
 
 
 def _progress():
+    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
+    console = Console()
     return Progress(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,  # no stray lines in logs and pipes
         transient=True,
     )
 
@@ -77,9 +81,9 @@ def _print_table(report: dict) -> None:
 
     pu, legacy = report["paper_units"], "legacy" in report["fa_definition"]
     t = Table(title=f"{report['data']} ({report['images']} images, threshold "
-                    f"{report['threshold']:g})", box=box.SIMPLE_HEAD)  # fmt: skip
-    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "Fa def", "params M", "img/s"):
-        left = col in ("method", "Fa def")
+                    f"{report['threshold']:g})", box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "Fa", "params M", "img/s"):
+        left = col in ("method", "Fa")
         t.add_column(col, justify="left" if left else "right", no_wrap=True)
     params = report["params"] / 1e6 if report["params"] else None
     t.add_row(

@@ -1,0 +1,198 @@
+"""`sirst5k eval` and `sirst5k predict` through CliRunner: outputs, agreement, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from skimage.measure import label, regionprops
+
+from sirst5k_cli.cli import main
+from sirst5k_cli.dataset import load_split, read_image, read_pair
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result
+
+
+def score_folder(pred_dir: Path, source: Path) -> dict:
+    """Score written 0/255 masks against the source's test masks, independently of
+    trainer.metrics: skimage labels and centroids, DNA-Net's greedy loop, corrected Fa."""
+    c = dict(inter=0, union=0, targets=0, hits=0, false=0, pixels=0)
+    for pair in load_split(source, "test"):
+        _, gt = read_pair(pair)
+        pred = cv2.imread(str(pred_dir / f"{pair.stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert pred.shape == gt.shape and set(np.unique(pred)) <= {0, 255}
+        p, g = pred > 127, gt > 0
+        c["inter"] += int((p & g).sum())
+        c["union"] += int((p | g).sum())
+        c["pixels"] += p.size
+        pr, gr = regionprops(label(p, connectivity=2)), regionprops(label(g, connectivity=2))
+        c["targets"] += len(gr)
+        matched = 0
+        for r in gr:
+            for m in range(len(pr)):
+                if np.hypot(*np.subtract(pr[m].centroid, r.centroid)) < 3:
+                    matched += pr[m].area
+                    c["hits"] += 1
+                    del pr[m]
+                    break
+        c["false"] += int(p.sum()) - matched
+    return c
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, demo_source) -> Path:
+    torch = pytest.importorskip("torch")
+    from trainer.model import SCHEMA, ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=(4, 4, 8, 8, 8), blocks=1)
+    model = build_model(cfg)
+    model.eval()
+    with torch.no_grad():  # make the untrained net decisive: its top 2% of logits -> target
+        imgs = [read_image(p.image) for p in load_split(demo_source, "test")[:4]]
+        x = torch.from_numpy(np.stack([i[:48, :48] for i in imgs])).float()[:, None]
+        top = torch.quantile(model(x)[0].flatten(), 0.98)
+        model.heads[0].bias.sub_(top).mul_(20)
+        model.heads[0].weight.mul_(20)
+    path = tmp_path_factory.mktemp("ckpt") / "run" / "best.pt"
+    path.parent.mkdir()
+    ckpt = {"schema": SCHEMA, "model": model.state_dict(), "model_config": cfg.to_dict()}
+    save_checkpoint({**ckpt, "epoch": 1, "config": {}, "best": {}}, path)
+    return path
+
+
+def check_outputs(out: Path, n: int) -> dict:
+    for name in ("metrics.json", "per_image.csv", "roc.csv", "pd_fa.png"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "metrics.json").read_text())
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == report["images"] == n
+    assert sum(int(r["hits"]) for r in rows) == report["counts"]["hits"]
+    assert sum(int(r["false_pixels"]) for r in rows) == report["counts"]["false_pixels"]
+    assert len(list((out / "overlays").glob("*.png"))) == min(3, n)
+    return report
+
+
+@pytest.mark.parametrize("method", ["tophat", "maxmedian"])
+def test_method_eval_folder_store_and_predict_agree(method, demo_source, demo_store, tmp_path):
+    r = invoke("eval", demo_source, "--method", method, "--out", tmp_path / "f", "--worst", 3)
+    assert r.exit_code == 0, r.output
+    n = len(load_split(demo_source, "test"))
+    folder = check_outputs(tmp_path / "f", n)
+    assert "IoU" in r.output and "DNA-Net" in r.output
+    r = invoke("eval", demo_store, "--method", method, "--out", tmp_path / "s", "--worst", 3)
+    assert r.exit_code == 0, r.output
+    store = check_outputs(tmp_path / "s", n)
+    assert store["counts"] == folder["counts"] and store["metrics"] == folder["metrics"]
+    files = [p.image for p in load_split(demo_source, "test")]
+    r = invoke("predict", *files, "--method", method, "-o", tmp_path / "p")
+    assert r.exit_code == 0, r.output
+    c = score_folder(tmp_path / "p", demo_source)
+    got = folder["counts"]
+    assert (got["inter"], got["union"], got["targets"], got["hits"]) == (
+        c["inter"],
+        c["union"],
+        c["targets"],
+        c["hits"],
+    )
+    assert (got["false_pixels"], got["pixels"]) == (c["false"], c["pixels"])
+
+
+def test_checkpoint_eval_and_predict_agree(tiny_checkpoint, demo_source, demo_store, tmp_path):
+    r = invoke("eval", demo_store, "--checkpoint", tiny_checkpoint, "--worst", 3, "--device", "cpu")
+    assert r.exit_code == 0, r.output
+    out = tiny_checkpoint.parent / "eval"  # default: beside the checkpoint
+    report = check_outputs(out, len(load_split(demo_source, "test")))
+    assert report["params"] > 0 and report["checkpoint"] == str(tiny_checkpoint)
+    assert report["counts"]["pred_pixels"] > 0  # the net predicts something to compare
+    r = invoke("predict", demo_source / "images", "--checkpoint", tiny_checkpoint, "-o",
+               tmp_path / "p", "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert "wrote 24 mask(s)" in r.output
+    assert len(list((tmp_path / "p" / "overlays").glob("*.png"))) == 24
+    c, got = score_folder(tmp_path / "p", demo_source), report["counts"]
+    assert (got["inter"], got["union"], got["hits"], got["false_pixels"]) == (
+        c["inter"],
+        c["union"],
+        c["hits"],
+        c["false"],
+    )
+
+
+def test_legacy_fa_option(demo_source, tmp_path):
+    r = invoke("eval", demo_source, "--method", "tophat", "--out", tmp_path, "--legacy-fa")
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "metrics.json").read_text())
+    assert "legacy" in report["fa_definition"]
+    assert report["metrics"]["fa"] == report["metrics"]["fa_legacy"]
+
+
+def test_predict_any_depth_and_colour(tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    img = np.full((37, 53), 1000, np.uint16)
+    img[10:12, 20:22] = 60000
+    cv2.imwrite(str(tmp_path / "in" / "a16.png"), img)  # 16 bit grey
+    colour = cv2.cvtColor((img // 256).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    cv2.imwrite(str(tmp_path / "in" / "sub" / "c.bmp"), colour)  # 8 bit colour, in a subfolder
+    out = tmp_path / "o"
+    r = invoke("predict", tmp_path / "in", "--method", "tophat", "-o", out, "--no-overlay")
+    assert r.exit_code == 0, r.output
+    for rel in ("a16.png", "sub/c.png"):
+        m = cv2.imread(str(out / rel), cv2.IMREAD_UNCHANGED)
+        assert m.shape == (37, 53) and m.dtype == np.uint8 and m[10, 20] == 255
+    assert not (out / "overlays").exists()
+
+
+def test_bad_checkpoints(demo_store, tmp_path):
+    r = invoke("eval", demo_store, "--checkpoint", tmp_path / "nope.pt")
+    assert r.exit_code == 1 and "nope.pt: no such checkpoint" in r.output
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    r = invoke("eval", demo_store, "--checkpoint", tmp_path / "junk.pt")
+    assert r.exit_code == 1 and "junk.pt" in r.output and "Traceback" not in r.output
+    r = invoke("eval", demo_store, "--checkpoint", tmp_path / "junk.pt", "--method", "tophat")
+    assert r.exit_code == 1 and "exactly one of" in r.output
+    r = invoke("eval", demo_store, "--method", "ipi")
+    assert r.exit_code == 1 and "unknown method 'ipi'" in r.output
+
+
+def test_store_without_test_group(demo_store, tmp_path):
+    store = tmp_path / "s.h5"
+    shutil.copy(demo_store, store)
+    with h5py.File(store, "a") as f:
+        del f["test"]
+    r = invoke("eval", store, "--method", "tophat", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and "no 'test' group" in r.output
+    r = invoke("eval", tmp_path / "missing.h5", "--method", "tophat")
+    assert r.exit_code == 1 and "missing.h5" in r.output
+
+
+def test_bad_dataset_files_and_skip_bad(demo_source, tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(demo_source, src)
+    pairs = load_split(src, "test")
+    pairs[0].mask.unlink()  # an image without its mask
+    cv2.imwrite(str(pairs[1].mask), np.zeros((5, 7), np.uint8))  # wrong size
+    pairs[2].image.write_bytes(b"garbage")  # unreadable
+    r = invoke("eval", src, "--method", "tophat", "--out", tmp_path / "o")
+    assert r.exit_code == 1 and pairs[0].stem in r.output and len(r.output.splitlines()) == 1
+    r = invoke("eval", src, "--method", "tophat", "--out", tmp_path / "o", "--skip-bad")
+    assert r.exit_code == 0, r.output
+    assert "skipped 3 image(s)" in r.output
+    report = json.loads((tmp_path / "o" / "metrics.json").read_text())
+    assert report["images"] == len(pairs) - 3 and len(report["skipped"]) == 3
+    r = invoke("predict", src / "images", "--method", "tophat", "-o", tmp_path / "p")
+    assert r.exit_code == 1 and "cannot decode" in r.output
+    r = invoke("predict", src / "images", "--method", "tophat", "-o", tmp_path / "p", "--skip-bad")
+    assert r.exit_code == 0 and "skipped 1 file(s)" in r.output
+    r = invoke("predict", tmp_path / "none", "--method", "tophat", "-o", tmp_path / "p")
+    assert r.exit_code == 1 and "no such file or folder" in r.output
