@@ -79,14 +79,20 @@ def main() -> None:
         sys.exit(f"{args.source}: no such dataset; pass --source PATH (e.g. NUDT-SIRST)")
     args.out.mkdir(parents=True, exist_ok=True)
     times: dict[str, list[float]] = {k: [] for k in ("synth", "floor", "decode", "decode_write")}
+    cpu: dict[str, list[float]] = {"synth": [], "floor": []}
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=args.out) as tmp:
         tmp = Path(tmp)
         res = build_store(args.source, tmp / "s.h5", SynthConfig())  # warm-up: page cache
         n_rows = res["originals"] + res["negatives"]
         for _ in range(args.repeat):
+            c0 = time.process_time()  # CPU seconds of all threads: less sensitive to other load
             res = build_store(args.source, tmp / "s.h5", SynthConfig(), force=True)
+            c1 = time.process_time()
             times["synth"].append(res["seconds"])
             times["floor"].append(floor(args.source, tmp / "f.h5", n_rows))
+            cpu["synth"].append(c1 - c0)
+            cpu["floor"].append(time.process_time() - c1)
             times["decode"].append(floor(args.source, tmp / "d.h5", 0))
             times["decode_write"].append(floor(args.source, tmp / "w.h5", None))
         floor_bytes = (tmp / "f.h5").stat().st_size
@@ -101,7 +107,12 @@ def main() -> None:
         "ratio_synth_to_floor": round(med["synth"] / med["floor"], 3),
         "decode_s": round(med["decode"], 3),
         "decode_write_decoded_s": round(med["decode_write"], 3),
+        "ratio_per_run": [
+            round(a / b, 3) for a, b in zip(times["synth"], times["floor"], strict=True)
+        ],
+        "cpu_s": {k: round(statistics.median(v), 3) for k, v in cpu.items()},
         "runs": {k: [round(x, 3) for x in v] for k, v in times.items()},
+        "loadavg_before_after": [round(x, 2) for x in load_before + os.getloadavg()],
         "repeat": args.repeat,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
@@ -116,12 +127,16 @@ def main() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"bench_synth: {args.source} (median of {args.repeat})")
+    t = Table(title=f"bench_synth (median of {args.repeat}), load {report['loadavg_before_after']}")
     t.add_column("measure")
     t.add_column("seconds", justify="right")
     t.add_row(f"synth (store of {n_rows} + {res['test']} rows)", f"{med['synth']:.2f}")
     t.add_row("I/O floor (decode + write same bytes)", f"{med['floor']:.2f}")
     t.add_row("ratio synth / floor", f"{med['synth'] / med['floor']:.2f}")
+    t.add_row(
+        "CPU seconds synth / floor",
+        f"{report['cpu_s']['synth']:.2f} / {report['cpu_s']['floor']:.2f}",
+    )
     t.add_row("decode only", f"{med['decode']:.2f}")
     t.add_row("decode + write decoded images once", f"{med['decode_write']:.2f}")
     Console().print(t)

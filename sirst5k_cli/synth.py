@@ -70,16 +70,23 @@ def cell_view(a: np.ndarray, grid: int) -> np.ndarray:
     return a[: ch * grid, : cw * grid].reshape(grid, ch, grid, cw).swapaxes(1, 2)
 
 
+def _cell_sums(a: np.ndarray, grid: int, ch: int, cw: int) -> np.ndarray:
+    """(G, G) int64 sums over cells; two reductions over contiguous axes (fast)."""
+    rows = a.reshape(grid, ch, grid * cw).sum(axis=1, dtype=np.int64)  # (G, G * cw)
+    return rows.reshape(grid, grid, cw).sum(axis=2)
+
+
 def cell_stats(image: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
     """Mean and population variance of every cell, each (G, G), on the image's 0..255 scale.
 
-    Sums are exact integers, so Var is exactly 0 for a constant cell.
+    Sums are exact integers (255^2 fits uint16), so Var is exactly 0 for a constant cell.
     """
     h, w = image.shape
     ch, cw = h // grid, w // grid
-    a = image[: ch * grid, : cw * grid].astype(np.int64)
-    s1 = a.reshape(grid, ch, grid, cw).sum(axis=(1, 3))
-    s2 = (a * a).reshape(grid, ch, grid, cw).sum(axis=(1, 3))
+    a = image[: ch * grid, : cw * grid]
+    sq = a.astype(np.uint16)
+    sq *= sq
+    s1, s2 = _cell_sums(a, grid, ch, cw), _cell_sums(sq, grid, ch, cw)
     n = ch * cw
     return s1 / n, (n * s2 - s1 * s1) / (n * n)
 
@@ -92,8 +99,10 @@ def noise_cells(
     A cell "touches" a target when it holds a pixel of the mask dilated by 1 px (8-neighbours).
     """
     mean, var = cell_stats(image, grid)
-    near = cv2.dilate(mask, np.ones((3, 3), np.uint8)) if mask.any() else mask
-    touched = cell_view(near, grid).any(axis=(2, 3))
+    h, w = mask.shape
+    ch, cw = h // grid, w // grid
+    near = cv2.dilate(mask, np.ones((3, 3), np.uint8))[: ch * grid, : cw * grid]
+    touched = near.reshape(grid, ch, grid * cw).max(axis=1).reshape(grid, grid, cw).max(axis=2) > 0
     return (var > 0) & (var < sigma) & (mean > 0) & (mean < mu) & ~touched
 
 
@@ -109,9 +118,17 @@ def resize_noise(cell: np.ndarray, shape: tuple[int, int], method: str = "biline
 
 
 def mix(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
-    """Eq. 3: I_mix = alpha * N + (1 - alpha) * I in float64, rounded half to even, uint8."""
-    out = alpha * noise.astype(np.float64) + (1.0 - alpha) * image.astype(np.float64)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
+    """Eq. 3: I_mix = alpha * N + (1 - alpha) * I in float64, rounded half to even, uint8.
+
+    OpenCV's addWeighted with a float64 result computes the same float64 expression as numpy
+    (tests check it against numpy) about 6x faster. noise broadcasts to the image's shape.
+    """
+    n = np.ascontiguousarray(np.broadcast_to(noise, image.shape), dtype=np.float32)
+    out = cv2.addWeighted(n, alpha, image.astype(np.float32), 1.0 - alpha, 0.0, dtype=cv2.CV_64F)
+    out = out.reshape(image.shape)  # OpenCV drops a trailing channel axis of size 1
+    np.rint(out, out=out)
+    np.clip(out, 0, 255, out=out)
+    return out.astype(np.uint8)
 
 
 # ---------------------------------------------------------------- Eq. 4: negatives

@@ -287,3 +287,22 @@ def test_one_box_per_eight_connected_component(mask, s):
     boxes = target_boxes(mask, s)
     assert len(boxes) == z
     assert ((boxes >= 0) & (boxes <= 12 - s)).all()
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrays(np.uint8, (7, 9)),
+    arrays(np.float32, (7, 9), elements=st.floats(-50, 300, width=32)),
+    st.floats(0, 1),
+)
+def test_mix_equals_the_float64_formula(image, noise, alpha):
+    ref = alpha * noise.astype(np.float64) + (1 - alpha) * image.astype(np.float64)
+    assert (mix(image, noise, alpha) == np.clip(np.rint(ref), 0, 255).astype(np.uint8)).all()
+
+
+def test_mix_broadcasts_noise_over_channels():
+    image = np.zeros((2, 3, 3), np.uint8)
+    image[..., 1] = 100
+    out = mix(image, np.full((2, 3, 1), 50, np.float32), 0.5)
+    assert out.shape == (2, 3, 3) and out[0, 0].tolist() == [25, 75, 25]
+    assert mix(image[..., :1], np.full((2, 3, 1), 50, np.float32), 0.5).shape == (2, 3, 1)
