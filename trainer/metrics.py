@@ -18,10 +18,12 @@ Definitions (../shared/reference/ANCHORS.md section 2; docs/evaluation.md):
     Offered only to compare with numbers printed in papers (`legacy_fa=True`).
 
 Counts are integers accumulated over batches and reduced once in `compute`; zero division is
-handled in `_div` only (x / 0 = 0). Components come from one OpenCV call per batch: the images
-are stacked into one tall image with a zero row between them (8-connected components cannot
-cross it), labelled by Wu's scan (CCL_SAUF), whose labels follow raster order like
-skimage.measure.label. Matching loops over candidate (ground truth, prediction) pairs only.
+handled in `_div` only (x / 0 = 0). Components come from one OpenCV call per batch: the rows
+of the batch that hold foreground are packed into one image, runs of consecutive rows kept
+together with a zero row before each run (8-connected components cannot cross it), and labelled
+by Wu's scan (CCL_SAUF), whose labels follow raster order like skimage.measure.label; areas and
+centroids come from the foreground pixels only. Matching loops over candidate (ground truth,
+prediction) pairs of the same image only, never over pixels.
 Centroid distances are compared with 3 exactly (integer arithmetic on coordinate sums) where
 floating point cannot decide.
 """
@@ -80,6 +82,7 @@ class Matching(NamedTuple):
     pred_matched: np.ndarray  # (P,) bool
     gt_labels: np.ndarray | None  # (B, H, W) int32 labels 1.. per image, or None
     pred_labels: np.ndarray | None
+    pred_rows: np.ndarray  # (R,) global rows b * H + y holding a predicted pixel
 
 
 def as_batch(x, name: str = "array") -> np.ndarray:
@@ -97,42 +100,74 @@ def as_batch(x, name: str = "array") -> np.ndarray:
     return x
 
 
-def _valid(shape: tuple[int, int, int], sizes) -> np.ndarray | None:
-    """(B, H, W) bool: True on each image's real [:h, :w] part; None if all is real."""
-    if sizes is None:
-        return None
+def _check_sizes(shape: tuple[int, int, int], sizes) -> np.ndarray:
+    """(B, 2) int64 real (h, w) per image, checked against the arrays' (B, H, W)."""
     b, h, w = shape
     sizes = np.asarray(sizes, np.int64).reshape(b, 2)
     if (sizes[:, 0] > h).any() or (sizes[:, 1] > w).any() or (sizes < 0).any():
         raise ValueError(f"sizes {sizes.tolist()} do not fit arrays of {h}x{w}")
-    rows = np.arange(h)[None, :, None] < sizes[:, 0, None, None]
-    cols = np.arange(w)[None, None, :] < sizes[:, 1, None, None]
-    return rows & cols
+    return sizes
+
+
+class _Packed(NamedTuple):
+    """The rows of a (B, H, W) batch that hold a foreground pixel, in order, as one image."""
+
+    image: np.ndarray  # (R', W) uint8: runs of consecutive rows, a zero row before each run
+    rows: np.ndarray  # (R,) global row index b * H + y of each kept row
+    pos: np.ndarray  # (R,) where each kept row sits in `image`
+
+
+def _pack_rows(binary: np.ndarray) -> _Packed:
+    """Targets are small: labelling only the rows that hold foreground is ~30x less work than
+    labelling whole images. Runs of consecutive rows of one image stay adjacent; a zero row
+    before every run keeps runs (and images) apart, so no component changes."""
+    b, h, w = binary.shape
+    flat = np.ascontiguousarray(binary, dtype=bool).reshape(b * h, w)
+    if w % 8 == 0:  # 8 pixels at a time: about twice as fast as any() on bools
+        rows = np.flatnonzero(np.bitwise_or.reduce(flat.view(np.uint64), axis=1))
+    else:
+        rows = np.flatnonzero(flat.any(axis=1))
+    new_run = np.ones(len(rows), bool)
+    new_run[1:] = (np.diff(rows) != 1) | (rows[1:] % h == 0)
+    pos = np.arange(len(rows)) + np.cumsum(new_run)
+    image = np.zeros((len(rows) + int(new_run.sum()), w), np.uint8)
+    image[pos] = flat[rows]
+    return _Packed(image, rows, pos)
 
 
 def _components(binary: np.ndarray, keep_labels: bool):
     """8-connected components of every image of a (B, H, W) bool batch, in one OpenCV call.
 
     Returns image index, area, exact coordinate sums (y, x) of each component in raster label
-    order, and the (B, H, W) label maps (numbered from 1 within each image) if asked."""
+    order, the packed rows, and the (B, H, W) label maps (numbered from 1 within each image) if
+    asked."""
     b, h, w = binary.shape
-    tall = np.zeros((b, h + 1, w), np.uint8)  # a zero row under every image keeps them apart
-    tall[:, :h] = binary
-    n, labels, stats, cents = cv2.connectedComponentsWithStatsWithAlgorithm(
-        tall.reshape(b * (h + 1), w), 8, cv2.CV_32S, cv2.CCL_SAUF
-    )
-    stats, cents = stats[1:], cents[1:]
-    image = stats[:, cv2.CC_STAT_TOP].astype(np.int64) // (h + 1)
-    area = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
-    # OpenCV's centroids are coordinate sums / area in double: recover the exact integer sums.
-    sum_y = np.rint(cents[:, 1] * area).astype(np.int64) - image * (h + 1) * area
-    sum_x = np.rint(cents[:, 0] * area).astype(np.int64)
+    packed = _pack_rows(binary)
+    empty = np.zeros(0, np.int64)
+    if not len(packed.rows):
+        labels = np.zeros(binary.shape, np.int32) if keep_labels else None
+        return empty, empty, empty, empty, packed, labels
+    # Wu's scan (SAUF): labels in raster order of each component's first pixel, as skimage.
+    # OpenCV's own stats pass visits every pixel and is slow: gather the few foreground ones.
+    n, lab = cv2.connectedComponentsWithAlgorithm(packed.image, 8, cv2.CV_32S, cv2.CCL_SAUF)
+    idx = np.flatnonzero(packed.image)
+    pix_label = lab.ravel()[idx]
+    row_of = np.zeros(len(packed.image), np.int64)
+    row_of[packed.pos] = packed.rows
+    pix_row = row_of[idx // w]  # global row b * H + y of every foreground pixel
+    area = np.bincount(pix_label, minlength=n)[1:].astype(np.int64)
+    # every pixel of a component is in one image: the mean of its image index is exact
+    image = (np.bincount(pix_label, pix_row // h, minlength=n)[1:] // area).astype(np.int64)
+    sum_y = np.bincount(pix_label, pix_row % h, minlength=n)[1:].astype(np.int64)  # exact
+    sum_x = np.bincount(pix_label, idx % w, minlength=n)[1:].astype(np.int64)
     local = None
     if keep_labels:
-        labels = labels.reshape(b, h + 1, w)[:, :h]
-        first = np.searchsorted(image, np.arange(b))  # first global label of each image, - 1
-        local = np.where(labels > 0, labels - first[:, None, None], 0).astype(np.int32)
-    return image, area, sum_y, sum_x, local
+        full = np.zeros((b * h, w), np.int32)
+        full[packed.rows] = lab[packed.pos]
+        full = full.reshape(b, h, w)
+        first = np.searchsorted(image, np.arange(b))  # labels before each image's first
+        local = np.where(full > 0, full - first[:, None, None], 0).astype(np.int32)
+    return image, area, sum_y, sum_x, packed, local
 
 
 def _close(gy, gx, ga, py, px, pa) -> np.ndarray:
@@ -154,8 +189,8 @@ def _close(gy, gx, ga, py, px, pa) -> np.ndarray:
 def match_batch(pred: np.ndarray, mask: np.ndarray, keep_labels: bool = False) -> Matching:
     """Label pred and mask ((B, H, W) bool) and match components greedily (module docstring)."""
     b = pred.shape[0]
-    g_img, g_area, g_sy, g_sx, g_lab = _components(mask, keep_labels)
-    p_img, p_area, p_sy, p_sx, p_lab = _components(pred, keep_labels)
+    g_img, g_area, g_sy, g_sx, g_rows, g_lab = _components(mask, keep_labels)
+    p_img, p_area, p_sy, p_sx, p_rows, p_lab = _components(pred, keep_labels)
     gt_hit = np.zeros(len(g_img), bool)
     pred_matched = np.zeros(len(p_img), bool)
     if len(g_img) and len(p_img):
@@ -176,36 +211,46 @@ def match_batch(pred: np.ndarray, mask: np.ndarray, keep_labels: bool = False) -
             gt_hit[gi] = True
             used.add(pi)
         pred_matched[list(used)] = True
-    return Matching(g_img, g_area, gt_hit, p_img, p_area, pred_matched, g_lab, p_lab)
+    return Matching(g_img, g_area, gt_hit, p_img, p_area, pred_matched, g_lab, p_lab, p_rows.rows)
 
 
-def _batch_counts(pred: np.ndarray, mask: np.ndarray, valid: np.ndarray | None) -> dict:
-    """Per-image integer counts of one batch ((B,) arrays)."""
+def _batch_counts(pred: np.ndarray, mask: np.ndarray, sizes) -> dict:
+    """Per-image integer counts of one batch ((B,) arrays). Pixel counts come from component
+    areas and from the packed rows only, never from full-image passes."""
     b, h, w = pred.shape
-    if valid is not None:
-        pred = pred & valid
-        mask = mask & valid
-        pixels = np.count_nonzero(valid, axis=(1, 2))
+    if sizes is not None:
+        sizes = _check_sizes(pred.shape, sizes)
+        pixels = sizes[:, 0] * sizes[:, 1]
+        if (pixels != h * w).any():  # clear the padding of a copy
+            pred, mask = pred.copy(), mask.copy()
+            for i, (sh, sw) in enumerate(sizes.tolist()):
+                pred[i, sh:], pred[i, :, sw:], mask[i, sh:], mask[i, :, sw:] = 0, 0, 0, 0
     else:
-        pixels = np.full(b, h * w)
+        pixels = np.full(b, h * w, np.int64)
     m = match_batch(pred, mask)
-    inter = np.count_nonzero(pred & mask, axis=(1, 2))
-    pred_pixels = np.count_nonzero(pred, axis=(1, 2))
-    gt_pixels = np.count_nonzero(mask, axis=(1, 2))
-    matched_px = np.bincount(m.pred_image[m.pred_matched], m.pred_area[m.pred_matched], minlength=b)
+    rows = m.pred_rows  # intersections lie in rows holding a prediction
+    row_inter = np.count_nonzero(
+        pred.reshape(b * h, w)[rows] & mask.reshape(b * h, w)[rows], axis=1
+    )
+    inter = np.bincount(rows // h, row_inter, minlength=b).astype(np.int64)
+    pred_pixels = np.bincount(m.pred_image, m.pred_area, minlength=b).astype(np.int64)
+    gt_pixels = np.bincount(m.gt_image, m.gt_area, minlength=b).astype(np.int64)
+    matched_px = np.bincount(
+        m.pred_image[m.pred_matched], m.pred_area[m.pred_matched], minlength=b
+    ).astype(np.int64)
     # legacy: drop every component whose area equals a matched component's area (same image)
     key = m.pred_image * (h * w + 1) + m.pred_area
     kept = ~np.isin(key, key[m.pred_matched])
     legacy_false = np.bincount(m.pred_image[kept], m.pred_area[kept], minlength=b)
     return {
         "pixels": pixels.astype(np.int64),
-        "inter": inter.astype(np.int64),
-        "union": (pred_pixels + gt_pixels - inter).astype(np.int64),
-        "pred_pixels": pred_pixels.astype(np.int64),
-        "gt_pixels": gt_pixels.astype(np.int64),
+        "inter": inter,
+        "union": pred_pixels + gt_pixels - inter,
+        "pred_pixels": pred_pixels,
+        "gt_pixels": gt_pixels,
         "targets": np.bincount(m.gt_image, minlength=b).astype(np.int64),
         "hits": np.bincount(m.gt_image[m.gt_hit], minlength=b).astype(np.int64),
-        "false_pixels": (pred_pixels - matched_px).astype(np.int64),
+        "false_pixels": pred_pixels - matched_px,
         "legacy_false_pixels": legacy_false.astype(np.int64),
     }
 
@@ -235,7 +280,7 @@ class Metrics:
 
     def update_binary(self, pred: np.ndarray, mask: np.ndarray, sizes=None) -> None:
         """As `update`, for already thresholded (B, H, W) bool predictions."""
-        self._parts.append(_batch_counts(pred, mask, _valid(pred.shape, sizes)))
+        self._parts.append(_batch_counts(pred, mask, sizes))
 
     def merge(self, other: Metrics) -> None:
         """Add the images another accumulator (same definitions) has seen."""
