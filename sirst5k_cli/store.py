@@ -90,8 +90,13 @@ def atomic_path(dest: str | os.PathLike, force: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the store gets the usual permissions
+    received: list[int] = []
 
     def _raise_on_term(signum, frame):  # turn SIGTERM into an exception so cleanup runs
+        received.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     previous = None
@@ -101,6 +106,8 @@ def atomic_path(dest: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         pass
     try:
         yield tmp
+        if received:  # the exception was raised inside a callback, where Python drops it
+            raise KeyboardInterrupt(f"signal {received[0]}")
         os.replace(tmp, dest)
     finally:
         if previous is not None:
