@@ -85,17 +85,20 @@ def check_outputs(out: Path, n: int) -> dict:
 
 @pytest.mark.parametrize("method", ["tophat", "maxmedian"])
 def test_method_eval_folder_store_and_predict_agree(method, demo_source, demo_store, tmp_path):
-    r = invoke("eval", demo_source, "--method", method, "--out", tmp_path / "f", "--worst", 3)
+    k = ("--method", method, "--k", 3)  # the default k finds nothing on 64 px demo images
+    r = invoke("eval", demo_source, *k, "--out", tmp_path / "f", "--worst", 3)
     assert r.exit_code == 0, r.output
     n = len(load_split(demo_source, "test"))
     folder = check_outputs(tmp_path / "f", n)
+    assert folder["counts"]["hits"] > 0 and folder["counts"]["false_pixels"] > 0
+    assert folder["k"] == 3
     assert "IoU" in r.output and "DNA-Net" in r.output
-    r = invoke("eval", demo_store, "--method", method, "--out", tmp_path / "s", "--worst", 3)
+    r = invoke("eval", demo_store, *k, "--out", tmp_path / "s", "--worst", 3)
     assert r.exit_code == 0, r.output
     store = check_outputs(tmp_path / "s", n)
     assert store["counts"] == folder["counts"] and store["metrics"] == folder["metrics"]
     files = [p.image for p in load_split(demo_source, "test")]
-    r = invoke("predict", *files, "--method", method, "-o", tmp_path / "p")
+    r = invoke("predict", *files, *k, "-o", tmp_path / "p")
     assert r.exit_code == 0, r.output
     c = score_folder(tmp_path / "p", demo_source)
     got = folder["counts"]
