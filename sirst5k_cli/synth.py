@@ -13,9 +13,11 @@ writes the store through store.py (docs/store.md, docs/synthesis.md).
 from __future__ import annotations
 
 import json
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -283,6 +285,36 @@ def check_sizes(train: list[Sample], cfg: SynthConfig) -> None:
             )
 
 
+@contextmanager
+def interruptible() -> Iterator[Callable[[], None]]:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt; yields a check() that raises it again.
+
+    Python drops an exception raised by a signal handler while it runs a callback (weakref,
+    __del__), which h5py does often; the recorded signal makes the next check() raise.
+    """
+    got: list[int] = []
+
+    def handler(signum, frame):
+        got.append(signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    def check() -> None:
+        if got:
+            raise KeyboardInterrupt(f"signal {got[0]}")
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: signals go to the main thread's handlers
+            break
+    try:
+        yield check
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
 class RowWriter:
     """Buffers consecutive rows of a group's image/mask datasets; writes them BLOCK at a time.
 
@@ -291,8 +323,8 @@ class RowWriter:
 
     BLOCK = 64
 
-    def __init__(self, g: h5py.Group, start: int, canvas: tuple[int, int]):
-        self.g, self.start, self.canvas, self.n = g, start, canvas, 0
+    def __init__(self, g: h5py.Group, start: int, canvas: tuple[int, int], check=lambda: None):
+        self.g, self.start, self.canvas, self.n, self.check = g, start, canvas, 0, check
         self.image = np.zeros((self.BLOCK, *canvas), np.uint8)
         self.mask = np.zeros((self.BLOCK, *canvas), np.uint8)
 
@@ -312,6 +344,7 @@ class RowWriter:
         return self.n == self.BLOCK
 
     def flush(self) -> None:
+        self.check()
         if self.n:
             sl = slice(self.start, self.start + self.n)
             self.g["image"][sl] = self.image[: self.n]
@@ -368,14 +401,31 @@ def _columns(train: list[Sample], drawn: np.ndarray, pool: NoisePool) -> dict[st
     }
 
 
-def _write_train(g, train, pool, drawn, cfg, canvas, ex, progress, total) -> None:
+@dataclass
+class Plan:
+    """Everything decided before the store is written: samples, noise draws, provenance."""
+
+    cfg: SynthConfig
+    source: Path
+    train: list[Sample]
+    test: list[Sample]
+    pool: NoisePool
+    drawn: np.ndarray  # (n,) pool index of each training image's noise cell, -1 for none
+    cols: dict[str, np.ndarray]  # /train columns
+    canvas: tuple[int, int]
+    params: dict
+    skipped: list[dict]
+
+
+def _write_train(g, plan: Plan, ex, progress, check) -> None:
     """Originals at rows 0..n-1, negatives after them; I_mix computed on the thread pool."""
-    n = len(train)
-    orig, negs = RowWriter(g, 0, canvas), RowWriter(g, n, canvas)
+    train, cfg, canvas = plan.train, plan.cfg, plan.canvas
+    n, total = len(train), len(train) + len(plan.test)
+    orig, negs = RowWriter(g, 0, canvas, check), RowWriter(g, n, canvas, check)
     block = 32
     for b in range(0, n, block):
         idx = range(b, min(b + block, n))
-        mixes = list(ex.map(lambda i: mixed_image(train, i, pool, drawn, cfg), idx))
+        mixes = list(ex.map(lambda i: mixed_image(train, i, plan.pool, plan.drawn, cfg), idx))
         for i, img_mix in zip(idx, mixes, strict=True):
             t = train[i]
             orig.add(t.image, t.mask)
@@ -395,18 +445,59 @@ def _write_train(g, train, pool, drawn, cfg, canvas, ex, progress, total) -> Non
     negs.flush()
 
 
-def _write_test(g, test, canvas, progress, done, total) -> None:
-    rows = RowWriter(g, 0, canvas)
+def _write_test(g, plan: Plan, progress, check) -> None:
+    test, n = plan.test, len(plan.train)
+    total = n + len(test)
+    rows = RowWriter(g, 0, plan.canvas, check)
     for i, t in enumerate(test):
         rows.add(t.image, t.mask)
         if rows.full():
             rows.flush()
             if progress:
-                progress(done + i + 1, total)
+                progress(n + i + 1, total)
     rows.flush()
     if progress:
         progress(total, total)
     g["size"][...] = np.array([t.image.shape for t in test], np.int32).reshape(-1, 2)
+    g["source"][...] = np.arange(n, total, dtype=np.int32)
+
+
+def _write_store(f: h5py.File, plan: Plan, ex, progress, check) -> None:
+    """Everything inside the (temporary) HDF5 file: attrs, sources, /train, /test."""
+    store.write_attrs(f, plan.params, plan.cfg.seed, str(plan.source), plan.canvas)
+    f.attrs["skipped"] = json.dumps(plan.skipped)
+    store.write_sources(f, [t.stem for t in plan.train + plan.test])
+    g = store.create_split(f, "train", len(plan.cols["kind"]), plan.canvas)
+    for key, arr in plan.cols.items():
+        g[key][...] = arr.astype(store.COLUMNS[key])
+    _write_train(g, plan, ex, progress, check)
+    _write_test(store.create_split(f, "test", len(plan.test), plan.canvas), plan, progress, check)
+
+
+def plan_store(
+    source: Path, cfg: SynthConfig, split, skip_bad: bool, ex: ThreadPoolExecutor
+) -> Plan:
+    """Read and check everything, draw the noise: all that can fail happens here."""
+    train_pairs = ds.load_split(source, "train", split)
+    test_pairs = ds.load_split(source, "test", split)
+    skipped: list[dict] = []
+    train = read_samples(train_pairs, cfg, skip_bad, skipped, ex)
+    test = read_samples(test_pairs, None, skip_bad, skipped, ex)
+    if not train or not test:
+        which = "training" if not train else "test"
+        raise UserError(f"{source}: no usable {which} image left; see the skipped files")
+    check_sizes(train, cfg)
+    pool, drawn = draw_noise(train, cfg)
+    cols = _columns(train, drawn, pool)
+    shapes = [t.image.shape for t in train + test]
+    canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
+    params = asdict(cfg) | {
+        "train_split": str(ds.find_split_file(source, "train", split)),
+        "test_split": str(ds.find_split_file(source, "test", split)),
+        "noise_pool": len(pool),
+        "targets": int((cols["kind"] == store.KIND_NEGATIVE).sum() // 4),
+    }
+    return Plan(cfg, source, train, test, pool, drawn, cols, canvas, params, skipped)
 
 
 def build_store(
@@ -421,54 +512,28 @@ def build_store(
 ) -> dict:
     """Synthesize the SIRST-5K store from SOURCE into DEST, atomically; return a summary dict.
 
-    Everything is checked before DEST is touched; a failure or interrupt leaves no DEST.
-    progress(done, total) is called as training images and test blocks are written.
+    Everything is read and checked before DEST is touched; a failure, Ctrl-C or SIGTERM leaves
+    no DEST (and no partial file). progress(done, total) is called as rows are written.
     """
     t0 = time.perf_counter()
-    source = Path(source)
-    train_pairs = ds.load_split(source, "train", split)
-    test_pairs = ds.load_split(source, "test", split)
     if not force and Path(dest).exists():
         raise store.StoreError(f"{dest} exists: choose another output or pass --force")
-    skipped: list[dict] = []
     with ThreadPoolExecutor(workers) as ex:
-        train = read_samples(train_pairs, cfg, skip_bad, skipped, ex)
-        test = read_samples(test_pairs, None, skip_bad, skipped, ex)
-        if not train or not test:
-            which = "training" if not train else "test"
-            raise UserError(f"{source}: no usable {which} image left; see the skipped files")
-        check_sizes(train, cfg)
-        pool, drawn = draw_noise(train, cfg)
-        n, cols = len(train), _columns(train, drawn, pool)
-        shapes = [t.image.shape for t in train + test]
-        canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
-        params = asdict(cfg) | {
-            "train_split": str(ds.find_split_file(source, "train", split)),
-            "test_split": str(ds.find_split_file(source, "test", split)),
-            "noise_pool": len(pool),
-            "targets": int((cols["kind"] == store.KIND_NEGATIVE).sum() // 4),
-        }
-        total = n + len(test)
-        with store.atomic_path(dest, force) as tmp, h5py.File(tmp, "w") as f:
-            store.write_attrs(f, params, cfg.seed, str(source), canvas)
-            f.attrs["skipped"] = json.dumps(skipped)
-            store.write_sources(f, [t.stem for t in train + test])
-            g = store.create_split(f, "train", len(cols["kind"]), canvas)
-            for key, arr in cols.items():
-                g[key][...] = arr.astype(store.COLUMNS[key])
-            _write_train(g, train, pool, drawn, cfg, canvas, ex, progress, total)
-            gt = store.create_split(f, "test", len(test), canvas)
-            gt["source"][...] = np.arange(n, n + len(test), dtype=np.int32)
-            _write_test(gt, test, canvas, progress, n, total)
+        plan = plan_store(Path(source), cfg, split, skip_bad, ex)
+        with store.atomic_path(dest, force) as tmp, interruptible() as check:
+            with h5py.File(tmp, "w") as f:
+                _write_store(f, plan, ex, progress, check)
+            check()  # a signal whose exception was swallowed: abort before the rename
+    n = len(plan.train)
     return {
         "store": str(dest),
         "originals": n,
-        "targets": params["targets"],
-        "negatives": len(cols["kind"]) - n,
-        "noise_pool": len(pool),
-        "test": len(test),
-        "canvas": canvas,
-        "skipped": skipped,
+        "targets": plan.params["targets"],
+        "negatives": len(plan.cols["kind"]) - n,
+        "noise_pool": len(plan.pool),
+        "test": len(plan.test),
+        "canvas": plan.canvas,
+        "skipped": plan.skipped,
         "seconds": time.perf_counter() - t0,
         "bytes": Path(dest).stat().st_size,
     }

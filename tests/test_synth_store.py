@@ -194,3 +194,36 @@ def test_nudt_sirst_counts(tmp_path):
     summary = verify(out)
     assert summary["originals"] == 663 and summary["negatives"] == 3672 and summary["test"] == 664
     assert summary["canvas"] == (256, 256)
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
+def test_killed_process_leaves_nothing(demo_source, tmp_path, sig):
+    """A real `sirst5k synth` process killed while writing: no store, no partial file."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "k.h5"
+    code = (
+        "import time, sys\n"
+        "from sirst5k_cli import synth\n"
+        "real = synth.RowWriter.flush\n"
+        "def slow(self):\n"
+        "    time.sleep(0.3)\n"
+        "    real(self)\n"
+        "synth.RowWriter.flush = slow\n"
+        "from sirst5k_cli.cli import main\n"
+        f"sys.argv = ['sirst5k', 'synth', {str(demo_source)!r}, '-o', {str(out)!r}]\n"
+        "main()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not list(tmp_path.glob(".k.h5*")) and time.time() < deadline:
+        time.sleep(0.02)
+    assert list(tmp_path.glob(".k.h5*")), "the writer never started"
+    time.sleep(0.1)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0, err
+    assert list(tmp_path.iterdir()) == []
