@@ -1,7 +1,8 @@
 """CLI commands of synthesis: demo-data, synth, inspect. Thin wrappers over the library.
 
 Library errors (UserError, StoreError) become click.ClickException (one line, exit 1); bad
-option values are click.BadParameter (exit 2). No torch is imported here.
+option values are click.BadParameter (exit 2). Libraries (numpy, h5py, rich) are imported in
+the command bodies so that `sirst5k --help` starts fast; torch is never imported here.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import click
 
 from sirst5k_cli import UserError
-from sirst5k_cli.store import StoreError
 
 
 def _console(stderr: bool = False):
@@ -151,6 +151,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from sirst5k_cli.store import StoreError
     from sirst5k_cli.synth import SynthConfig, build_store
 
     console = _console()
@@ -187,6 +188,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 def inspect_cmd(store):
     """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
     from sirst5k_cli.inspect_store import verify
+    from sirst5k_cli.store import StoreError
 
     try:
         res = verify(store)
