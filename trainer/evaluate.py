@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from sirst5k_cli import UserError
-from sirst5k_cli.dataset import IMAGE_EXTS, load_split, read_image, read_pair
+from sirst5k_cli.dataset import IMAGE_EXTS, find_split_file, load_split, read_image, read_pair
 from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 
 # ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
@@ -97,7 +97,8 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
             image, mask = read_pair(pairs[i])
             return Sample(pairs[i].stem, image, mask, i)
 
-        return EvalData(path, "folder", str(split or "auto"), len(pairs), get, skip_bad)
+        split_file = str(find_split_file(path, "test", split))
+        return EvalData(path, "folder", split_file, len(pairs), get, skip_bad)
     if not path.exists():
         raise UserError(f"{path}: no such store file or dataset folder")
     if split is not None:
