@@ -182,3 +182,40 @@ def test_cli_import_does_not_import_torch():
     code = "import sys, sirst5k_cli.cli, sirst5k_cli.synth; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_split_option_and_missing_split(src, tmp_path):
+    splits = tmp_path / "mysplits"
+    shutil.move(src / "splits" / "50_50", splits)
+    out = tmp_path / "s.h5"
+    _assert_fails(synth(src, "-o", out), out, "no train split file", "--split")
+    res = synth(src, "-o", out, "--split", splits / "train.txt")
+    assert res.exit_code == 0, res.output
+    assert store.read_attrs(out)["params"]["test_split"] == str(splits / "test.txt")
+
+
+def test_other_layouts_16bit_rgb_and_pixels0_masks(src, tmp_path):
+    """SIRST conventions: <stem>_pixels0.png masks, 16-bit and RGB images."""
+    stems = (src / "splits/50_50/train.txt").read_text().split()
+    img0 = cv2.imread(str(src / "images" / f"{stems[0]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(src / "images" / f"{stems[0]}.png"), img0.astype(np.uint16) * 200 + 1000)
+    img1 = cv2.imread(str(src / "images" / f"{stems[1]}.png"), cv2.IMREAD_UNCHANGED)
+    cv2.imwrite(str(src / "images" / f"{stems[1]}.png"), np.dstack([img1] * 3))
+    for p in (src / "masks").glob("*.png"):
+        m = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(p.with_name(f"{p.stem}_pixels0.png")), m)
+        p.unlink()
+    out = tmp_path / "s.h5"
+    res = synth(src, "-o", out)
+    assert res.exit_code == 0, res.output
+    train = store.read_split(out, "train")
+    h, w = img0.shape
+    lo, hi = int(img0.min()), int(img0.max())  # 16-bit stretched from its own min..max
+    expected = np.round((img0.astype(float) - lo) * 255.0 / (hi - lo)).astype(np.uint8)
+    assert (train.image[0, :h, :w] == expected).all()
+    h, w = img1.shape
+    assert (train.image[1, :h, :w] == img1).all()  # grey RGB -> the same grey
+    assert (
+        train.mask[:, :, :].max() == 1
+        and CliRunner().invoke(main, ["inspect", str(out)]).exit_code == 0
+    )
