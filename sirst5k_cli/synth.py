@@ -7,7 +7,9 @@ Ops (deterministic, numpy/OpenCV, no torch):
   - Eq. 4  `target_boxes` + `rotate_box`: the s x s box on each target's centroid, rot90 k times
 The only randomness, which cell of which other image feeds each image, is drawn by
 `sample_noise(rng, ...)` from one numpy Generator. `build_store` reads a source dataset and
-writes the store through store.py (docs/store.md, docs/synthesis.md).
+writes the store through store.py (docs/store.md, docs/synthesis.md). The builder lives here,
+beside the ops it is the only library caller of; the module is longer than the house ~400 lines
+for that reason: ops first (top half), builder second.
 """
 
 from __future__ import annotations
