@@ -1,4 +1,4 @@
-"""`python -m sirst5k_cli` runs the `sirst5k` command (useful where the project is not installed)."""
+"""`python -m sirst5k_cli` runs the `sirst5k` command, also where it is not installed."""
 
 from sirst5k_cli.cli import main
 

@@ -10,9 +10,9 @@ Split files, searched in this order unless given explicitly (--split FILE or DIR
 Pixel conventions (docs/store.md):
   - images become one grey uint8 array: 16-bit images are stretched linearly from their own
     min..max to 0..255; RGB/RGBA/palette become grey by OpenCV's BT.601 luma, alpha is dropped.
-  - masks: any channel layout is reduced to grey; a pixel is target when its value is at least
-    half the dtype's range (>= 128 for 8-bit). A mask whose values are not two levels (0 and
-    one other) is reported as non-binary.
+  - masks: any channel layout is reduced to grey; a mask must hold at most two levels, 0 for
+    background and one other value (255, 1, True, 65535, ...) for target: every non-zero pixel
+    is target. Anything else is reported as non-binary.
 """
 
 from __future__ import annotations
@@ -84,8 +84,7 @@ def binarise_mask(arr: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
             f"{path}: mask is not binary ({len(levels)} levels from {levels[0]} to {levels[-1]}); "
             "save it with values 0 and 255, or pass --skip-bad"
         )
-    half = (np.iinfo(arr.dtype).max + 1) // 2 if arr.dtype.kind in "ui" else 0.5
-    return (arr >= half).astype(np.uint8)
+    return (arr != 0).astype(np.uint8)
 
 
 def read_mask(path: str | Path) -> np.ndarray:

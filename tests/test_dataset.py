@@ -59,8 +59,8 @@ def test_palette_png_is_expanded(tmp_path):
 
 def test_mask_binarisation_rule():
     assert binarise_mask(np.array([[0, 255]], np.uint8)).tolist() == [[0, 1]]
-    assert binarise_mask(np.array([[0, 128]], np.uint8)).tolist() == [[0, 1]]
-    assert binarise_mask(np.array([[0, 127]], np.uint8)).tolist() == [[0, 0]]
+    assert binarise_mask(np.array([[0, 1]], np.uint8)).tolist() == [[0, 1]]  # 0/1 masks
+    assert binarise_mask(np.array([[0, 65535]], np.uint16)).tolist() == [[0, 1]]
     assert binarise_mask(np.array([[0, 1]], bool)).tolist() == [[0, 1]]
     assert binarise_mask(np.zeros((2, 2), np.uint8)).sum() == 0
     with pytest.raises(UserError, match="not binary"):
