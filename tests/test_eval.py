@@ -199,3 +199,17 @@ def test_bad_dataset_files_and_skip_bad(demo_source, tmp_path):
     assert r.exit_code == 0 and "skipped 1 file(s)" in r.output
     r = invoke("predict", tmp_path / "none", "--method", "tophat", "-o", tmp_path / "p")
     assert r.exit_code == 1 and "no such file or folder" in r.output
+
+
+def test_split_file_given_directly(demo_source, tmp_path):
+    stems = [p.stem for p in load_split(demo_source, "test")[:3]]
+    (tmp_path / "mine.txt").write_text("\n".join(stems) + "\n")
+    out = tmp_path / "o"
+    r = invoke("eval", demo_source, "--method", "tophat", "--split", tmp_path / "mine.txt",
+               "--out", out, "--worst", 0)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["images"] == 3 and report["split"] == str(tmp_path / "mine.txt")
+    (tmp_path / "bad.txt").write_text("no_such_id\n")
+    r = invoke("eval", demo_source, "--method", "tophat", "--split", tmp_path / "bad.txt")
+    assert r.exit_code == 1 and "no_such_id" in r.output

@@ -26,7 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from sirst5k_cli import UserError
-from sirst5k_cli.dataset import IMAGE_EXTS, find_split_file, load_split, read_image, read_pair
+from sirst5k_cli.dataset import (
+    IMAGE_EXTS,
+    find_pairs,
+    find_split_file,
+    load_split,
+    read_ids,
+    read_image,
+    read_pair,
+)
 from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 
 # ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
@@ -91,14 +99,23 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
 
     path = Path(path)
     if path.is_dir():
-        pairs = load_split(path, "test", split)
+        if split is not None and Path(split).is_file():  # a test id list given directly
+            split_file = Path(split)
+            found = find_pairs(path)
+            pairs = []
+            for stem in read_ids(split_file):
+                if stem not in found:
+                    raise UserError(f"{split_file}: id '{stem}' has no image in {path / 'images'}")
+                pairs.append(found[stem])
+        else:
+            pairs = load_split(path, "test", split)
+            split_file = find_split_file(path, "test", split)
 
         def get(i: int) -> Sample:
             image, mask = read_pair(pairs[i])
             return Sample(pairs[i].stem, image, mask, i)
 
-        split_file = str(find_split_file(path, "test", split))
-        return EvalData(path, "folder", split_file, len(pairs), get, skip_bad)
+        return EvalData(path, "folder", str(split_file), len(pairs), get, skip_bad)
     if not path.exists():
         raise UserError(f"{path}: no such store file or dataset folder")
     if split is not None:
