@@ -203,9 +203,8 @@ def match_batch(pred: np.ndarray, mask: np.ndarray, keep_labels: bool = False) -
         p = p_start[g_img[g]] + offset
         ok = _close(g_sy[g], g_sx[g], g_area[g], p_sy[p], p_sx[p], p_area[p])
         used: set[int] = set()
-        for gi, pi in zip(
-            g[ok].tolist(), p[ok].tolist(), strict=True
-        ):  # greedy, first free match wins
+        # greedy: pairs come in (gt, pred) label order, so the first free candidate wins
+        for gi, pi in zip(g[ok].tolist(), p[ok].tolist(), strict=True):
             if gt_hit[gi] or pi in used:
                 continue
             gt_hit[gi] = True
@@ -279,7 +278,12 @@ class Metrics:
         self.update_binary(pred, masks != 0, sizes)
 
     def update_binary(self, pred: np.ndarray, mask: np.ndarray, sizes=None) -> None:
-        """As `update`, for already thresholded (B, H, W) bool predictions."""
+        """As `update`, for already thresholded (B, H, W) predictions (bool, or nonzero = 1)."""
+        pred, mask = as_batch(pred, "pred"), as_batch(mask, "mask")
+        pred = pred if pred.dtype == bool else pred != 0
+        mask = mask if mask.dtype == bool else mask != 0
+        if pred.shape != mask.shape:
+            raise ValueError(f"predictions {pred.shape} and masks {mask.shape} differ in shape")
         self._parts.append(_batch_counts(pred, mask, sizes))
 
     def merge(self, other: Metrics) -> None:
