@@ -33,7 +33,13 @@ def _predictor_options(f):
             show_default=True,
             help="A pixel is target when its probability is > this.",
         ),
-        click.option("--device", type=DEVICES, default="auto", show_default=True),
+        click.option(
+            "--device",
+            type=DEVICES,
+            default="auto",
+            show_default=True,
+            help="Where the network runs (auto: cuda if available); methods run on the CPU.",
+        ),
         click.option(
             "--batch-size",
             type=click.IntRange(1),
