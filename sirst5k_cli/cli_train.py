@@ -114,7 +114,14 @@ def _summary_table(s: dict):
 )
 @click.option("--epochs", type=click.IntRange(1), help="Epochs [paper: 1500].")
 @click.option("--batch-size", type=click.IntRange(1), help="Global batch size [paper: 256].")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), help="Adagrad lr [0.05].")
+@click.option(
+    "--optimizer",
+    type=click.Choice(["adagrad", "adam"]),
+    help="adagrad (paper) or adam (BasicIRSTD) [adagrad].",
+)
+@click.option(
+    "--lr", type=click.FloatRange(0, min_open=True), help="Learning rate [adagrad 0.05, adam 5e-4]."
+)
 @click.option("--crop", type=click.IntRange(0), help="Training crop in px, multiple of 16 [256].")
 @click.option(
     "--neg-loss",
@@ -136,6 +143,7 @@ def _summary_table(s: dict):
     type=click.FloatRange(0, 1, max_open=True),
     help="Fraction of training source images held out for validation [0.1].",
 )
+@click.option("--val-every", type=click.IntRange(1), help="Validate every N epochs [1].")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
 @click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
 @click.option(

@@ -196,6 +196,7 @@ class GroupBatchSampler(torch.utils.data.Sampler):
     batch_size is the global batch; with world_size > 1 each rank gets batch_size // world_size
     per step and every world_size-th batch of the same global list (DistributedSampler-like; the
     list is padded by wrapping so that every rank takes the same number of steps).
+    drop_last drops a short last batch (on CUDA: one batch shape for the whole run).
     """
 
     def __init__(
@@ -206,11 +207,12 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         keep_groups: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        drop_last: bool = False,
     ):
         self.groups = np.asarray(groups)
         self.per_rank = max(batch_size // world_size, 1)
         self.seed, self.keep_groups = int(seed), keep_groups
-        self.rank, self.world_size = rank, world_size
+        self.rank, self.world_size, self.drop_last = rank, world_size, drop_last
         self.epoch, self.start = 0, 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
@@ -235,29 +237,29 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         units = self.units()
         order = rng.permutation(len(units))
         seeds = rng.integers(2**31, size=len(units))
-        # greedy packing; a unit that does not fit waits (one at most) for the next batch,
-        # so that originals coming after it can fill the current one
-        batches, cur, pending = [], [], None
+        # Exact-size packing (constant shapes keep cudnn's autotuner from re-tuning): a group
+        # that does not fit waits in a queue and opens the next batch; originals fill the rest.
+        batches, cur, waiting = [], [], []
         for u, sd in zip(order.tolist(), seeds.tolist(), strict=True):
             keys = [(i, sd) for i in units[u]]
-            if cur and len(cur) + len(keys) > self.per_rank:
-                if pending is None:
-                    pending = keys
-                    continue
-                batches.append(cur)
-                cur, pending = pending, None
-                if len(cur) + len(keys) > self.per_rank:
-                    batches.append(cur)
-                    cur = []
+            if len(cur) + len(keys) > self.per_rank and cur:
+                waiting.append(keys)
+                continue
             cur = cur + keys
             if len(cur) >= self.per_rank:
                 batches.append(cur)
                 cur = []
-        for rest in (cur, pending or []):
-            if rest and batches and len(batches[-1]) + len(rest) <= self.per_rank:
-                batches[-1] = batches[-1] + rest
-            elif rest:
-                batches.append(rest)
+                while waiting and len(cur) + len(waiting[0]) <= self.per_rank:
+                    cur = cur + waiting.pop(0)
+        for keys in waiting:  # only groups are left: pack them as they come
+            if cur and len(cur) + len(keys) > self.per_rank:
+                batches.append(cur)
+                cur = []
+            cur = cur + keys
+        if cur:
+            batches.append(cur)
+        if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.per_rank:
+            batches.pop()
         # BatchNorm cannot train on one sample: a lone sample joins its neighbour batch
         for i in reversed(range(len(batches))):
             if len(batches[i]) == 1 and len(batches) > 1:

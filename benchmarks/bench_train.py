@@ -1,0 +1,185 @@
+"""Does the data path keep up with the model? Samples/s of each, measured separately.
+
+- data: the training DataLoader alone (store -> crop -> flips -> collate -> pinned batches on
+  the device), as `sirst5k train` builds it, for --steps batches after one warm-up batch.
+- model: the train step alone (forward with bf16 autocast + channels_last on CUDA, Soft-IoU +
+  L_Neg, backward, Adagrad step) on one batch of the same size held on the device.
+The data path must be well above the model so that training never waits for data.
+
+    python benchmarks/bench_train.py --store data/nudt.h5 --device cpu --batch-size 16 --crop 128
+Writes benchmarks/out/bench_train.json (or --out) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source  # noqa: E402
+from trainer.losses import SirstLoss  # noqa: E402
+from trainer.model import build_model, count_params  # noqa: E402
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def bench_data(data, rows, args, device) -> dict:
+    ds = TrainDataset(data, rows, args.crop)
+    sampler = GroupBatchSampler(ds.groups, args.batch_size, seed=0, keep_groups=True)
+    cuda = device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        ds,
+        batch_sampler=sampler,
+        num_workers=args.workers,
+        pin_memory=cuda,
+        persistent_workers=False,
+        prefetch_factor=4 if args.workers else None,
+    )
+    n, t0, it = 0, None, iter(loader)
+    for step in range(args.steps + 1):
+        try:
+            batch = next(it)
+        except StopIteration:
+            sampler.set_epoch(step)
+            it = iter(loader)
+            batch = next(it)
+        x = batch["image"].to(device, non_blocking=True)
+        if step == 0:  # warm-up: worker start-up
+            sync(device)
+            t0 = time.perf_counter()
+            continue
+        n += len(x)
+    sync(device)
+    sec = time.perf_counter() - t0
+    return {"samples_per_s": n / sec, "seconds": sec, "samples": n}
+
+
+def bench_model(args, device) -> dict:
+    torch.manual_seed(0)
+    cfg = {"widths": args.widths, "blocks": args.blocks}
+    model = build_model(cfg).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.backends.cudnn.benchmark = True
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adagrad(model.parameters(), lr=0.05)
+    loss_fn = SirstLoss("sum", 1.0)
+    b, c = args.batch_size, args.crop
+    x = (torch.rand(b, 1, c, c, device=device) * 255).contiguous(
+        memory_format=torch.channels_last if cuda else torch.contiguous_format
+    )
+    y = (torch.rand(b, 1, c, c, device=device) > 0.999).to(torch.uint8)
+    g = torch.arange(b, device=device) // 4
+    g[b // 2 :] = -1
+
+    def step():
+        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+            out = model(x)
+        loss, _, _ = loss_fn(out, y, g)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(args.warmup):
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    sync(device)
+    sec = time.perf_counter() - t0
+    mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    return {
+        "samples_per_s": b * args.steps / sec,
+        "seconds": sec,
+        "params": count_params(model),
+        "max_gpu_mem_gib": mem,
+    }
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--store", required=True)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--crop", type=int, default=128)
+    p.add_argument("--workers", type=int, default=-1, help="-1: 0 on CPU, 8 on CUDA")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--widths", default="16,32,64,128,256")
+    p.add_argument("--blocks", type=int, default=2)
+    p.add_argument("--stream", action="store_true", help="read HDF5 per sample, not in memory")
+    p.add_argument("--skip", choices=["data", "model"], default=None)
+    p.add_argument("--out", default="benchmarks/out/bench_train.json")
+    args = p.parse_args()
+    args.widths = [int(v) for v in args.widths.split(",")]
+    dev = args.device
+    if dev == "auto":
+        dev = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(dev)
+    if args.workers < 0:
+        args.workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
+
+    t = time.perf_counter()
+    data = StoreData(args.store, in_memory=not args.stream)
+    load_s = time.perf_counter() - t
+    rows, _ = split_by_source(data.columns, 0.1, 42)
+    res = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "store": str(args.store),
+        "in_memory": data.in_memory,
+        "store_load_s": load_s,
+        "batch_size": args.batch_size,
+        "crop": args.crop,
+        "workers": args.workers,
+        "widths": args.widths,
+        "blocks": args.blocks,
+        "steps": args.steps,
+    }
+    if args.skip != "data":
+        res["data"] = bench_data(data, rows, args, device)
+    if args.skip != "model":
+        res["model"] = bench_model(args, device)
+    if "data" in res and "model" in res:
+        res["data_over_model"] = res["data"]["samples_per_s"] / res["model"]["samples_per_s"]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(res, indent=2) + "\n")
+
+    from rich.console import Console
+    from rich.table import Table
+
+    tab = Table(title=f"bench_train on {res['device']} (batch {args.batch_size}, crop {args.crop})")
+    for col in ("path", "samples/s", "seconds", "note"):
+        tab.add_column(col)
+    if "data" in res:
+        d = res["data"]
+        note = f"{'memory' if data.in_memory else 'stream'}, {args.workers} workers"
+        tab.add_row("data", f"{d['samples_per_s']:.1f}", f"{d['seconds']:.2f}", note)
+    if "model" in res:
+        m = res["model"]
+        note = f"{m['params'] / 1e6:.2f} M params"
+        if m["max_gpu_mem_gib"] is not None:
+            note += f", {m['max_gpu_mem_gib']:.1f} GiB"
+        tab.add_row("model", f"{m['samples_per_s']:.1f}", f"{m['seconds']:.2f}", note)
+    Console().print(tab)
+    if "data_over_model" in res:
+        print(f"data / model = {res['data_over_model']:.1f}x  ->  {out}")
+
+
+if __name__ == "__main__":
+    main()
