@@ -95,7 +95,9 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     """Read (image, mask) as grey uint8 and 0/1 uint8 of the same size, or raise UserError."""
     image = read_image(pair.image)
     if pair.mask is None:
-        raise UserError(f"{pair.image}: no mask found for '{pair.stem}' in masks/; add one")
+        raise UserError(
+            f"{pair.image}: no mask found for '{pair.stem}' in masks/; add one or pass --skip-bad"
+        )
     mask = read_mask(pair.mask)
     if mask.shape != image.shape:
         raise UserError(
@@ -147,9 +149,10 @@ def find_split_file(root: str | Path, name: str, split: str | Path | None = None
     if split is not None:
         split = Path(split)
         if split.is_file():
-            if name == "train":
+            other = "test" if name == "train" else "train"
+            if other not in split.stem:  # e.g. test.txt or test_NUDT.txt asked for as test
                 return split
-            split = split.parent  # a train file given: look for its test sibling beside it
+            split = split.parent  # the other split's file given: look for a sibling beside it
         for cand in _split_candidates(split, name) + [split / f"{name}.txt"]:
             if cand.is_file():
                 return cand

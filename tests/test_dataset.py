@@ -113,6 +113,8 @@ def test_img_idx_layout_and_explicit_split(tmp_path):
     (other / "test.txt").write_text("x\n")
     assert [p.stem for p in load_split(root, "train", split=other)] == ["y"]
     assert [p.stem for p in load_split(root, "test", split=other / "train.txt")] == ["x"]
+    assert [p.stem for p in load_split(root, "test", split=other / "test.txt")] == ["x"]
+    assert [p.stem for p in load_split(root, "train", split=other / "test.txt")] == ["y"]
 
 
 def test_bad_inputs_name_the_file(tmp_path):

@@ -28,10 +28,8 @@ import numpy as np
 from sirst5k_cli import UserError
 from sirst5k_cli.dataset import (
     IMAGE_EXTS,
-    find_pairs,
     find_split_file,
     load_split,
-    read_ids,
     read_image,
     read_pair,
 )
@@ -99,17 +97,8 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
 
     path = Path(path)
     if path.is_dir():
-        if split is not None and Path(split).is_file():  # a test id list given directly
-            split_file = Path(split)
-            found = find_pairs(path)
-            pairs = []
-            for stem in read_ids(split_file):
-                if stem not in found:
-                    raise UserError(f"{split_file}: id '{stem}' has no image in {path / 'images'}")
-                pairs.append(found[stem])
-        else:
-            pairs = load_split(path, "test", split)
-            split_file = find_split_file(path, "test", split)
+        pairs = load_split(path, "test", split)
+        split_file = find_split_file(path, "test", split)
 
         def get(i: int) -> Sample:
             image, mask = read_pair(pairs[i])
