@@ -178,3 +178,22 @@ def test_ddp_gloo_two_processes(tiny_store, tmp_path):
 def test_cuda_bf16_channels_last(tiny_store, tmp_path):
     s = train(_cfg(tiny_store, tmp_path, epochs=2, device="cuda", workers=2))
     assert s["device"].startswith("cuda") and s["epochs_done"] == 2
+
+
+def test_presets_and_optimizer_defaults():
+    assert make_config().lr == 0.05 and make_config().epochs == 1500
+    assert make_config(optimizer="adam").lr == 5e-4
+    assert make_config(optimizer="adam", lr=1e-3).lr == 1e-3
+    cpu = make_config("cpu30", epochs=3)
+    assert cpu.epochs == 3 and cpu.model["widths"] == [8, 16, 32, 64, 128] and cpu.preset == "cpu30"
+    assert cpu.model["attention"] is True
+    assert make_config("cpu30", model={"attention": False}).model["blocks"] == 1
+
+
+def test_val_every_and_no_validation(tiny_store, tmp_path):
+    s = train(_cfg(tiny_store, tmp_path / "a", epochs=3, val_every=2))
+    rows = (tmp_path / "a" / "log.csv").read_text().splitlines()[1:]
+    assert [bool(r.split(",")[4]) for r in rows] == [False, True, True]  # epochs 2 and 3 (last)
+    assert s["best"]["epoch"] in (2, 3)
+    s = train(_cfg(tiny_store, tmp_path / "b", epochs=2, val_fraction=0.0))
+    assert s["val_images"] == 0 and s["best"]["epoch"] == 2
