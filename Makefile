@@ -9,7 +9,7 @@ STORE   ?= data/sirst5k.h5
 NUDT    ?= ../shared/data/NUDT-SIRST
 
 .PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
-        bench-synth bench-metrics train-nudt-cpu clean
+        bench-synth bench-metrics bench-train train-nudt-cpu train-nudt-gpu clean
 
 install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
@@ -34,12 +34,12 @@ dataset: install
 	$(BIN)/sirst5k inspect $(STORE)
 
 train-demo: install
-	$(BIN)/sirst5k train $(STORE) --out runs/demo --epochs 8 --batch-size 16 --crop 128 \
-	  --device cpu --force
+	$(BIN)/sirst5k train $(STORE) --out runs/demo --preset demo --device cpu --force
 
 eval-demo: install
 	$(BIN)/sirst5k eval $(STORE) --checkpoint runs/demo/best.pt --out runs/demo/eval
-	$(BIN)/sirst5k eval $(STORE) --method tophat --out runs/demo/eval-tophat
+	# the demo images are small: Top-Hat's default k (tuned on 256 px NUDT-SIRST) finds nothing
+	$(BIN)/sirst5k eval $(STORE) --method tophat --k 3 --out runs/demo/eval-tophat
 	$(BIN)/sirst5k predict data/demo-source/images --checkpoint runs/demo/best.pt \
 	  -o runs/demo/predict --limit 8
 
@@ -60,11 +60,25 @@ bench-synth: install
 bench-metrics: install
 	$(BIN)/python benchmarks/bench_metrics.py --source $(NUDT)
 
+bench-train: install
+	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
+	$(BIN)/python benchmarks/bench_train.py --store data/nudt.h5
+
 # CPU recipe on NUDT-SIRST (about 30 minutes on 2 cores): see docs/results.md.
 train-nudt-cpu: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
 	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu --preset cpu30 --device cpu --force
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu/best.pt --out runs/nudt-cpu/eval
+
+# GPU recipe on NUDT-SIRST (one H100, about 10 minutes a run): with and without negatives,
+# the same number of samples seen.
+train-nudt-gpu: install
+	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
+	$(BIN)/sirst5k train data/nudt.h5 --out runs/gpu-neg --preset gpu10 --force
+	$(BIN)/sirst5k train data/nudt.h5 --out runs/gpu-orig --preset gpu10 --originals-only \
+	  --epochs 360 --val-every 6 --force
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-neg/best.pt --out runs/gpu-neg/eval
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-orig/best.pt --out runs/gpu-orig/eval
 
 clean:
 	rm -rf data runs benchmarks/out
