@@ -122,6 +122,11 @@ def _summary_table(s: dict):
 @click.option(
     "--lr", type=click.FloatRange(0, min_open=True), help="Learning rate [adagrad 0.05, adam 5e-4]."
 )
+@click.option(
+    "--warmup",
+    type=click.IntRange(0),
+    help="Linear lr warm-up over the first N steps (within epoch 1) [0].",
+)
 @click.option("--crop", type=click.IntRange(0), help="Training crop in px, multiple of 16 [256].")
 @click.option(
     "--neg-loss",

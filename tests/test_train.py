@@ -85,13 +85,15 @@ def test_resume_gives_the_same_weights(tiny_store, tmp_path):
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
 
 
-def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(tiny_store, tmp_path):
-    train(_cfg(tiny_store, tmp_path / "a", epochs=3, neg_loss="min"))
-    out = train(_cfg(tiny_store, tmp_path / "b", epochs=3, neg_loss="min"), hooks=_StopAt(step=8))
+@pytest.mark.parametrize("stop,warmup", [(8, 0), (3, 4)])
+def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(tiny_store, tmp_path, stop, warmup):
+    kw = dict(epochs=3, neg_loss="min", warmup=warmup)
+    train(_cfg(tiny_store, tmp_path / "a", **kw))
+    out = train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(step=stop))
     assert out["status"] == "interrupted"
     ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
     assert ckpt["step"] > 0  # in the middle of an epoch
-    train(_cfg(tiny_store, tmp_path / "b", epochs=3, neg_loss="min"), resume=ckpt)
+    train(_cfg(tiny_store, tmp_path / "b", **kw), resume=ckpt)
     _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
 
 

@@ -54,7 +54,9 @@ PRESETS = {
         epochs=8, batch_size=16, crop=64, model=dict(widths=[8, 16, 32, 64, 128], blocks=1)
     ),
     # paper-scale model and batch on one H100 in about 10 minutes
-    "gpu10": dict(epochs=60, batch_size=64, crop=256, workers=8, max_minutes=10.0),
+    # (warm-up: without it Adagrad's first full-lr steps often collapse every output to
+    # background for several epochs on batch 64; measured in docs/training.md)
+    "gpu10": dict(epochs=60, batch_size=64, crop=256, workers=8, max_minutes=10.0, warmup=50),
 }  # fmt: skip
 
 
@@ -71,6 +73,7 @@ class TrainConfig:
     optimizer: str = "adagrad"  # paper IV-C; "adam" (BasicIRSTD's DNA-Net recipe) as an option
     lr: float = 0.05  # Adagrad, paper IV-C (adam: 5e-4 unless given)
     min_lr: float = 1e-5  # CosineAnnealingLR eta_min
+    warmup: int = 0  # linear lr warm-up over the first N steps of epoch 1 (0 = none, paper)
     crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
     neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
@@ -114,6 +117,8 @@ class TrainConfig:
             bad(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         if self.lr <= 0:
             bad(f"--lr {self.lr}: must be > 0")
+        if self.warmup < 0:
+            bad(f"--warmup {self.warmup}: must be >= 0")
         try:
             self.model = ModelConfig.from_dict(dict(self.model)).to_dict()
         except (TypeError, ValueError) as e:
@@ -381,6 +386,9 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
                 with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
                     outputs = net(x)
                 loss, main, neg = criterion(outputs, y, g)  # float32 whatever the autocast
+                if epoch == 0 and cfg.warmup:  # a pure function of the step: resumes exactly
+                    for group in optimizer.param_groups:
+                        group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -400,6 +408,9 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
             partial["sec"] += time.time() - t0
 
             # end of epoch: validate (rank 0), schedule, log, checkpoints
+            if epoch == 0 and cfg.warmup:  # the cosine schedule starts from the full lr
+                for group in optimizer.param_groups:
+                    group["lr"] = cfg.lr
             row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
             n = max(partial["n"], 1)
             for k in ("loss", "loss_main", "loss_neg"):
