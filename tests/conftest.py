@@ -14,6 +14,21 @@ import pytest
 NUDT = Path(__file__).resolve().parents[2] / "shared" / "data" / "NUDT-SIRST"
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread(request):
+    """Torch tests on one thread: tiny tensors gain nothing from threads, and on a busy 2-core
+    CPU two spinning OpenMP threads per process made the trainer tests minutes instead of seconds.
+    Only for test modules that import torch, so the synthesis tests stay torch-free."""
+    torch = getattr(request.module, "torch", None)
+    if torch is None:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory) -> Path:
     from sirst5k_cli.demo import DemoConfig, generate_demo

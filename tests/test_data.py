@@ -16,15 +16,6 @@ from trainer.data import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and lose a lot on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def make_tiny_store(path, n_src=8, canvas=32, seed=0, negatives=True):
     """A store of random images: one 2x2 target per source image; 4 rotations per target."""
     rng = np.random.default_rng(seed)

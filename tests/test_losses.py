@@ -8,15 +8,6 @@ import torch
 from trainer.losses import SirstLoss, mask_pyramid, neg_loss, soft_iou, soft_iou_per_sample
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and lose a lot on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_soft_iou_half_probability():
     # logits 0 -> p = 0.5 everywhere; 2 samples of 2x2, one target pixel in the first
     logits = torch.zeros(2, 1, 2, 2)

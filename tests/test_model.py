@@ -14,16 +14,6 @@ from trainer.model import (
     save_checkpoint,
 )
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from threads, and lose a lot on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 TINY = dict(widths=(2, 3, 4, 5, 6), blocks=1, reduction=1)
 
 

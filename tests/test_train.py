@@ -18,15 +18,6 @@ from trainer.train import TrainError, make_config, train
 TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and lose a lot on a shared, busy CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     return make_tiny_store(tmp_path_factory.mktemp("store") / "tiny.h5", n_src=10)
