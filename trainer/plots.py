@@ -78,16 +78,30 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # thresholds 0 (every pixel is target) and 1 (none is) are trivial corners that squash the
+    # informative part of the curve; roc.csv keeps them
+    inner = [r for r in rows if 0 < r["threshold"] < 1]
+    rows = inner if len(inner) >= 2 else rows
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     fa = [r["fa"] * 1e6 for r in rows]
     pd = [r["pd"] * 1e2 for r in rows]
     ax1.plot(fa, pd, "o-", ms=4)
-    for r, x, y in zip(rows, fa, pd, strict=True):
-        ax1.annotate(f"{r['threshold']:g}", (x, y), textcoords="offset points", xytext=(4, -10))
+    log_x = min(fa) > 0 and max(fa) / min(fa) > 10  # log only where Fa spans over a decade
+    if log_x:
+        ax1.set_xscale("log")
+    xs = np.log10(fa) if log_x else np.asarray(fa, float)
+
+    def frac(v: np.ndarray) -> np.ndarray:  # positions as fractions of the axis span
+        return (v - v.min()) / ((v.max() - v.min()) or 1.0)
+
+    fx, fy = frac(xs), frac(np.asarray(pd, float))
+    shown: list[tuple[float, float]] = []  # label a point only where no label sits near it
+    for r, x, y, px, py in zip(rows, fa, pd, fx, fy, strict=True):
+        if all(abs(px - qx) > 0.06 or abs(py - qy) > 0.06 for qx, qy in shown):
+            ax1.annotate(f"{r['threshold']:g}", (x, y), textcoords="offset points", xytext=(4, -10))
+            shown.append((px, py))
         if r["threshold"] == threshold:
             ax1.plot([x], [y], "o", ms=11, mfc="none", mec="red", label=f"threshold {threshold:g}")
-    if any(v > 0 for v in fa):
-        ax1.set_xscale("symlog", linthresh=1.0)
     ax1.set_xlabel("Fa (x1e-6, corrected)")
     ax1.set_ylabel("Pd (%)")
     ax1.set_title("Pd vs Fa")
