@@ -213,3 +213,41 @@ def test_split_file_given_directly(demo_source, tmp_path):
     (tmp_path / "bad.txt").write_text("no_such_id\n")
     r = invoke("eval", demo_source, "--method", "tophat", "--split", tmp_path / "bad.txt")
     assert r.exit_code == 1 and "no_such_id" in r.output
+
+
+def test_overlay_colours_and_legend():
+    """Hand-built: one target hit, one missed, one false alarm, on a 16 x 16 image (x32 = 512)."""
+    from trainer.plots import GREEN, MAGENTA, RED, overlay
+
+    image = np.full((16, 16), 100, np.uint8)
+    mask = np.zeros((16, 16), np.uint8)
+    mask[2, 2] = mask[12, 12] = 1  # two targets
+    pred = np.zeros((16, 16), np.uint8)
+    pred[2, 2] = 1  # hits the first target
+    pred[8, 2] = 1  # 6 px away from any target: a false alarm
+    out = overlay(image, pred, mask)
+    s = 32
+    assert out.shape == (16 * s + 20, 16 * s, 3)  # enlarged image + the legend strip
+
+    def colour_at(y, x):  # centre of the enlarged pixel, away from the yellow outline
+        return out[y * s + s // 2, x * s + s // 2].astype(int)
+
+    def painted(colour):  # _paint mixes 70 % colour with 30 % grey 100
+        return (0.7 * np.array(colour) + 0.3 * 100).astype(np.uint8).astype(int)
+
+    assert (colour_at(2, 2) == painted(GREEN)).all()
+    assert (colour_at(12, 12) == painted(RED)).all()
+    assert (colour_at(8, 2) == painted(MAGENTA)).all()
+    assert (colour_at(5, 10) == 100).all()  # untouched background stays grey
+    assert out[16 * s :].any()  # the legend strip holds text
+
+
+def test_eval_again_replaces_the_worst_overlays(tmp_path, demo_store):
+    out = tmp_path / "e"
+    for worst in (5, 2):
+        r = invoke(
+            "eval", demo_store, "--method", "tophat", "--k", 3, "--out", out, "--worst", worst
+        )
+        assert r.exit_code == 0, r.output
+    names = sorted(p.name[:3] for p in (out / "overlays").glob("*.png"))
+    assert names == ["01-", "02-"]  # the first run's 03- to 05- are gone

@@ -267,6 +267,8 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
     roc.write_csv(out / "roc.csv")
     pd_fa_curve(roc.compute(), out / "pd_fa.png", threshold, f"{predictor.name} on {data.path}")
     worst_list = sorted(heap, reverse=True)
+    for old in (out / "overlays").glob("[0-9][0-9]-*.png"):  # a previous eval's worst images
+        old.unlink()
     for rank, (_, _, index, stem, pred) in enumerate(worst_list):
         sample = data.get(index)
         name = f"{rank + 1:02d}-{stem}.png"

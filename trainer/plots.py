@@ -35,7 +35,11 @@ def _paint(canvas: np.ndarray, where: np.ndarray, colour, alpha: float = 0.7) ->
 
 
 def overlay(image: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """BGR uint8 overlay of a grey (H, W) image, a 0/1 prediction and (optionally) its mask."""
+    """BGR uint8 overlay of a grey (H, W) image, a 0/1 prediction and (optionally) its mask.
+
+    Without a mask, predicted pixels are cyan. With one, matched predictions are green, missed
+    targets red, false alarms magenta, target outlines yellow, and a legend strip is appended.
+    """
     s = _scale(*image.shape)
 
     def big(a: np.ndarray) -> np.ndarray:  # nearest-neighbour enlargement by s
@@ -58,7 +62,20 @@ def overlay(image: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None)
         big(mask.astype(np.uint8)), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
     )
     cv2.drawContours(out, contours, -1, YELLOW, 1)
-    return out
+    return np.vstack([out, legend(out.shape[1])])
+
+
+LEGEND = (("hit", GREEN), ("miss", RED), ("false alarm", MAGENTA), ("target outline", YELLOW))
+
+
+def legend(width: int, height: int = 20) -> np.ndarray:
+    """A black strip naming the overlay colours, appended under scored overlays."""
+    strip = np.zeros((height, width, 3), np.uint8)
+    x = 4
+    for text, colour in LEGEND:
+        cv2.putText(strip, text, (x, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 12
+    return strip
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
