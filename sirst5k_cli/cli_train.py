@@ -194,7 +194,8 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
     try:
         ckpt = None
         if resume_dir:
-            ckpt = read_checkpoint(Path(resume_dir) / "last.pt")
+            fix = f"{resume_dir} holds no run to resume; start one with `sirst5k train --out DIR`"
+            ckpt = read_checkpoint(Path(resume_dir) / "last.pt", fix=fix)
             d = dict(ckpt["config"])
             # only the budget, device and loader settings may change on resume
             for k in ("epochs", "max_minutes", "device", "workers", "in_memory"):

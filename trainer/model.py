@@ -226,17 +226,21 @@ def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def read_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> dict:
+FIX_TRAIN = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"
+
+
+def read_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu", fix: str = FIX_TRAIN
+) -> dict:
     """torch.load(weights_only=True) with one-line errors that name the file and the fix."""
     path = Path(path)
-    fix = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint; {fix}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # truncated zip, pickle of forbidden objects, random bytes...
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({msg[:120]}); {fix}") from e
+        why = "corrupt, truncated or not a torch file"
+        raise CheckpointError(f"{path}: not a readable checkpoint ({why}); {fix}") from e
     if not isinstance(ckpt, dict) or ckpt.get("schema") != SCHEMA:
         got = ckpt.get("schema") if isinstance(ckpt, dict) else type(ckpt).__name__
         raise CheckpointError(f"{path}: not a {SCHEMA} checkpoint (schema={got!r}); {fix}")
