@@ -198,7 +198,16 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
             ckpt = read_checkpoint(Path(resume_dir) / "last.pt", fix=fix)
             d = dict(ckpt["config"])
             # only the budget, device and loader settings may change on resume
-            for k in ("epochs", "max_minutes", "device", "workers", "in_memory"):
+            allowed = ("epochs", "max_minutes", "device", "workers", "in_memory")
+            ignored = [k for k, v in opts.items() if v not in (None, False) and k not in allowed]
+            ignored += ["preset"] * bool(preset) + ["out"] * bool(out) + list(model)
+            if ignored:
+                names = ", ".join("--" + k.replace("_", "-") for k in ignored)
+                raise click.UsageError(
+                    f"--resume continues the run with its saved settings; drop {names} "
+                    "(only --epochs, --max-minutes, --device, --workers, --in-memory may change)"
+                )
+            for k in allowed:
                 if opts.get(k) is not None:
                     d[k] = opts[k]
             if store:
@@ -225,3 +234,4 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
     console.print(_summary_table(summary))
     if summary["status"] == "interrupted":
         console.print(f"interrupted: continue with `sirst5k train --resume {cfg.out}`")
+        raise SystemExit(130)  # the shell's code for Ctrl-C: scripts must not read it as success

@@ -143,14 +143,30 @@ def _split_candidates(root: Path, name: str) -> list[Path]:
     return cands
 
 
+def _names_split(path: Path) -> str | None:
+    """ "train" or "test" when a split file's name says which it is (trainval counts as train,
+    val as test), else None."""
+    stem = path.stem.lower()
+    if "train" in stem:
+        return "train"
+    if "test" in stem or "val" in stem:
+        return "test"
+    return None
+
+
 def find_split_file(root: str | Path, name: str, split: str | Path | None = None) -> Path:
     """Locate the id list of split `name` ("train" or "test"), or raise UserError."""
     root = Path(root)
     if split is not None:
         split = Path(split)
-        if split.is_file():
-            other = "test" if name == "train" else "train"
-            if other not in split.stem:  # e.g. test.txt or test_NUDT.txt asked for as test
+        if split.is_file():  # its name must say which split it is: train..., test... or val...
+            says = _names_split(split)
+            if says is None:
+                raise UserError(
+                    f"{split}: its name says neither train nor test; name it train.txt / "
+                    "test.txt (or give the folder that holds both) so the splits cannot mix"
+                )
+            if says == name:
                 return split
             split = split.parent  # the other split's file given: look for a sibling beside it
         for cand in _split_candidates(split, name) + [split / f"{name}.txt"]:
@@ -167,7 +183,11 @@ def find_split_file(root: str | Path, name: str, split: str | Path | None = None
 
 
 def read_ids(path: str | Path) -> list[str]:
-    ids = [ln.strip() for ln in Path(path).read_text().splitlines() if ln.strip()]
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read this split file ({e}); give a text file") from e
+    ids = [ln.strip() for ln in text.splitlines() if ln.strip()]
     if not ids:
         raise UserError(f"{path}: split file is empty")
     return [Path(i).stem if Path(i).suffix.lower() in IMAGE_EXTS else i for i in ids]

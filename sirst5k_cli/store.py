@@ -197,12 +197,24 @@ def check_file(path: str | os.PathLike) -> h5py.File:
     return f
 
 
+def require_group(f: h5py.File, name: str) -> h5py.Group:
+    """The group `name` of an open store with every dataset the schema asks for, or StoreError."""
+    if name not in f:
+        raise StoreError(f"{f.filename}: the store has no '{name}' group; rebuild it with synth")
+    g = f[name]
+    keys = IMAGE_KEYS + (TEST_COLUMNS if name == "test" else tuple(COLUMNS))
+    missing = [k for k in keys if k not in g]
+    if missing:
+        raise StoreError(
+            f"{f.filename}: '{name}' lacks {', '.join(missing)}; rebuild the store with synth"
+        )
+    return g
+
+
 def read_split(path: str | os.PathLike, name: str) -> Split:
     """Read one group ("train" or "test") into memory, checksums verified by HDF5."""
     with check_file(path) as f:
-        if name not in f:
-            raise StoreError(f"{path}: the store has no '{name}' group; rebuild it with synth")
-        g = f[name]
+        g = require_group(f, name)
         try:
             image, mask = g["image"][...], g["mask"][...]
             columns = {k: g[k][...] for k in g if k not in IMAGE_KEYS}

@@ -147,3 +147,23 @@ def test_image_without_mask(tmp_path):
     assert pair.mask is None
     with pytest.raises(UserError, match="no mask found for 'lonely'"):
         read_pair(pair)
+
+
+def test_split_file_must_name_its_split(tmp_path):
+    """A neutral name (ids.txt) would serve as both train and test: refused, not leaked."""
+    root = make_nudt(tmp_path / "d", ["x", "y"])
+    (root / "ids.txt").write_text("x\n")
+    with pytest.raises(UserError, match="neither train nor test"):
+        load_split(root, "test", split=root / "ids.txt")
+    with pytest.raises(UserError, match="neither train nor test"):
+        load_split(root, "train", split=root / "ids.txt")
+    (root / "trainval.txt").write_text("x\n")
+    (root / "val.txt").write_text("y\n")
+    assert [p.stem for p in load_split(root, "test", split=root / "trainval.txt")] == ["y"]
+
+
+def test_split_file_not_text(tmp_path):
+    root = make_nudt(tmp_path / "d", ["x"])
+    (root / "train.txt").write_bytes(b"\xff\xfe\x00bad")
+    with pytest.raises(UserError, match="cannot read this split file"):
+        load_split(root, "train")

@@ -2,10 +2,12 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pytest
 import torch
 from click.testing import CliRunner
@@ -135,12 +137,23 @@ def test_cli_end_to_end(tiny_store, tmp_path):
     # a second run into the same directory needs --resume or --force
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
     assert r.exit_code == 1 and "already holds a run" in r.output and "--resume" in r.output
+    r = _cli("train", "--resume", out, "--epochs", 3, "--lr", 0.1)
+    assert r.exit_code == 2 and "drop --lr" in r.output  # not silently ignored
     r = _cli("train", "--resume", out, "--epochs", 3)
     assert r.exit_code == 0, r.output
     assert read_checkpoint(out / "last.pt")["epoch"] == 3
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS, "--force", "--no-attention")
     assert r.exit_code == 0, r.output
     assert read_checkpoint(out / "best.pt")["model_config"]["attention"] is False
+    # --force with a store that turns out unusable fails before the earlier run is touched
+    broken = tmp_path / "no-train.h5"
+    shutil.copy(tiny_store, broken)
+    with h5py.File(broken, "a") as f:
+        del f["train"]
+    before = (out / "best.pt").read_bytes()
+    r = _cli("train", broken, "--out", out, *TINY_ARGS, "--force")
+    assert r.exit_code == 1 and "train" in r.output
+    assert (out / "best.pt").read_bytes() == before
 
 
 def test_cli_bad_inputs(tiny_store, tmp_path):

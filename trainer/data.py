@@ -48,7 +48,7 @@ class StoreData:
     def __init__(self, path: str | os.PathLike, in_memory: str | bool = "auto"):
         self.path = str(path)
         with store.check_file(path) as f:
-            g = f["train"]
+            g = store.require_group(f, "train")
             self.columns = {k: g[k][...] for k in KEEP_COLUMNS}
             n, h, w = g["image"].shape
         self.canvas = (h, w)
@@ -69,6 +69,12 @@ class StoreData:
         d = self.__dict__.copy()
         d["_file"], d["_pid"] = None, None
         return d
+
+    def close(self) -> None:
+        """Close this process's HDF5 handle (streaming mode); reads reopen it when needed."""
+        if self._file is not None:
+            self._file.close()
+            self._file, self._pid = None, None
 
     def _h5(self) -> h5py.File:
         if self._file is None or self._pid != os.getpid():

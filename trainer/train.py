@@ -278,12 +278,6 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     t_start = time.time()
     ddp = setup(cfg)
     device, out = ddp.device, Path(cfg.out)
-    if ddp.main:
-        prepare_out(out, resume is not None, force)
-        write_json(out / "config.json", cfg.to_dict())
-    if ddp.world > 1:
-        dist.barrier()
-
     # data: the training rows minus the validation sources, a seeded group-keeping sampler
     mode = {"auto": "auto", "memory": True, "stream": False}[cfg.in_memory]
     data = StoreData(cfg.store, in_memory=mode)
@@ -300,6 +294,12 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
             f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
             f"{cfg.batch_size // ddp.world} per process; L_Neg needs >= 4 (a whole group)"
         )
+    # only now, with store and options checked, is an earlier run in --out replaced
+    if ddp.main:
+        prepare_out(out, resume is not None, force)
+        write_json(out / "config.json", cfg.to_dict())
+    if ddp.world > 1:
+        dist.barrier()
     sampler = GroupBatchSampler(
         dataset.groups, cfg.batch_size, cfg.seed, keep_groups, ddp.rank, ddp.world,
         drop_last=device.type == "cuda",  # one batch shape: cudnn autotunes once
@@ -448,6 +448,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         stopped = "interrupted"
         if ddp.main:  # the state after the last finished batch; resume skips the done batches
             save_checkpoint(checkpoint(), out / "last.pt")
+    data.close()
 
     summary = {
         "status": stopped,
