@@ -124,7 +124,7 @@ def _print_table(report: dict) -> None:
 )
 @click.option(
     "--out",
-    type=click.Path(path_type=Path),
+    type=click.Path(file_okay=False, path_type=Path),
     help="Output folder (default: CKPT's folder/eval, or runs/eval-METHOD).",
 )
 @click.option("--legacy-fa", is_flag=True, help="Report DNA-Net's legacy Fa as 'fa' (papers).")
@@ -151,6 +151,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
                               progress=lambda n: bar.advance(task, n))  # fmt: skip
     except ValueError as e:  # UserError, StoreError, CheckpointError
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # an output folder that cannot be written, a full disk
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     _print_table(report)
     if report["skipped"]:
         click.echo(f"skipped {len(report['skipped'])} image(s):")
@@ -162,7 +164,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
 @click.command("predict")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_predictor_options
-@click.option("-o", "--out", type=click.Path(path_type=Path), required=True,
+@click.option("-o", "--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Output folder: <name>.png masks (0/255) and overlays/.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
@@ -184,6 +186,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
                         progress=lambda n: bar.advance(task, n))  # fmt: skip
     except ValueError as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # an output folder that cannot be written, a full disk
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     rate = s["written"] / s["predict_s"] if s["predict_s"] > 0 else 0.0
     click.echo(
         f"wrote {s['written']} mask(s) to {out} ({s['detections']} detections, "

@@ -167,6 +167,8 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
             res = build_store(source, out, cfg, split, force, skip_bad, progress)
     except (UserError, StoreError) as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # an output folder that cannot be written, a full disk
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     rows = [
         ("originals", str(res["originals"])),
         ("targets", str(res["targets"])),

@@ -154,12 +154,21 @@ def _names_split(path: Path) -> str | None:
     return None
 
 
-def find_split_file(root: str | Path, name: str, split: str | Path | None = None) -> Path:
-    """Locate the id list of split `name` ("train" or "test"), or raise UserError."""
+def find_split_file(
+    root: str | Path, name: str, split: str | Path | None = None, alone: bool = False
+) -> Path:
+    """Locate the id list of split `name` ("train" or "test"), or raise UserError.
+
+    A file given as `split` must say in its name which split it is (train..., test..., val...),
+    so that one list can never serve as both; `alone=True` (a caller that reads this one split
+    only, like eval) accepts any name.
+    """
     root = Path(root)
     if split is not None:
         split = Path(split)
-        if split.is_file():  # its name must say which split it is: train..., test... or val...
+        if split.is_file() and alone:
+            return split
+        if split.is_file():
             says = _names_split(split)
             if says is None:
                 raise UserError(
@@ -193,10 +202,12 @@ def read_ids(path: str | Path) -> list[str]:
     return [Path(i).stem if Path(i).suffix.lower() in IMAGE_EXTS else i for i in ids]
 
 
-def load_split(root: str | Path, name: str, split: str | Path | None = None) -> list[Pair]:
+def load_split(
+    root: str | Path, name: str, split: str | Path | None = None, alone: bool = False
+) -> list[Pair]:
     """The pairs of split `name`, in the split file's order; missing ids raise UserError."""
     pairs = find_pairs(root)
-    path = find_split_file(root, name, split)
+    path = find_split_file(root, name, split, alone)
     out = []
     for stem in read_ids(path):
         if stem not in pairs:

@@ -251,3 +251,14 @@ def test_eval_again_replaces_the_worst_overlays(tmp_path, demo_store):
         assert r.exit_code == 0, r.output
     names = sorted(p.name[:3] for p in (out / "overlays").glob("*.png"))
     assert names == ["01-", "02-"]  # the first run's 03- to 05- are gone
+
+
+def test_eval_and_predict_output_errors(tmp_path, demo_store, demo_source, tiny_checkpoint):
+    afile = tmp_path / "file.txt"
+    afile.write_text("x")
+    r = invoke("eval", demo_store, "--method", "tophat", "--out", afile)
+    assert r.exit_code == 2 and "is a file" in r.output
+    r = invoke("predict", demo_source / "images", "--method", "tophat", "-o", afile)
+    assert r.exit_code == 2 and "is a file" in r.output
+    r = invoke("eval", demo_store, "--checkpoint", tiny_checkpoint, "--k", 3, "--out", tmp_path)
+    assert r.exit_code == 1 and "--k" in r.output and "--method only" in r.output

@@ -33,6 +33,7 @@ from sirst5k_cli.dataset import (
     read_image,
     read_pair,
 )
+from sirst5k_cli.store import atomic_path
 from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 
 # ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
@@ -97,8 +98,8 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
 
     path = Path(path)
     if path.is_dir():
-        pairs = load_split(path, "test", split)
-        split_file = find_split_file(path, "test", split)
+        pairs = load_split(path, "test", split, alone=True)  # eval reads the test list only
+        split_file = find_split_file(path, "test", split, alone=True)
 
         def get(i: int) -> Sample:
             image, mask = read_pair(pairs[i])
@@ -191,6 +192,8 @@ def make_predictor(checkpoint=None, method=None, device="auto", k=None):
         raise UserError("give exactly one of --checkpoint CKPT or --method NAME")
     if method is not None:
         return MethodPredictor(method, k)
+    if k is not None:
+        raise UserError("--k sets a classical method's threshold: use it with --method only")
     return ModelPredictor(checkpoint, device)
 
 
@@ -259,15 +262,17 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
     out.mkdir(parents=True, exist_ok=True)
     result = metrics.compute()
     scores = metrics.per_image()
-    with open(out / "per_image.csv", "w", newline="") as f:
+    # every output is written whole or not at all (an interrupted eval leaves the old files)
+    with atomic_path(out / "per_image.csv", force=True) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["stem", "h", "w", "iou", "targets", "hits", "misses", "false_pixels"])
         for stem, (h, wd), s in zip(stems, shapes, scores, strict=True):
             w.writerow([stem, h, wd, f"{s.iou:.6f}", s.targets, s.hits, s.misses, s.false_pixels])
-    roc.write_csv(out / "roc.csv")
+    with atomic_path(out / "roc.csv", force=True) as tmp:
+        roc.write_csv(tmp)
     pd_fa_curve(roc.compute(), out / "pd_fa.png", threshold, f"{predictor.name} on {data.path}")
     worst_list = sorted(heap, reverse=True)
-    for old in (out / "overlays").glob("[0-9][0-9]-*.png"):  # a previous eval's worst images
+    for old in (out / "overlays").glob("*.png"):  # a previous eval's worst images
         old.unlink()
     for rank, (_, _, index, stem, pred) in enumerate(worst_list):
         sample = data.get(index)
@@ -306,7 +311,8 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
             "batch_size": batch_size,
         },
     }
-    (out / "metrics.json").write_text(json.dumps(report, indent=2) + "\n")
+    with atomic_path(out / "metrics.json", force=True) as tmp:
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
     return report
 
 

@@ -97,7 +97,7 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
 
     # thresholds 0 (every pixel is target) and 1 (none is) are trivial corners that squash the
     # informative part of the curve; roc.csv keeps them
-    inner = [r for r in rows if 0 < r["threshold"] < 1]
+    inner = [r for r in rows if 0 < r["threshold"] < 1 or r["threshold"] == threshold]
     rows = inner if len(inner) >= 2 else rows
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
     fa = [r["fa"] * 1e6 for r in rows]
