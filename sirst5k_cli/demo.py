@@ -118,13 +118,20 @@ def make_sample(
     return np.clip(np.rint(img), 0, 255).astype(np.uint8), mask
 
 
+MARKER = ".sirst5k-demo"  # marks a folder written by generate_demo, so --force may replace it
+
+
 def generate_demo(out: str | Path, cfg: DemoConfig, force: bool = False) -> dict:
     """Write the demo dataset to OUT; return counts. OUT must not exist unless force."""
     out = Path(out)
     if out.exists():
         if not force:
             raise UserError(f"{out} exists: choose another folder or pass --force to replace it")
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
+        if not (out / MARKER).is_file():  # --force replaces a demo set, never other folders
+            raise UserError(
+                f"{out} exists and is not a demo set made by `sirst5k demo-data` "
+                f"(no {MARKER}); choose another folder or remove it yourself"
+            )
     rng = np.random.default_rng(cfg.seed)
     side = cfg.size + cfg.size // 4
     fpn = rng.normal(0, 1.5, (1, side)) + rng.normal(0, 0.7, (side, 1))  # column + row offsets
@@ -149,7 +156,14 @@ def generate_demo(out: str | Path, cfg: DemoConfig, force: bool = False) -> dict
         test = sorted(stems[j] for j in order[n_train:])
         (tmp / "splits" / "50_50" / "train.txt").write_text("\n".join(train) + "\n")
         (tmp / "splits" / "50_50" / "test.txt").write_text("\n".join(test) + "\n")
+        (tmp / MARKER).write_text(f"sirst5k demo-data, seed {cfg.seed}\n")
+        # the old set goes only once the new one is complete
+        old = out.with_name(f".{out.name}.old")
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            out.rename(old)
         tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return {"images": cfg.n, "train": len(train), "test": len(test), "targets": n_targets}

@@ -83,3 +83,19 @@ def test_existing_out_and_bad_config(tmp_path):
         DemoConfig(n=1)
     with pytest.raises(UserError, match="--sizes"):
         DemoConfig(sizes="huge")
+
+
+def test_force_replaces_only_a_demo_set(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("keep")
+    with pytest.raises(UserError, match="not a demo set"):
+        generate_demo(mine, DemoConfig(n=4, size=32), force=True)
+    assert (mine / "thesis.tex").read_text() == "keep"
+    demo = tmp_path / "demo"
+    generate_demo(demo, DemoConfig(n=4, size=32, seed=1))
+    first = (demo / "images" / "demo_0000.png").read_bytes()
+    generate_demo(demo, DemoConfig(n=6, size=32, seed=2), force=True)
+    assert len(list((demo / "images").glob("*.png"))) == 6
+    assert (demo / "images" / "demo_0000.png").read_bytes() != first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo", "mine"]  # no leftovers
