@@ -7,6 +7,10 @@ STAMP   := $(VENV)/.installed
 DATA    ?= data/demo-source
 STORE   ?= data/sirst5k.h5
 NUDT    ?= ../shared/data/NUDT-SIRST
+# Where pip finds torch's CPU build. Empty: pip's own configuration (this project's machines
+# serve the CPU build of torch 2.13.0 from a local file). Elsewhere set
+# TORCH_INDEX=https://download.pytorch.org/whl/cpu, or PyPI's default build pulls CUDA wheels.
+TORCH_INDEX ?=
 
 .PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
         bench-synth bench-metrics bench-train train-nudt-cpu train-nudt-gpu clean
@@ -15,8 +19,8 @@ install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	# torch first and pinned: the local CPU build, so that pip pulls no CUDA wheels
-	$(BIN)/python -m pip install -q torch==2.13.0
+	# torch first and pinned, from the CPU build (see TORCH_INDEX), so no CUDA wheels come in
+	$(BIN)/python -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
