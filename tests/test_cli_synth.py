@@ -167,7 +167,8 @@ def test_inspect_failures(demo_store, tmp_path):
 def test_demo_data_cli(tmp_path):
     out = tmp_path / "demo"
     res = CliRunner().invoke(main, ["demo-data", str(out), "--n", "6", "--size", "48"])
-    assert res.exit_code == 0, res.output and "6 images" in res.output
+    assert res.exit_code == 0, res.output
+    assert "wrote 6 images (3 train, 3 test," in res.output and str(out) in res.output
     assert len(list((out / "images").glob("*.png"))) == 6
     res = CliRunner().invoke(main, ["demo-data", str(out)])
     assert res.exit_code == 1 and "--force" in res.output

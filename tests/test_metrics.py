@@ -89,9 +89,18 @@ def test_distance_of_exactly_three_does_not_match(pixels):
 
 def test_first_candidate_in_label_order_not_nearest():
     mask = canvas((10, 10))
-    pred = canvas((8, 10), (10, 12))  # label 1 at 2 px, label 2 at 2 px: label 1 taken
-    m = match_batch(pred[None].astype(bool), mask[None].astype(bool))
-    assert m.pred_matched.tolist() == [True, False]
+    # label 1 (first pixel on row 7): (7, 10), (8, 10), centroid (7.5, 10), 2.5 px away.
+    # label 2 (first pixel on row 10): (10, 10), (10, 11), (11, 10), centroid (31/3, 31/3),
+    # sqrt(2) / 3 = 0.47 px away. Row 9 is empty, so they are two components. Greedy in label
+    # order takes label 1; a nearest-first matcher would take label 2 (2 false pixels, not 3).
+    pred = canvas((7, 10), (8, 10), (10, 10), (10, 11), (11, 10))
+    m = match_batch(pred[None].astype(bool), mask[None].astype(bool), keep_labels=True)
+    assert m.pred_area.tolist() == [2, 3] and m.pred_labels[0, 7, 10] == 1
+    assert m.pred_matched.tolist() == [True, False] and m.gt_hit.tolist() == [True]
+    r = run(pred, mask)
+    assert (r["targets"], r["hits"], r["pd"]) == (1, 1, 1.0)
+    assert (r["false_pixels"], r["legacy_false_pixels"]) == (3, 3)  # the nearer one, area 3
+    assert r["fa"] == 3 / 400 and r["iou"] == 1 / 5  # inter (10, 10); union 5 predicted pixels
 
 
 def test_two_targets_compete_for_one_prediction():

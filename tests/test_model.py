@@ -75,10 +75,21 @@ def test_default_size_is_calibrated():
 
 
 def test_normalisation_inside_model():
-    model = build_model(ModelConfig(**TINY)).eval()
-    x = torch.full((1, 1, 16, 16), 107.81)
-    # the mean intensity becomes 0 after the model's own normalisation
-    assert torch.allclose((x - model.mean) / model.std, torch.zeros_like(x), atol=1e-5)
+    torch.manual_seed(0)
+    raw_in = build_model(ModelConfig(**TINY, mean=107.81, std=33.02)).eval()
+    norm_in = build_model(ModelConfig(**TINY, mean=0.0, std=1.0)).eval()
+    norm_in.load_state_dict(raw_in.state_dict())  # identical weights; mean/std not in the dict
+    assert (raw_in.mean.item(), norm_in.mean.item()) == (pytest.approx(107.81), 0.0)
+    x = torch.rand(2, 1, 32, 32, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.no_grad():
+        a = raw_in(x)
+        b = norm_in((x - 107.81) / 33.02)
+        unnormalised = norm_in(x)
+    assert len(a) == len(b) == 4
+    for oa, ob in zip(a, b, strict=True):
+        assert torch.allclose(oa, ob, rtol=1e-5, atol=1e-5)
+    # the check can fail: the same weights on raw 0..255 input give other outputs
+    assert not torch.allclose(a[0], unnormalised[0], rtol=1e-3, atol=1e-3)
 
 
 def test_bad_config():

@@ -40,6 +40,25 @@ def test_negative_rotation_same_seed_same_output_and_label_unchanged():
     a = A.Compose([NegativeRotation(3, "unchanged")], seed=5)(image=img, mask=mask)
     b = A.Compose([NegativeRotation(3, "unchanged")], seed=5)(image=img, mask=mask)
     assert (a["image"] == b["image"]).all() and (a["mask"] == mask).all()
+    # seed 5 draws target 1, box (8, 8), k = 3: [[104..106], [116..118], [128..130]] turned
+    # 270 degrees counter-clockwise; nothing else moves
+    want = img.copy()
+    want[8:11, 8:11] = [[128, 116, 104], [129, 117, 105], [130, 118, 106]]
+    assert (a["image"] == want).all()
+
+
+def test_negative_rotation_apply_rotates_image_and_mask_box():
+    img, mask = _sample()
+    t = NegativeRotation(3)
+    # box (1, 2) holds [[14, 15, 16], [26, 27, 28], [38, 39, 40]]; np.rot90 with k = 1
+    want = img.copy()
+    want[1:4, 2:5] = [[16, 28, 40], [15, 27, 39], [14, 26, 38]]
+    assert (t.apply(img, box=(1, 2), k=1) == want).all()
+    # the mask box [[0, 0, 0], [1, 1, 0], [0, 0, 0]] becomes [[0, 0, 0], [0, 1, 0], [0, 1, 0]]
+    got = t.apply_to_mask(mask, box=(1, 2), k=1)
+    assert sorted(zip(*np.nonzero(got), strict=True)) == [(2, 3), (3, 3), (9, 9)]
+    unchanged = NegativeRotation(3, "unchanged").apply_to_mask(mask, box=(1, 2), k=1)
+    assert (unchanged == mask).all()
 
 
 def test_negative_rotation_without_target_or_channels():
