@@ -46,8 +46,9 @@ def _check_schema(f: h5py.File, name: str, canvas: tuple[int, int]) -> int:
     return n
 
 
-def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: bool) -> list[int]:
-    """Read every chunk; check masks and padding; return the 8-connected target counts."""
+def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: int) -> list[int]:
+    """Read every chunk; check masks and padding; return the 8-connected target counts of the
+    first `count_targets` rows (the originals: the negatives' targets are not needed)."""
     n = g["image"].shape[0]
     targets = []
     for b in range(0, n, BLOCK):
@@ -63,7 +64,7 @@ def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: boo
             for key, a in (("image", imgs[j]), ("mask", masks[j])):
                 if a[h:].any() or a[:, w:].any():
                     raise StoreError(f"/{name}/{key}[{i}] is not zero outside its size {h}x{w}")
-            if count_targets:
+            if i < count_targets:
                 targets.append(cv2.connectedComponents(masks[j], connectivity=8)[0] - 1)
     return targets
 
@@ -122,8 +123,9 @@ def verify(path: str | Path) -> dict:
             n_test = _check_schema(f, "test", canvas)
             ct = _check_columns(f["train"], n_sources, canvas, "train")
             ce = _check_columns(f["test"], n_sources, canvas, "test")
-            targets = _check_pixels(f["train"], "train", ct["size"], True)
-            _check_pixels(f["test"], "test", ce["size"], False)
+            n_orig = int((ct["kind"] == store.KIND_ORIGINAL).sum())  # originals come first
+            targets = _check_pixels(f["train"], "train", ct["size"], n_orig)
+            _check_pixels(f["test"], "test", ce["size"], 0)
             n_orig, z = _check_train(ct, targets)
             summary = {
                 "store": str(path),
