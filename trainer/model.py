@@ -24,6 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from sirst5k_cli.store import atomic_path
+
 SCHEMA = "sirst5k-checkpoint/1"
 
 
@@ -217,13 +219,8 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int
 
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """Write a checkpoint dict atomically: a temporary file beside it, then os.replace."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(path, force=True) as tmp:
         torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 FIX_TRAIN = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"

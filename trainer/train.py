@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from sirst5k_cli.store import atomic_path
 from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source, val_batches
 from trainer.losses import NEG_MODES, SirstLoss
 from trainer.metrics import Metrics
@@ -223,12 +224,10 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
 
 
 def write_log(out: Path, rows: list[dict]) -> None:
-    tmp = out / ".log.csv.partial"
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(out / "log.csv", force=True) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, LOG_FIELDS, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, out / "log.csv")
 
 
 def read_log(out: Path, upto: int) -> list[dict]:
@@ -243,9 +242,8 @@ def read_log(out: Path, upto: int) -> list[dict]:
 
 
 def write_json(path: Path, obj: dict) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_path(path, force=True) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 @torch.no_grad()
