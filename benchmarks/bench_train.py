@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source  # noqa: E402
 from trainer.losses import SirstLoss  # noqa: E402
-from trainer.model import build_model, count_params  # noqa: E402
+from trainer.model import build_model, count_params, resolve_device  # noqa: E402
 
 
 def sync(device):
@@ -124,10 +124,10 @@ def main():
     p.add_argument("--out", default="benchmarks/out/bench_train.json")
     args = p.parse_args()
     args.widths = [int(v) for v in args.widths.split(",")]
-    dev = args.device
-    if dev == "auto":
-        dev = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(dev)
+    try:
+        device = torch.device(resolve_device(args.device))
+    except ValueError as e:
+        sys.exit(f"error: {e}")
     if args.workers < 0:
         args.workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
 

@@ -158,12 +158,13 @@ def test_dataset_items_and_group_windows(tiny_store, in_memory):
     assert torch.equal(other[(5, 9)]["image"], ds[(5, 9)]["image"])
 
 
-def test_val_batches_pad_to_stride(tiny_store):
+def test_val_batches_whole_canvases(tiny_store):
     data = StoreData(tiny_store)
     rows = np.array([0, 5, 10])
-    got = list(val_batches(data, rows, batch_size=2, stride=16))
-    assert [g[0].shape for g in got] == [(2, 1, 32, 32), (1, 1, 32, 32)]
-    assert np.array_equal(got[0][1][0], data.mask[0]) and got[0][2].shape == (2, 2)
+    got = list(val_batches(data, rows, batch_size=2))
+    assert [g[0].shape for g in got] == [(2, 1, *data.canvas), (1, 1, *data.canvas)]
+    assert np.array_equal(got[1][0][0, 0].numpy(), data.image[10])
+    assert np.array_equal(got[0][1][1], data.mask[5]) and got[0][2].shape == (2, 2)
 
 
 def test_not_a_store(tmp_path):

@@ -11,6 +11,7 @@ from trainer.model import (
     count_params,
     load_model,
     pad_to_stride,
+    resolve_device,
     save_checkpoint,
 )
 
@@ -101,6 +102,16 @@ def test_pad_to_stride():
     x, (h, w) = pad_to_stride(torch.ones(1, 1, 37, 48), 16)
     assert x.shape == (1, 1, 48, 48) and (h, w) == (37, 48)
     assert x[..., 37:, :].sum() == 0 and x[..., :37, :].sum() == 37 * 48
+
+
+def test_resolve_device(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
+    for name in ("cuda", "cuda:1"):
+        with pytest.raises(ValueError, match=f"--device {name}: no CUDA device"):
+            resolve_device(name)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"
 
 
 def test_load_model_roundtrip_and_errors(tmp_path):

@@ -287,18 +287,15 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         return len(self.batches()) - self.start
 
 
-def val_batches(data: StoreData, rows: np.ndarray, batch_size: int, stride: int):
-    """Yield (image (B, 1, Hp, Wp) uint8 tensor, mask (B, H, W) uint8 numpy, size (B, 2)).
+def val_batches(data: StoreData, rows: np.ndarray, batch_size: int):
+    """Yield (image (B, 1, H, W) uint8 tensor, mask (B, H, W) uint8 numpy, size (B, 2)).
 
-    Whole padded canvases, zero padded further to multiples of the model's stride; metrics
-    ignore everything outside each image's real size.
+    Whole padded canvases; metrics ignore everything outside each image's real size.
     """
-    h, w = data.canvas
-    hp, wp = h + (-h) % stride, w + (-w) % stride
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
-        image = np.zeros((len(chunk), 1, hp, wp), np.uint8)
-        mask = np.zeros((len(chunk), h, w), np.uint8)
+        image = np.zeros((len(chunk), 1, *data.canvas), np.uint8)
+        mask = np.zeros((len(chunk), *data.canvas), np.uint8)
         for j, row in enumerate(chunk.tolist()):
-            image[j, 0, :h, :w], mask[j] = data.read(row)
+            image[j, 0], mask[j] = data.read(row)
         yield torch.from_numpy(image), mask, data.columns["size"][chunk]

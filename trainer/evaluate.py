@@ -149,15 +149,10 @@ class ModelPredictor:
     """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back."""
 
     def __init__(self, checkpoint: str | Path, device: str = "auto"):
-        import torch
+        from trainer.model import count_params, load_model, resolve_device
 
-        from trainer.model import count_params, load_model
-
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        if device == "cuda" and not torch.cuda.is_available():
-            raise UserError("--device cuda: no CUDA device here; use --device cpu")
         try:
+            device = resolve_device(device)
             self.model, ckpt = load_model(checkpoint, device)
         except ValueError as e:  # CheckpointError: one line naming the file and the fix
             raise UserError(str(e)) from e
@@ -198,7 +193,7 @@ def make_predictor(checkpoint=None, method=None, device="auto", k=None):
 
 
 def default_batch(predictor) -> int:
-    return 16 if getattr(predictor, "device", "cpu") == "cuda" else 1
+    return 16 if getattr(predictor, "device", "cpu").startswith("cuda") else 1
 
 
 def _chunks(items, n: int):

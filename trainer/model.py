@@ -208,6 +208,15 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def resolve_device(name: str) -> str:
+    """--device auto|cpu|cuda[:N] to a torch device name; auto takes a visible GPU."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: no CUDA device is visible; use --device cpu")
+    return name
+
+
 def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """Zero-pad (B, C, H, W) at the bottom/right up to multiples of stride; returns (x, (H, W))."""
     h, w = x.shape[-2:]

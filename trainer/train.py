@@ -32,7 +32,15 @@ from sirst5k_cli.store import atomic_path
 from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source, val_batches
 from trainer.losses import NEG_MODES, SirstLoss
 from trainer.metrics import Metrics
-from trainer.model import SCHEMA, ModelConfig, build_model, count_params, save_checkpoint
+from trainer.model import (
+    SCHEMA,
+    ModelConfig,
+    build_model,
+    count_params,
+    pad_to_stride,
+    resolve_device,
+    save_checkpoint,
+)
 
 LOG_FIELDS = (
     "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
@@ -167,11 +175,10 @@ class Dist:
 
 def setup(cfg: TrainConfig) -> Dist:
     """Pick the device; init the process group when launched by torchrun (RANK, WORLD_SIZE)."""
-    want = cfg.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainError("--device cuda: no CUDA device is visible; use --device cpu")
+    try:
+        want = resolve_device(cfg.device)
+    except ValueError as e:
+        raise TrainError(str(e)) from None
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -252,8 +259,8 @@ def evaluate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
     model.eval()
     metrics = Metrics()
     h, w = data.canvas
-    for image, mask, size in val_batches(data, rows, cfg.val_batch_size, model.stride):
-        x = image.to(device, non_blocking=True).float()  # (B, 1, Hp, Wp), 0..255
+    for image, mask, size in val_batches(data, rows, cfg.val_batch_size):
+        x, _ = pad_to_stride(image.to(device, non_blocking=True).float(), model.stride)
         if device.type == "cuda" and cfg.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda" and cfg.amp):
