@@ -3,8 +3,10 @@
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import h5py
@@ -15,7 +17,7 @@ from test_data import make_tiny_store
 
 from sirst5k_cli.cli import main
 from trainer.model import load_model, read_checkpoint
-from trainer.train import TrainError, make_config, train
+from trainer.train import StopRequest, TrainError, make_config, train
 
 TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
 
@@ -175,18 +177,41 @@ def test_cli_bad_inputs(tiny_store, tmp_path):
     assert len(r.output.strip().splitlines()) <= 4
 
 
-def test_ddp_gloo_two_processes(tiny_store, tmp_path):
-    out = tmp_path / "ddp"
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+def _torchrun(*args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "sirst5k_cli", "train", str(tiny_store), "--out", str(out)]
-    cmd += [str(a) for a in TINY_ARGS]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    return [*cmd, "-m", "sirst5k_cli", "train", *[str(a) for a in args]]
+
+
+def test_ddp_gloo_two_processes_ctrl_c_and_resume(tiny_store, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
+    args = [*TINY_ARGS, "--epochs", 3]  # the later --epochs wins
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = subprocess.run(
+        _torchrun(tiny_store, "--out", a, *args), env=env, capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["world_size"] == 2 and summary["epochs_done"] == 2
-    assert (out / "log.csv").read_text().count("\n") == 3  # header + 2 epochs, rank 0 only
-    load_model(out / "best.pt")
+    summary = json.loads((a / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["epochs_done"] == 3
+    assert (a / "log.csv").read_text().count("\n") == 4  # header + 3 epochs, rank 0 only
+    assert r.stderr.count("epochs done") == 1  # one summary table, rank 0's
+    load_model(a / "best.pt")
+
+    # Ctrl-C (SIGINT to torchrun, which passes it on to both workers) during epoch 2
+    p = subprocess.Popen(
+        _torchrun(tiny_store, "--out", b, *args),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while not (b / "last.pt").exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    p.send_signal(signal.SIGINT)
+    log = p.communicate(timeout=120)[0]
+    assert p.returncode != 0, log[-2000:]
+    assert json.loads((b / "summary.json").read_text())["status"] == "interrupted", log[-2000:]
+    assert read_checkpoint(b / "last.pt")["epoch"] < 3
+    r = subprocess.run(_torchrun("--resume", b), env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    _same(_weights(a / "last.pt"), _weights(b / "last.pt"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -212,3 +237,15 @@ def test_val_every_and_no_validation(tiny_store, tmp_path):
     assert s["best"]["epoch"] in (2, 3)
     s = train(_cfg(tiny_store, tmp_path / "b", epochs=2, val_fraction=0.0))
     assert s["val_images"] == 0 and s["best"]["epoch"] == 2
+
+
+def test_stop_request_defers_the_first_ctrl_c():
+    before = signal.getsignal(signal.SIGINT)
+    with StopRequest() as stop:
+        os.kill(os.getpid(), signal.SIGINT)  # the first only asks
+        time.sleep(0.01)
+        assert stop.asked
+        with pytest.raises(KeyboardInterrupt):  # the second stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+    assert signal.getsignal(signal.SIGINT) is before

@@ -12,6 +12,7 @@ The test split of the store is never read here: model selection uses the validat
 Resuming: every checkpoint holds the model, optimizer, scheduler, RNG states, the epoch and the
 number of batches done in it. The sampler is a pure function of (seed, epoch) and skips the done
 batches, so a resumed run ends with the same weights as an uninterrupted one on the CPU.
+Ctrl-C is read between batches (StopRequest), so an interrupted run saves a whole step.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import csv
 import json
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -193,6 +196,42 @@ def setup(cfg: TrainConfig) -> Dist:
     return Dist(0, 1, torch.device(want))
 
 
+class StopRequest:
+    """Ctrl-C (SIGINT) asks the loop to stop at the next batch boundary, where the state saved
+    is a whole number of steps and resumes exactly; a second Ctrl-C stops at once (last.pt is
+    then the previous epoch's). Under DDP every rank stops after the same step."""
+
+    def __init__(self):
+        self.asked, self._old = False, None
+
+    def _handler(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+    def now(self, ddp: Dist, device: torch.device) -> bool:
+        """Whether a stop was asked for, on any rank."""
+        if ddp.world == 1:
+            return self.asked
+        flag = torch.tensor([int(self.asked)], device=device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    """DataLoader workers leave Ctrl-C to the main process, which shuts them down."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def rng_state() -> dict:
     """Every RNG as tensors/lists, loadable with weights_only=True."""
     version, internal, gauss = random.getstate()
@@ -318,6 +357,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         pin_memory=cuda,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
+        worker_init_fn=_ignore_sigint if workers > 0 else None,
     )
 
     # model, optimizer, schedule, loss: Xavier init from the seed, identical on every rank
@@ -376,83 +416,93 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     if ddp.main and hooks:
         hooks.on_start(info)
     stopped = "completed"
+    boundary = True  # the state is a whole number of steps: last.pt may be written
     model.train()
-    try:
-        while epoch < cfg.epochs:
-            sampler.set_epoch(epoch, start=step)
-            n_steps = len(sampler) + step
-            t0 = time.time()
-            for batch in loader:
-                x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c) 0..255
-                y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
-                g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
-                if cuda and cfg.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
-                    outputs = net(x)
-                loss, main, neg = criterion(outputs, y, g)  # float32 whatever the autocast
-                if epoch == 0 and cfg.warmup:  # a pure function of the step: resumes exactly
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                stats = torch.stack([loss.detach(), main.detach(), neg.detach()]).tolist()
-                partial["loss"] += stats[0]
-                partial["loss_main"] += stats[1]
-                partial["loss_neg"] += stats[2]
-                partial["n"] += 1
-                partial["samples"] += len(x) * ddp.world
-                if ddp.main and hooks:
-                    sec = partial["sec"] + time.time() - t0
-                    hooks.on_step(
-                        dict(epoch=epoch, step=step, steps=n_steps, loss=stats[0],
-                             samples_per_s=partial["samples"] / max(sec, 1e-9))
-                    )  # fmt: skip
-            partial["sec"] += time.time() - t0
+    with StopRequest() as stop:
+        try:
+            while epoch < cfg.epochs:
+                sampler.set_epoch(epoch, start=step)
+                n_steps = len(sampler) + step
+                t0 = time.time()
+                for batch in loader:
+                    boundary = False
+                    x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
+                    y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
+                    g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
+                    if cuda and cfg.channels_last:
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
+                        outputs = net(x)
+                    loss, main, neg = criterion(outputs, y, g)  # float32 whatever the autocast
+                    if epoch == 0 and cfg.warmup:  # a pure function of the step: resumes exactly
+                        for group in optimizer.param_groups:
+                            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    step += 1
+                    stats = torch.stack([loss.detach(), main.detach(), neg.detach()]).tolist()
+                    partial["loss"] += stats[0]
+                    partial["loss_main"] += stats[1]
+                    partial["loss_neg"] += stats[2]
+                    partial["n"] += 1
+                    partial["samples"] += len(x) * ddp.world
+                    boundary = True
+                    if ddp.main and hooks:
+                        sec = partial["sec"] + time.time() - t0
+                        hooks.on_step(
+                            dict(epoch=epoch, step=step, steps=n_steps, loss=stats[0],
+                                 samples_per_s=partial["samples"] / max(sec, 1e-9))
+                        )  # fmt: skip
+                    if stop.now(ddp, device):
+                        raise KeyboardInterrupt
+                partial["sec"] += time.time() - t0
 
-            # end of epoch: validate (rank 0), schedule, log, checkpoints
-            if epoch == 0 and cfg.warmup:  # the cosine schedule starts from the full lr
-                for group in optimizer.param_groups:
-                    group["lr"] = cfg.lr
-            row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-            n = max(partial["n"], 1)
-            for k in ("loss", "loss_main", "loss_neg"):
-                row[k] = partial[k] / n
-            row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
-            row["seconds"] = partial["sec"]
-            due = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-            if ddp.main and len(val_rows) and due:
-                m = evaluate(model, data, val_rows, cfg, device)
-                row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
-            scheduler.step()
-            epoch, step = epoch + 1, 0
-            partial = {k: 0.0 if k == "sec" else 0 for k in partial}
-            if ddp.main:
-                rows.append(row)
-                write_log(out, rows)
-                # best by validation IoU; without a validation split the last epoch is best
-                improved = row.get("val_iou", -1.0) > best["val_iou"] or not len(val_rows)
-                if improved:
-                    best = {"epoch": epoch, "val_iou": row.get("val_iou", -1.0)}
-                    best.update({k: row[k] for k in row if k.startswith("val_")})
-                    save_checkpoint(checkpoint(), out / "best.pt")
+                # end of epoch: validate (rank 0), schedule, log, checkpoints
+                if epoch == 0 and cfg.warmup:  # the cosine schedule starts from the full lr
+                    for group in optimizer.param_groups:
+                        group["lr"] = cfg.lr
+                row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
+                n = max(partial["n"], 1)
+                for k in ("loss", "loss_main", "loss_neg"):
+                    row[k] = partial[k] / n
+                row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
+                row["seconds"] = partial["sec"]
+                due = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
+                if ddp.main and len(val_rows) and due:
+                    m = evaluate(model, data, val_rows, cfg, device)
+                    row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
+                boundary = False
+                scheduler.step()
+                epoch, step = epoch + 1, 0
+                partial = {k: 0.0 if k == "sec" else 0 for k in partial}
+                boundary = True
+                if ddp.main:
+                    rows.append(row)
+                    write_log(out, rows)
+                    # best by validation IoU; without a validation split the last epoch is best
+                    improved = row.get("val_iou", -1.0) > best["val_iou"] or not len(val_rows)
+                    if improved:
+                        best = {"epoch": epoch, "val_iou": row.get("val_iou", -1.0)}
+                        best.update({k: row[k] for k in row if k.startswith("val_")})
+                        save_checkpoint(checkpoint(), out / "best.pt")
+                    save_checkpoint(checkpoint(), out / "last.pt")
+                    if hooks:
+                        hooks.on_epoch(row)
+                if stop.now(ddp, device) and epoch < cfg.epochs:
+                    raise KeyboardInterrupt
+                over = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
+                if ddp.world > 1:  # every rank stops together, on rank 0's clock
+                    flag = torch.tensor([int(over)], device=device)
+                    dist.broadcast(flag, 0)
+                    over = bool(flag.item())
+                if over and epoch < cfg.epochs:
+                    stopped = f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {epoch}"
+                    break
+        except KeyboardInterrupt:
+            stopped = "interrupted"
+            if ddp.main and boundary:  # resume skips the batches done in this epoch
                 save_checkpoint(checkpoint(), out / "last.pt")
-                if hooks:
-                    hooks.on_epoch(row)
-            over = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
-            if ddp.world > 1:  # every rank stops together, on rank 0's clock
-                flag = torch.tensor([int(over)], device=device)
-                dist.broadcast(flag, 0)
-                over = bool(flag.item())
-            if over and epoch < cfg.epochs:
-                stopped = f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {epoch}"
-                break
-    except KeyboardInterrupt:
-        stopped = "interrupted"
-        if ddp.main:  # the state after the last finished batch; resume skips the done batches
-            save_checkpoint(checkpoint(), out / "last.pt")
     data.close()
 
     summary = {
