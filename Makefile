@@ -13,7 +13,7 @@ NUDT    ?= ../shared/data/NUDT-SIRST
 TORCH_INDEX ?=
 
 .PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
-        bench-synth bench-metrics bench-train train-nudt-cpu train-nudt-gpu clean
+        bench-synth bench-metrics bench-train train-nudt-cpu train-nudt-gpu ablation-cpu clean
 
 install: $(STAMP)
 $(STAMP): setup.cfg pyproject.toml
@@ -83,6 +83,12 @@ train-nudt-gpu: install
 	  --epochs 360 --val-every 6 --force
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-neg/best.pt --out runs/gpu-neg/eval
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-orig/best.pt --out runs/gpu-orig/eval
+
+# With and without the synthesized negatives on the CPU, 3 seeds (about 90 minutes on 2 cores;
+# existing runs in runs/ablation are reused): see docs/results.md.
+ablation-cpu: install
+	@[ -f data/nudt.h5 ] || $(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5
+	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT)
 
 clean:
 	rm -rf data runs benchmarks/out
