@@ -97,7 +97,7 @@ def _summary_table(s: dict):
         ("samples/s (train)", f"{s['samples_per_s']:.1f}"),
         ("time", f"{s['seconds']:.1f} s on {s['device']} x{s['world_size']}"),
         ("best / last checkpoint", f"{s['best_pt']}  {s['last_pt']}"),
-        ("log", f"{s['out']}/log.csv"),
+        ("log, curves", f"{s['out']}/log.csv  {s['curves']}"),
     ]
     for k, v in rows:
         t.add_row(k, v)

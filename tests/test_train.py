@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import h5py
 import pytest
 import torch
@@ -136,6 +137,8 @@ def test_cli_end_to_end(tiny_store, tmp_path):
         p.name for p in out.iterdir()
     }
     assert "completed" in r.output and "best epoch" in r.output
+    curves = cv2.imread(str(out / "curves.png"))
+    assert curves.shape == (420, 1000, 3) and curves.std() > 10  # a drawn figure, not blank
     # a second run into the same directory needs --resume or --force
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
     assert r.exit_code == 1 and "already holds a run" in r.output and "--resume" in r.output

@@ -135,3 +135,43 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def training_curves(rows: list[dict], path: str | Path, best_epoch: int, title: str) -> None:
+    """Loss (total, main, L_Neg) and validation IoU/nIoU/Pd (%) with Fa (x1e-6, right axis)
+    per epoch, from the rows of a run's log.csv; the best epoch is marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    epochs = [r["epoch"] for r in rows]
+    for key, style in (("loss", "k-"), ("loss_main", "b--"), ("loss_neg", "r:")):
+        ax1.plot(epochs, [r.get(key, np.nan) for r in rows], style, label=key)
+    ax1.set_xlabel("epoch")
+    ax1.set_title("training loss")
+    ax1.grid(alpha=0.3)
+    ax1.legend()
+    val = [r for r in rows if "val_iou" in r]
+    if val:
+        ve = [r["epoch"] for r in val]
+        for key, style, name in (("val_iou", "o-", "IoU"), ("val_niou", "s--", "nIoU"),
+                                 ("val_pd", "^:", "Pd")):  # fmt: skip
+            ax2.plot(ve, [100 * r[key] for r in val], style, ms=3, label=name)
+        ax2.set_ylabel("%")
+        fa = ax2.twinx()
+        fa.plot(ve, [1e6 * r["val_fa"] for r in val], "m-", alpha=0.5, label="Fa")
+        fa.set_ylabel("Fa (x1e-6)", color="m")
+        if best_epoch in ve:
+            ax2.axvline(best_epoch, color="g", alpha=0.5, label=f"best (epoch {best_epoch})")
+        ax2.legend(loc="lower right", fontsize=8)
+    else:
+        ax2.text(0.5, 0.5, "no validation", ha="center", transform=ax2.transAxes)
+    ax2.set_xlabel("epoch")
+    ax2.set_title("validation")
+    ax2.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")  # path may be a .partial file
+    plt.close(fig)

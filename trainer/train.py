@@ -44,6 +44,7 @@ from trainer.model import (
     resolve_device,
     save_checkpoint,
 )
+from trainer.plots import training_curves
 
 LOG_FIELDS = (
     "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
@@ -51,7 +52,7 @@ LOG_FIELDS = (
 )  # fmt: skip
 OPTIMIZERS = ("adagrad", "adam")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 5e-4}
-RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json")
+RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json", "curves.png")
 
 # Named recipes; explicit options override them. Measured figures: docs/training.md.
 PRESETS = {
@@ -521,10 +522,14 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         "out": str(out),
         "best_pt": str(out / "best.pt"),
         "last_pt": str(out / "last.pt"),
+        "curves": str(out / "curves.png"),
         "resume": f"sirst5k train --resume {out}",
     }
     if ddp.main:
         write_json(out / "summary.json", summary)
+        if rows:
+            with atomic_path(out / "curves.png", force=True) as tmp:
+                training_curves(rows, tmp, best["epoch"], f"{out.name}: {stopped}")
     if ddp.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
     return summary
