@@ -22,6 +22,7 @@ import json
 import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -202,13 +203,15 @@ class StopRequest:
     is a whole number of steps and resumes exactly; a second Ctrl-C stops at once (last.pt is
     then the previous epoch's). Under DDP every rank stops after the same step."""
 
-    def __init__(self):
-        self.asked, self._old = False, None
+    def __init__(self, announce: bool = False):
+        self.asked, self.announce, self._old = False, announce, None
 
     def _handler(self, signum, frame):
         if self.asked:
             raise KeyboardInterrupt
         self.asked = True
+        if self.announce:
+            print("\nCtrl-C: saving after this batch (Ctrl-C again: stop now)", file=sys.stderr)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
@@ -419,7 +422,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     stopped = "completed"
     boundary = True  # the state is a whole number of steps: last.pt may be written
     model.train()
-    with StopRequest() as stop:
+    with StopRequest(announce=ddp.main) as stop:
         try:
             while epoch < cfg.epochs:
                 sampler.set_epoch(epoch, start=step)
