@@ -84,11 +84,12 @@ train-nudt-gpu: install
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-neg/best.pt --out runs/gpu-neg/eval
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-orig/best.pt --out runs/gpu-orig/eval
 
-# With and without the synthesized negatives on the CPU, 3 seeds (about 90 minutes on 2 cores;
-# existing runs in runs/ablation are reused): see docs/results.md.
+# With and without the synthesized negatives on the CPU, 3 seeds, 12 runs two at a time (about
+# 75 minutes on 2 idle cores; runs already in runs/ablation are reused): see docs/results.md.
 ablation-cpu: install
 	@[ -f data/nudt.h5 ] || $(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5
-	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT)
+	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT) \
+	  --variants sum,sum-w0,off,orig --seeds 42,43,44
 
 clean:
 	rm -rf data runs benchmarks/out

@@ -230,7 +230,9 @@ def test_presets_and_optimizer_defaults():
     assert make_config(optimizer="adam", lr=1e-3).lr == 1e-3
     cpu = make_config("cpu30", epochs=3)
     assert cpu.epochs == 3 and cpu.model["widths"] == [8, 16, 32, 64, 128] and cpu.preset == "cpu30"
-    assert cpu.model["attention"] is True
+    assert cpu.model["attention"] is True and (cpu.neg_loss, cpu.warmup) == ("off", 50)
+    assert make_config("cpu30", neg_loss="sum", warmup=0).neg_loss == "sum"  # options win
+    assert make_config("cpu30", neg_loss="sum", warmup=0).warmup == 0
     assert make_config("cpu30", model={"attention": False}).model["blocks"] == 1
 
 
