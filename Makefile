@@ -71,8 +71,8 @@ bench-train: install
 # CPU recipe on NUDT-SIRST (about 30 minutes on 2 cores): see docs/results.md.
 train-nudt-cpu: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
-	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu --preset cpu30 --device cpu --force
-	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu/best.pt --out runs/nudt-cpu/eval
+	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu30 --preset cpu30 --device cpu --force
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval
 
 # GPU recipe on NUDT-SIRST (one H100, about 10 minutes a run): with and without negatives,
 # the same number of samples seen.

@@ -210,9 +210,9 @@ def test_ddp_gloo_two_processes_ctrl_c_and_resume(tiny_store, tmp_path):
     p.send_signal(signal.SIGINT)
     log = p.communicate(timeout=120)[0]
     assert p.returncode != 0, log[-2000:]
-    assert log.count("Ctrl-C: saving after this batch") == 1  # rank 0 says it, once
+    assert log.count("Ctrl-C: saving after this batch") == 1, log[-2000:]  # rank 0, once
     assert json.loads((b / "summary.json").read_text())["status"] == "interrupted", log[-2000:]
-    assert read_checkpoint(b / "last.pt")["epoch"] < 3
+    assert read_checkpoint(b / "last.pt")["epoch"] < 3, log[-2000:]
     r = subprocess.run(_torchrun("--resume", b), env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     _same(_weights(a / "last.pt"), _weights(b / "last.pt"))

@@ -424,6 +424,8 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     stopped = "completed"
     boundary = True  # the state is a whole number of steps: last.pt may be written
     model.train()
+    # Ctrl-C stays a request until the summary is written: a late one (or one that reaches this
+    # rank after another rank stopped the run) cannot cut the files short
     with StopRequest(announce=ddp.main) as stop:
         try:
             while epoch < cfg.epochs:
@@ -509,32 +511,32 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
             stopped = "interrupted"
             if ddp.main and boundary:  # resume skips the batches done in this epoch
                 save_checkpoint(checkpoint(), out / "last.pt")
-    data.close()
+        data.close()
 
-    summary = {
-        "status": stopped,
-        "epochs_done": epoch,
-        "epochs": cfg.epochs,
-        "best": best,
-        "last": rows[-1] if rows else None,
-        "params": n_params,
-        "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
-        "seconds": time.time() - t_start,
-        "device": str(device),
-        "world_size": ddp.world,
-        "train_samples": len(train_rows),
-        "val_images": len(val_rows),
-        "out": str(out),
-        "best_pt": str(out / "best.pt"),
-        "last_pt": str(out / "last.pt"),
-        "curves": str(out / "curves.png"),
-        "resume": f"sirst5k train --resume {out}",
-    }
-    if ddp.main:
-        write_json(out / "summary.json", summary)
-        if rows:
-            with atomic_path(out / "curves.png", force=True) as tmp:
-                training_curves(rows, tmp, best["epoch"], f"{out.name}: {stopped}")
-    if ddp.world > 1 and dist.is_initialized():
-        dist.destroy_process_group()
+        summary = {
+            "status": stopped,
+            "epochs_done": epoch,
+            "epochs": cfg.epochs,
+            "best": best,
+            "last": rows[-1] if rows else None,
+            "params": n_params,
+            "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
+            "seconds": time.time() - t_start,
+            "device": str(device),
+            "world_size": ddp.world,
+            "train_samples": len(train_rows),
+            "val_images": len(val_rows),
+            "out": str(out),
+            "best_pt": str(out / "best.pt"),
+            "last_pt": str(out / "last.pt"),
+            "curves": str(out / "curves.png"),
+            "resume": f"sirst5k train --resume {out}",
+        }
+        if ddp.main:
+            write_json(out / "summary.json", summary)
+            if rows:
+                with atomic_path(out / "curves.png", force=True) as tmp:
+                    training_curves(rows, tmp, best["epoch"], f"{out.name}: {stopped}")
+        if ddp.world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
     return summary
