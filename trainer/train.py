@@ -59,8 +59,8 @@ RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json", "cu
 PRESETS = {
     "paper": {},  # the paper's IV-C settings: the TrainConfig defaults
     # NUDT-SIRST on a 2-core CPU in about 30 minutes. The whole store, L_Neg off: at batch 16 the
-    # paper's L_Neg and its grouped batches cost 7-19 points of IoU over 3 seeds, and warm-up
-    # guards against the Adagrad collapse one seed showed (docs/results.md)
+    # paper's L_Neg and its grouped batches cost 16-18 points of test IoU on the two seeds of
+    # three that learned at all; warm-up guards against that Adagrad collapse (docs/results.md)
     "cpu30": dict(
         epochs=25, batch_size=16, crop=64, max_minutes=28.0, neg_loss="off", warmup=50,
         model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
