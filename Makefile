@@ -84,8 +84,9 @@ train-nudt-gpu: install
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-neg/best.pt --out runs/gpu-neg/eval
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/gpu-orig/best.pt --out runs/gpu-orig/eval
 
-# With and without the synthesized negatives on the CPU, 3 seeds, 12 runs two at a time (about
-# 75 minutes on 2 idle cores; runs already in runs/ablation are reused): see docs/results.md.
+# With and without the synthesized negatives on the CPU, 3 seeds, 12 runs two at a time (measured:
+# 10-12 min a run, 16-17 for the originals-only ones; runs already in runs/ablation are
+# reused): see docs/results.md.
 ablation-cpu: install
 	@[ -f data/nudt.h5 ] || $(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5
 	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT) \

@@ -172,7 +172,6 @@ def _summary_table(s: dict):
 @click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
 def train_cmd(store, out, preset, resume_dir, force, **opts):
     """Train the AFF U-Net on a SIRST-5K STORE (from `sirst5k synth`); writes --out DIR."""
-    import os
     from pathlib import Path
 
     import torch
@@ -232,7 +231,7 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
             "CUDA out of memory: try a smaller --batch-size or --crop "
             f"(now {cfg.batch_size} and {cfg.crop})"
         ) from e
-    report = os.environ.get("RANK", "0") == "0"  # under torchrun, rank 0 alone reports
+    report = summary["rank"] == 0  # under torchrun, rank 0 alone reports
     if report:
         console.print(_summary_table(summary))
     if summary["status"] == "interrupted":

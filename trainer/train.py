@@ -524,6 +524,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
             "seconds": time.time() - t_start,
             "device": str(device),
             "world_size": ddp.world,
+            "rank": ddp.rank,
             "train_samples": len(train_rows),
             "val_images": len(val_rows),
             "out": str(out),
