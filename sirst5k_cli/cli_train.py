@@ -104,6 +104,16 @@ def _summary_table(s: dict):
     return t
 
 
+def _alpha_range(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give two numbers LO,HI, e.g. 0,0.2") from None
+    return (lo, hi)
+
+
 @click.command("train")
 @click.argument("store", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (runs/NAME).")
@@ -130,8 +140,9 @@ def _summary_table(s: dict):
 @click.option("--crop", type=click.IntRange(0), help="Training crop in px, multiple of 16 [256].")
 @click.option(
     "--neg-loss",
-    type=click.Choice(["sum", "min", "off"]),
-    help="L_Neg over the 4 rotations: sum (Eq. 9), min (Alg. 2), off [sum].",
+    type=click.Choice(["group", "sum", "min", "off"]),
+    help="L_Neg over the 4 rotations: group (one Soft-IoU over a group's pixels), sum (Eq. 9), "
+    "min (Alg. 2), off [sum].",
 )
 @click.option("--neg-weight", type=click.FloatRange(0), help="total = main + w * L_Neg [1.0].")
 @click.option(
@@ -139,6 +150,18 @@ def _summary_table(s: dict):
     is_flag=True,
     default=None,
     help="Train on the original images only (ablation: no synthesized negatives).",
+)
+@click.option(
+    "--on-the-fly",
+    is_flag=True,
+    default=None,
+    help="Synthesize a fresh negative for every sample from the store's originals (new noise "
+    "cell, alpha and rotation each epoch) instead of reading the store's fixed negatives.",
+)
+@click.option(
+    "--alpha-range",
+    callback=_alpha_range,
+    help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
 )
 @click.option("--no-attention", is_flag=True, default=None, help="U-Net without AFF (ablation).")
 @click.option("--widths", callback=_widths, help="5 stage widths [16,32,64,128,256].")

@@ -4,7 +4,8 @@ Ops (deterministic, numpy/OpenCV, no torch):
   - Eq. 1  `noise_cells`: G x G grid cells with 0 < Var < sigma and 0 < Mean < mu, away from targets
   - Eq. 2  `resize_noise`: a cell resized to the image size (bilinear by default)
   - Eq. 3  `mix`: I_mix = alpha * N_rw + (1 - alpha) * I, in float64, rounded to uint8
-  - Eq. 4  `target_boxes` + `rotate_box`: the s x s box on each target's centroid, rot90 k times
+  - Eq. 4  `target_boxes` + `negative(s)`: the s x s box on each target's centroid, rot90 k
+           times; the builder, the albumentations transform and on-the-fly training all use it
 The only randomness, which cell of which other image feeds each image, is drawn by
 `sample_noise(rng, ...)` from one numpy Generator. `build_store` reads a source dataset and
 writes the store through store.py (docs/store.md, docs/synthesis.md). The builder lives here,
@@ -158,26 +159,35 @@ def target_boxes(mask: np.ndarray, s: int) -> np.ndarray:
 def rotate_box(a: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.ndarray:
     """A copy of `a` with its s x s box at (y0, x0) replaced by np.rot90(box, k) (exact)."""
     out = a.copy()
-    rotate_box_into(out, a, y0, x0, s, k)
+    out[y0 : y0 + s, x0 : x0 + s] = np.rot90(a[y0 : y0 + s, x0 : x0 + s], k)
     return out
 
 
-def rotate_box_into(dst: np.ndarray, src: np.ndarray, y0: int, x0: int, s: int, k: int) -> None:
-    """dst's box at (y0, x0) := np.rot90(src's box, k); dst already holds a copy of src."""
-    dst[y0 : y0 + s, x0 : x0 + s] = np.rot90(src[y0 : y0 + s, x0 : x0 + s], k)
+def negative(
+    image: np.ndarray, mask: np.ndarray, y0: int, x0: int, s: int, k: int, label: str = "rotate"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Eq. 4 for one target box and one rotation k (x 90 degrees): the (image, mask) pair.
+
+    label "rotate" rotates the mask box with the image box; "unchanged" keeps the mask.
+    """
+    return rotate_box(image, y0, x0, s, k), (
+        rotate_box(mask, y0, x0, s, k) if label == "rotate" else mask
+    )
 
 
 def negatives(
     image: np.ndarray, mask: np.ndarray, boxes: np.ndarray, s: int, label: str = "rotate"
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 4: (4z, h, w) images and masks, target by target, rotations 0/90/180/270."""
+    """Eq. 4: (4z, h, w) images and masks, target by target, rotations 0/90/180/270.
+
+    The store builder writes exactly these rows (after the originals).
+    """
     z = len(boxes)
     imgs = np.empty((4 * z, *image.shape), np.uint8)
     masks = np.empty((4 * z, *mask.shape), np.uint8)
     for t, (y0, x0) in enumerate(boxes):
         for k in range(4):
-            imgs[4 * t + k] = rotate_box(image, y0, x0, s, k)
-            masks[4 * t + k] = rotate_box(mask, y0, x0, s, k) if label == "rotate" else mask
+            imgs[4 * t + k], masks[4 * t + k] = negative(image, mask, y0, x0, s, k, label)
     return imgs, masks
 
 
@@ -330,8 +340,8 @@ class RowWriter:
         self.image = np.zeros((self.BLOCK, *canvas), np.uint8)
         self.mask = np.zeros((self.BLOCK, *canvas), np.uint8)
 
-    def add(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Copy one (h, w) pair into the next padded row; return the row views for edits."""
+    def add(self, image: np.ndarray, mask: np.ndarray) -> None:
+        """Copy one (h, w) pair into the next padded row."""
         h, w = image.shape
         ri, rm = self.image[self.n], self.mask[self.n]
         if (h, w) != self.canvas:
@@ -340,7 +350,6 @@ class RowWriter:
         ri[:h, :w] = image
         rm[:h, :w] = mask
         self.n += 1
-        return ri[:h, :w], rm[:h, :w]
 
     def full(self) -> bool:
         return self.n == self.BLOCK
@@ -433,14 +442,11 @@ def _write_train(g, plan: Plan, ex, progress, check) -> None:
             orig.add(t.image, t.mask)
             if orig.full():
                 orig.flush()
-            for y0, x0 in t.boxes:
-                for k in range(4):
-                    ri, rm = negs.add(img_mix, t.mask)
-                    rotate_box_into(ri, img_mix, y0, x0, cfg.s, k)
-                    if cfg.label == "rotate":
-                        rotate_box_into(rm, t.mask, y0, x0, cfg.s, k)
-                    if negs.full():
-                        negs.flush()
+            imgs, masks = negatives(img_mix, t.mask, t.boxes, cfg.s, cfg.label)
+            for img_neg, mask_neg in zip(imgs, masks, strict=True):
+                negs.add(img_neg, mask_neg)
+                if negs.full():
+                    negs.flush()
             if progress:
                 progress(i + 1, total)
     orig.flush()

@@ -6,11 +6,13 @@ import torch
 
 from sirst5k_cli import store
 from trainer.data import (
+    FreshDataset,
     GroupBatchSampler,
     StoreData,
     TrainDataset,
     crop_pad,
     crop_window,
+    negative_boxes,
     split_by_source,
     val_batches,
 )
@@ -171,3 +173,96 @@ def test_not_a_store(tmp_path):
     (tmp_path / "x.h5").write_bytes(b"nope")
     with pytest.raises(store.StoreError, match="not an HDF5 file"):
         StoreData(tmp_path / "x.h5")
+
+
+@pytest.mark.parametrize("batch_size", [16, 64])
+def test_sampler_exact_batch_sizes_with_groups(batch_size):
+    """The review's case: 597 originals and 749 groups of 4. Every batch but the dropped tail
+    is exactly batch_size (one shape on CUDA), every position once, every group whole."""
+    groups = np.r_[np.full(597, -1), np.repeat(np.arange(749), 4)]
+    s = GroupBatchSampler(groups, batch_size, seed=7, keep_groups=True, drop_last=True)
+    for epoch in range(3):
+        s.set_epoch(epoch)
+        batches = list(s)
+        assert [len(b) for b in batches] == [batch_size] * (len(groups) // batch_size)
+        pos = [p for b in batches for p, _ in b]
+        assert len(set(pos)) == len(pos) == len(groups) // batch_size * batch_size
+        for b in batches:
+            g = groups[[p for p, _ in b]]
+            ids, counts = np.unique(g[g >= 0], return_counts=True)
+            assert (counts == 4).all()
+            seeds = {(int(groups[p]), sd) for p, sd in b if groups[p] >= 0}
+            assert len(seeds) == len(ids)  # one seed per group
+
+
+def test_crop_window_holds_the_box():
+    rng = np.random.default_rng(1)
+    mask = np.zeros((64, 80), np.uint8)
+    seen = set()
+    for h, w in [(64, 80), (40, 33), (20, 20)]:
+        for _ in range(300):
+            by, bx = int(rng.integers(h - 2)), int(rng.integers(w - 2))
+            y0, x0 = crop_window(mask, (h, w), 32, rng, force=False, box=(by, bx, 3))
+            assert 0 <= y0 <= max(h - 32, 0) and 0 <= x0 <= max(w - 32, 0)  # inside the image
+            assert y0 <= by and by + 3 <= y0 + 32 and x0 <= bx and bx + 3 <= x0 + 32
+            if (h, w) == (64, 80) and (by, bx) == (30, 40):
+                seen.add((y0, x0))
+    # box at the corner: the only window that holds it is the corner one
+    assert crop_window(mask, (64, 80), 32, rng, False, box=(61, 77, 3)) == (32, 48)
+
+
+def test_group_windows_hold_their_box(demo_store):
+    """With group_crops (L_Neg on) every member's crop holds its rotated box: the members of a
+    group share a window and flips, differ only inside one 3 x 3 patch, and none is empty."""
+    data = StoreData(demo_store, in_memory=True)
+    rows = np.arange(len(data))
+    ds = TrainDataset(data, rows, crop=16, group_crops=True)
+    g = data.columns["group"]
+    differ = 0
+    for gid in np.unique(g[g >= 0]):
+        members = np.flatnonzero(g == gid)
+        for seed in (1, 2, 3):
+            outs = [ds[(int(p), seed)] for p in members]
+            for o in outs:
+                assert o["mask"].sum() > 0 and o["group"] == gid
+            for o in outs[1:]:
+                ys, xs = np.nonzero((o["image"][0] != outs[0]["image"][0]).numpy())
+                if len(ys):
+                    differ += 1
+                    assert np.ptp(ys) <= 2 and np.ptp(xs) <= 2
+    assert differ > 0
+    # the box each negative row is given is where its image differs from rotation 0's
+    c = store.read_split(demo_store, "train").columns  # with the rotation column
+    boxes = negative_boxes(data, rows)
+    assert (boxes[c["kind"] == store.KIND_ORIGINAL] == -1).all()
+    for r in np.flatnonzero(c["rotation"] > 0):
+        base = np.flatnonzero((g == g[r]) & (c["rotation"] == 0))[0]
+        ys, xs = np.nonzero(data.image[r] != data.image[base])
+        by, bx = boxes[r]
+        assert ((ys >= by) & (ys < by + 3) & (xs >= bx) & (xs < bx + 3)).all()
+
+
+def test_fresh_dataset_is_a_function_of_the_key(demo_store):
+    data = StoreData(demo_store, in_memory=True)
+    train, _ = split_by_source(data.columns, 0.2, seed=0)
+    ds = FreshDataset(data, train, crop=32, length=50, alpha_range=(0.05, 0.2))
+    orig = data.columns["kind"][train] == store.KIND_ORIGINAL
+    assert len(ds) == 50 and len(ds.rows) == orig.sum()
+    a, b, c = ds[(3, 11)], ds[(3, 11)], ds[(3, 12)]
+    assert torch.equal(a["image"], b["image"]) and torch.equal(a["mask"], b["mask"])
+    assert not torch.equal(a["image"], c["image"])
+    # a fresh negative of original i: the mixed image, one target box rotated, label with it
+    rng = np.random.default_rng(5)
+    img, mask, box = ds.synthesize(0, rng)
+    h, w = ds.size[0]
+    assert img.shape == (h, w) and mask.sum() == ds.mask[0].sum()  # rotation keeps the count
+    by, bx, s = box
+    outside = np.ones((h, w), bool)
+    outside[by : by + s, bx : bx + s] = False
+    assert np.array_equal(mask[outside], ds.mask[0][outside])
+    # noise comes from other images only, with alpha in the range: I_mix differs from I by
+    # at most alpha_max * 255 everywhere outside the box
+    diff = np.abs(img.astype(int) - ds.image[0].astype(int))[outside]
+    assert diff.max() <= np.ceil(0.2 * 255) + 1
+    # no validation image feeds the pool
+    assert set(ds.rows.tolist()) <= set(train.tolist())

@@ -2,10 +2,19 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
-from trainer.losses import SirstLoss, mask_pyramid, neg_loss, soft_iou, soft_iou_per_sample
+from trainer.losses import (
+    SirstLoss,
+    group_soft_iou,
+    mask_pyramid,
+    neg_loss,
+    soft_iou,
+    soft_iou_per_sample,
+    soft_iou_sums,
+)
 
 
 def test_soft_iou_half_probability():
@@ -51,7 +60,7 @@ def test_neg_loss_grouping():
     assert neg_loss(per, group, "min").item() == pytest.approx(0.3)
     assert neg_loss(per, group, "off").item() == 0
     assert neg_loss(per, torch.full((9,), -1), "sum").item() == 0
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(ValueError, match="sum, min or off"):
         neg_loss(per, group, "max")
 
 
@@ -76,3 +85,53 @@ def test_sirst_loss_combines():
     t_off, _, n_off = SirstLoss("off")(outs, mask, group)
     assert n_off.item() == 0 and t_off.item() == pytest.approx(main.item())
     assert math.isfinite(total.item())
+
+
+def _nudt_like_batch():
+    """16 crops of 64 x 64 as the trainer builds them at batch 16 with L_Neg on: 3 groups of 4
+    (each group's window holds its target, a 21-pixel blob, NUDT-SIRST's typical size) and 4
+    originals, 2 with a target and 2 without; grey clutter around 108 +- 33 (NUDT's statistics)."""
+    rng = np.random.default_rng(0)
+    img = np.clip(rng.normal(108, 33, (16, 1, 64, 64)), 0, 255)
+    mask = np.zeros((16, 1, 64, 64), np.uint8)
+    blob = np.ones((5, 5), np.uint8)
+    blob[[0, 0, 4, 4], [0, 4, 0, 4]] = 0  # 21 px
+    for i in range(14):
+        if i % 4 == 0 or i >= 12:
+            y, x = rng.integers(4, 55, 2)
+        mask[i, 0, y : y + 5, x : x + 5] = blob
+        img[i, 0, y : y + 5, x : x + 5][blob > 0] = 230
+    group = np.r_[np.repeat([0, 1, 2], 4), [-1] * 4]
+    return torch.tensor(img, dtype=torch.float32), torch.tensor(mask), torch.tensor(group)
+
+
+def test_recommended_neg_loss_does_not_reward_collapse():
+    """From an untrained model's output on a realistic batch, how much each loss drops when
+    every pixel is predicted background. The literal per-sample sum (Eq. 9) rewards that
+    collapse by ~0.6 (a per-sample Soft-IoU of a crop with Y target pixels among N prefers all
+    background whenever N > Y^2 + 2Y), min by ~0.15; the pooled "group" L_Neg by under 0.05."""
+    from trainer.model import build_model
+
+    x, y, g = _nudt_like_batch()
+    torch.manual_seed(0)
+    model = build_model(dict(widths=[8, 16, 32, 64, 128], blocks=1))
+    with torch.no_grad():
+        outs = model(x)
+    background = [torch.full_like(o, -20.0) for o in outs]
+
+    def gain(mode):
+        loss = SirstLoss(mode)
+        return (loss(outs, y, g)[0] - loss(background, y, g)[0]).item()
+
+    main, group, total_sum, total_min = gain("off"), gain("group"), gain("sum"), gain("min")
+    assert abs(main) < 0.01  # the batch Soft-IoU: collapse gains next to nothing
+    assert 0 < group < 0.05
+    assert total_sum > 10 * group and total_min > 3 * group
+    # the pooled group loss is one Soft-IoU over the group's pixels, computed by hand here
+    p = torch.sigmoid(outs[0][:4]).double()
+    m = y[:4].double()
+    inter = (p * m).sum()
+    want = 1 - (inter + 1) / (p.sum() + m.sum() - inter + 1)
+    sums = soft_iou_sums(outs[0], y)
+    got = group_soft_iou(sums, torch.tensor([0] * 4 + [-1] * 12))
+    assert got.item() == pytest.approx(want.item(), rel=1e-5)

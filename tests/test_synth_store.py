@@ -227,3 +227,39 @@ def test_killed_process_leaves_nothing(demo_source, tmp_path, sig):
     _, err = proc.communicate(timeout=30)
     assert proc.returncode != 0, err
     assert list(tmp_path.iterdir()) == []
+
+
+def _boxes_by_scipy(mask: np.ndarray, s: int) -> list[tuple[int, int]]:
+    """Top-left of the s x s box on each 8-connected target's centroid (rounded half up, moved
+    inside the image), in raster order of each target's first pixel: scipy, not synth."""
+    lab, n = ndimage.label(mask, structure=np.ones((3, 3)))
+    h, w = mask.shape
+    out = []
+    for cy, cx in ndimage.center_of_mass(mask, lab, range(1, n + 1)):
+        y, x = int(np.floor(cy + 0.5)), int(np.floor(cx + 0.5))
+        out.append((min(max(y - s // 2, 0), h - s), min(max(x - s // 2, 0), w - s)))
+    return out
+
+
+def test_every_stored_negative_is_its_sources_box_rotated(demo_store):
+    """Eq. 4 as the builder runs it: member k of a group = member 0 with the s x s box on its
+    target rotated by k x 90 degrees, its mask = the source's mask with the same box rotated."""
+    train = store.read_split(demo_store, "train")
+    c, s = train.columns, store.read_attrs(demo_store)["params"]["s"]
+    changed = 0
+    for gid in np.unique(c["group"][c["group"] >= 0]):
+        rows = np.flatnonzero(c["group"] == gid)
+        src = int(c["source"][rows[0]])
+        h, w = c["size"][src]
+        mask = train.mask[src, :h, :w]
+        y0, x0 = _boxes_by_scipy(mask, s)[int(c["target"][rows[0]])]
+        base = train.image[rows[0], :h, :w]
+        for r in rows:
+            k = int(c["rotation"][r]) // 90
+            want_img, want_mask = base.copy(), mask.copy()
+            want_img[y0 : y0 + s, x0 : x0 + s] = np.rot90(base[y0 : y0 + s, x0 : x0 + s], k)
+            want_mask[y0 : y0 + s, x0 : x0 + s] = np.rot90(mask[y0 : y0 + s, x0 : x0 + s], k)
+            assert np.array_equal(train.image[r, :h, :w], want_img), (gid, k)
+            assert np.array_equal(train.mask[r, :h, :w], want_mask), (gid, k)
+            changed += k > 0 and not np.array_equal(train.mask[r, :h, :w], mask)
+    assert changed > 0  # the rotations do move target pixels: the check above has teeth

@@ -1,5 +1,6 @@
 """The training loop and the `train` CLI: resume equivalence, Ctrl-C, errors, end to end."""
 
+import csv
 import json
 import os
 import shutil
@@ -138,7 +139,14 @@ def test_cli_end_to_end(tiny_store, tmp_path):
     }
     assert "completed" in r.output and "best epoch" in r.output
     curves = cv2.imread(str(out / "curves.png"))
-    assert curves.shape == (420, 1000, 3) and curves.std() > 10  # a drawn figure, not blank
+    assert curves.shape == (420, 1500, 3) and curves.std() > 10  # a drawn figure, not blank
+    # every head's mean probability and positive fraction are logged per epoch
+    with open(out / "log.csv") as f:
+        log = list(csv.DictReader(f))
+    for row in log:
+        for i in range(4):
+            assert 0 < float(row[f"p_mean_{i}"]) < 1
+            assert 0 <= float(row[f"pos_frac_{i}"]) <= 1
     # a second run into the same directory needs --resume or --force
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
     assert r.exit_code == 1 and "already holds a run" in r.output and "--resume" in r.output
@@ -255,3 +263,29 @@ def test_stop_request_defers_the_first_ctrl_c():
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.01)
     assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_on_the_fly_resumes_exactly_and_differs_by_epoch(demo_store, tmp_path):
+    """On-the-fly negatives are drawn from (seed, epoch): a run stopped mid-epoch and resumed
+    ends with the weights of an uninterrupted one; the two epochs saw different samples."""
+    from trainer.data import FreshDataset, GroupBatchSampler, StoreData, split_by_source
+
+    kw = dict(epochs=2, on_the_fly=True, neg_loss="off", batch_size=8)
+    train(_cfg(demo_store, tmp_path / "a", **kw))
+    out = train(_cfg(demo_store, tmp_path / "b", **kw), hooks=_StopAt(step=3))
+    assert out["status"] == "interrupted"
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["step"] > 0
+    train(_cfg(demo_store, tmp_path / "b", **kw), resume=ckpt)
+    _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    data = StoreData(demo_store)
+    rows, _ = split_by_source(data.columns, 0.2, 42)
+    ds = FreshDataset(data, rows, 16, len(rows))
+    sampler = GroupBatchSampler(ds.groups, 8, seed=42)
+    first = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        first.append(ds[next(iter(sampler))[0]]["image"])
+    assert not torch.equal(first[0], first[1])
+    with pytest.raises(TrainError, match="exclude each other"):
+        _cfg(demo_store, tmp_path / "c", on_the_fly=True, originals_only=True)

@@ -27,8 +27,17 @@ import numpy as np
 import torch
 
 from sirst5k_cli import store
+from sirst5k_cli.synth import (
+    build_pool,
+    crop_cell,
+    mix,
+    negative,
+    noise_cells,
+    resize_noise,
+    target_boxes,
+)
 
-KEEP_COLUMNS = ("size", "source", "kind", "group", "noise_source")
+KEEP_COLUMNS = ("size", "source", "kind", "target", "group", "noise_source")
 
 
 def available_memory() -> int:
@@ -51,6 +60,7 @@ class StoreData:
             g = store.require_group(f, "train")
             self.columns = {k: g[k][...] for k in KEEP_COLUMNS}
             n, h, w = g["image"].shape
+        self.params = store.read_attrs(path)["params"]
         self.canvas = (h, w)
         nbytes = 2 * n * h * w
         if in_memory == "auto":
@@ -61,6 +71,7 @@ class StoreData:
             split = store.read_split(path, "train")
             self.image, self.mask = split.image, split.mask
         self._file, self._pid = None, None
+        self.s = int(self.params.get("s", 3))  # side of the rotated box of Eq. 4
 
     def __len__(self) -> int:
         return len(self.columns["size"])
@@ -116,14 +127,26 @@ def split_by_source(
 
 
 def crop_window(
-    mask: np.ndarray, size: tuple[int, int], crop: int, rng: np.random.Generator, force: bool
+    mask: np.ndarray,
+    size: tuple[int, int],
+    crop: int,
+    rng: np.random.Generator,
+    force: bool,
+    box: tuple[int, int, int] | None = None,
 ) -> tuple[int, int]:
     """Top-left (y0, x0) of a crop x crop window inside the real h x w image.
 
-    With force, the window holds a target pixel drawn at random (when the mask has one).
+    With box = (by, bx, s) the window holds that s x s box (a negative's rotated patch), drawn
+    uniformly among the windows that do. Otherwise, with force, it holds a target pixel drawn
+    at random (when the mask has one); else it is uniform.
     """
     h, w = int(size[0]), int(size[1])
     ymax, xmax = max(h - crop, 0), max(w - crop, 0)
+    if box is not None:
+        by, bx, s = (int(v) for v in box)
+        y0 = rng.integers(min(max(0, by + s - crop), ymax), min(by, ymax) + 1)
+        x0 = rng.integers(min(max(0, bx + s - crop), xmax), min(bx, xmax) + 1)
+        return int(y0), int(x0)
     if force:
         ys, xs = np.nonzero(mask[:h, :w])
         if len(ys):
@@ -148,25 +171,67 @@ def make_augment() -> A.Compose:
     return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)])
 
 
-class TrainDataset(torch.utils.data.Dataset):
-    """Random crops + flips of the training rows; items are addressed by (position, seed)."""
+def negative_boxes(data: StoreData, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), 2) top-left (y, x) of each negative row's rotated s x s box, -1 for originals.
 
-    def __init__(self, data: StoreData, rows: np.ndarray, crop: int, augment: bool = True):
+    Recomputed from the source original's mask with the builder's own synth.target_boxes: the
+    store's `target` column indexes that list.
+    """
+    cols, s = data.columns, data.s
+    out = np.full((len(rows), 2), -1, np.int64)
+    orig_row = {
+        int(src): i
+        for i, (src, kind) in enumerate(zip(cols["source"], cols["kind"], strict=True))
+        if kind == store.KIND_ORIGINAL
+    }
+    cache: dict[int, np.ndarray] = {}
+    for j, row in enumerate(np.asarray(rows).tolist()):
+        if cols["kind"][row] != store.KIND_NEGATIVE:
+            continue
+        src = int(cols["source"][row])
+        if src not in cache:
+            h, w = (int(v) for v in cols["size"][row])
+            mask = data.read_mask(orig_row[src])[:h, :w]
+            cache[src] = target_boxes(np.ascontiguousarray(mask), s)
+        out[j] = cache[src][int(cols["target"][row])]
+    return out
+
+
+def flip_and_pack(image: np.ndarray, mask: np.ndarray, augment, rng, group: int) -> dict:
+    """Seeded flips/transpose (albumentations), then the item dict of uint8 (1, c, c) tensors."""
+    if augment is not None:
+        augment.set_random_seed(int(rng.integers(2**31)))
+        out = augment(image=image, mask=mask)
+        image, mask = out["image"], out["mask"]
+    return {
+        "image": torch.from_numpy(np.ascontiguousarray(image))[None],  # (1, c, c) uint8
+        "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
+        "group": int(group),
+    }
+
+
+class TrainDataset(torch.utils.data.Dataset):
+    """Random crops + flips of the training rows; items are addressed by (position, seed).
+
+    Crop windows: half of them are forced onto a target (BasicIRSTD), a negative's onto its own
+    rotated box. With group_crops (L_Neg on) every negative's window holds its box, and the 4
+    members of a group, which share a seed, get the same window and flips: they differ only by
+    the rotation of the box, as the paper's "identical except for the target" asks.
+    """
+
+    def __init__(
+        self,
+        data: StoreData,
+        rows: np.ndarray,
+        crop: int,
+        augment: bool = True,
+        group_crops: bool = False,
+    ):
         self.data, self.rows, self.crop = data, np.asarray(rows), int(crop)
         self.augment = make_augment() if augment else None
-        group = data.columns["group"][self.rows]
-        self.groups = group
-        # the crop window of a group member is computed from the group's first member's mask
-        first = {}
-        for row, g in zip(self.rows.tolist(), group.tolist(), strict=True):
-            if g >= 0:
-                first.setdefault(g, row)
-        self.anchor = np.array(
-            [
-                first[g] if g >= 0 else r
-                for r, g in zip(self.rows.tolist(), group.tolist(), strict=True)
-            ]
-        )
+        self.groups = data.columns["group"][self.rows]
+        self.boxes = negative_boxes(data, self.rows)
+        self.group_crops = group_crops
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -178,20 +243,93 @@ class TrainDataset(torch.utils.data.Dataset):
         size = self.data.columns["size"][row]
         rng = np.random.default_rng(seed)
         force = bool(rng.random() < 0.5)
-        anchor = int(self.anchor[pos])
-        anchor_mask = mask if anchor == row else self.data.read_mask(anchor)
-        y0, x0 = crop_window(anchor_mask, size, self.crop, rng, force)
+        by, bx = self.boxes[pos]
+        box = (by, bx, self.data.s) if by >= 0 and (force or self.group_crops) else None
+        y0, x0 = crop_window(mask, size, self.crop, rng, force, box)
         image = crop_pad(image, y0, x0, size, self.crop)
         mask = crop_pad(mask, y0, x0, size, self.crop)
-        if self.augment is not None:
-            self.augment.set_random_seed(int(rng.integers(2**31)))
-            out = self.augment(image=image, mask=mask)
-            image, mask = out["image"], out["mask"]
-        return {
-            "image": torch.from_numpy(np.ascontiguousarray(image))[None],  # (1, c, c) uint8
-            "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
-            "group": int(self.groups[pos]),
-        }
+        return flip_and_pack(image, mask, self.augment, rng, self.groups[pos])
+
+
+class FreshDataset(torch.utils.data.Dataset):
+    """On-the-fly synthesis: every item is a new negative made from a training original.
+
+    The same ops as the store (sirst5k_cli.synth): a noise-prone cell (Eq. 1) of another training
+    image drawn afresh, mixed in with alpha drawn from alpha_range (Eq. 2-3), then the s x s box
+    of one random target rotated by a random multiple of 90 degrees, mask box rotated with it
+    (Eq. 4; k = 0 keeps the mixed image as it is). Then the usual crop (half forced onto the
+    rotated box) and flips. All of it is drawn from the item's seed, so an epoch is a pure
+    function of (seed, epoch) and resumes exactly. Position i uses original i % n, so an epoch
+    of `length` items visits the originals evenly.
+    """
+
+    def __init__(
+        self,
+        data: StoreData,
+        rows: np.ndarray,
+        crop: int,
+        length: int,
+        alpha_range: tuple[float, float] = (0.0, 0.2),
+        augment: bool = True,
+    ):
+        p = data.params
+        self.grid, self.s = int(p.get("grid", 8)), data.s
+        self.resize = p.get("resize", "bilinear")
+        orig = data.columns["kind"][rows] == store.KIND_ORIGINAL
+        self.rows = np.asarray(rows)[orig]
+        if len(self.rows) < 2:
+            raise ValueError("on-the-fly synthesis needs at least 2 training originals")
+        self.crop, self.length, self.alpha_range = int(crop), int(length), alpha_range
+        self.augment = make_augment() if augment else None
+        sizes = data.columns["size"][self.rows]
+        self.size = [(int(h), int(w)) for h, w in sizes]
+        self.image, self.mask = [], []
+        for r, (h, w) in zip(self.rows.tolist(), self.size, strict=True):
+            self.image.append(data.read(r)[0][:h, :w].copy())
+            self.mask.append(data.read_mask(r)[:h, :w].copy())
+        self.boxes = [target_boxes(m, self.s) for m in self.mask]
+        keep = [
+            noise_cells(i, m, self.grid, float(p.get("sigma", 50.0)), float(p.get("mu", 255.0)))
+            for i, m in zip(self.image, self.mask, strict=True)
+        ]
+        self.pool = build_pool(keep)
+        self.counts = np.bincount(self.pool.owner, minlength=len(self.rows))
+        self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
+        self.groups = np.full(self.length, -1)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def synthesize(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, tuple]:
+        """(image, mask, box) of a fresh negative of original i; box (y, x, s) or None."""
+        image, mask = self.image[i], self.mask[i]
+        alpha = float(rng.uniform(*self.alpha_range))
+        avail = len(self.pool) - self.counts[i]
+        if avail > 0 and alpha > 0:  # a cell of another image: skip image i's run of the pool
+            j = int(rng.integers(avail))
+            j = j if j < self.starts[i] else j + int(self.counts[i])
+            cell = crop_cell(
+                self.image[self.pool.owner[j]], self.grid, self.pool.row[j], self.pool.col[j]
+            )
+            image = mix(image, resize_noise(cell, image.shape, self.resize), alpha)
+        box = None
+        if len(self.boxes[i]):
+            by, bx = self.boxes[i][int(rng.integers(len(self.boxes[i])))]
+            image, mask = negative(image, mask, by, bx, self.s, int(rng.integers(4)))
+            box = (int(by), int(bx), self.s)
+        return image, mask, box
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        pos, seed = key
+        i = pos % len(self.rows)
+        rng = np.random.default_rng(seed)
+        image, mask, box = self.synthesize(i, rng)
+        force = bool(rng.random() < 0.5)
+        size = self.size[i]
+        y0, x0 = crop_window(mask, size, self.crop, rng, force, box if force else None)
+        image = crop_pad(image, y0, x0, size, self.crop)
+        mask = crop_pad(mask, y0, x0, size, self.crop)
+        return flip_and_pack(image, mask, self.augment, rng, -1)
 
 
 class GroupBatchSampler(torch.utils.data.Sampler):
@@ -238,32 +376,44 @@ class GroupBatchSampler(torch.utils.data.Sampler):
         return units + list(members.values())
 
     def all_batches(self) -> list[list[tuple[int, int]]]:
-        """Every batch of this epoch, all ranks together."""
+        """Every batch of this epoch, all ranks together.
+
+        Exact sizes (one batch shape: cudnn autotunes once): the N // batch full batches get
+        the groups spread evenly over them (in a seeded random order), then singles fill each
+        to exactly per_rank; what is left (a few singles, groups that fit nowhere) forms the
+        short tail batch(es). Batch order and contents are a pure function of (seed, epoch).
+        """
         rng = np.random.default_rng([self.seed, self.epoch])
         units = self.units()
         order = rng.permutation(len(units))
         seeds = rng.integers(2**31, size=len(units))
-        # Exact-size packing (constant shapes keep cudnn's autotuner from re-tuning): a group
-        # that does not fit waits in a queue and opens the next batch; originals fill the rest.
-        batches, cur, waiting = [], [], []
-        for u, sd in zip(order.tolist(), seeds.tolist(), strict=True):
-            keys = [(i, sd) for i in units[u]]
-            if len(cur) + len(keys) > self.per_rank and cur:
-                waiting.append(keys)
-                continue
-            cur = cur + keys
-            if len(cur) >= self.per_rank:
-                batches.append(cur)
+        keyed = [[(i, int(sd)) for i in units[u]] for u, sd in zip(order, seeds, strict=True)]
+        singles = [k[0] for k in keyed if len(k) == 1]
+        size = self.per_rank
+        n_full = sum(len(k) for k in keyed) // size
+        full: list[list[tuple[int, int]]] = [[] for _ in range(n_full)]
+        rest = []  # units for the tail
+        for j, keys in enumerate(k for k in keyed if len(k) > 1):
+            for t in range(n_full):  # batch j % n_full, else the next one with room
+                b = full[(j + t) % n_full]
+                if len(b) + len(keys) <= size:
+                    b.extend(keys)
+                    break
+            else:
+                rest.append(keys)
+        used = 0
+        for b in full:
+            take = min(size - len(b), len(singles) - used)
+            b.extend(singles[used : used + take])
+            used += take
+        rest += [[k] for k in singles[used:]]
+        tail, cur = [], []
+        for keys in rest:  # units stay whole
+            if cur and len(cur) + len(keys) > size:
+                tail.append(cur)
                 cur = []
-                while waiting and len(cur) + len(waiting[0]) <= self.per_rank:
-                    cur = cur + waiting.pop(0)
-        for keys in waiting:  # only groups are left: pack them as they come
-            if cur and len(cur) + len(keys) > self.per_rank:
-                batches.append(cur)
-                cur = []
             cur = cur + keys
-        if cur:
-            batches.append(cur)
+        batches = [b for b in full if b] + tail + ([cur] if cur else [])
         if self.drop_last and len(batches) > 1 and len(batches[-1]) < self.per_rank:
             batches.pop()
         # BatchNorm cannot train on one sample: a lone sample joins its neighbour batch

@@ -99,7 +99,7 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     # informative part of the curve; roc.csv keeps them
     inner = [r for r in rows if 0 < r["threshold"] < 1 or r["threshold"] == threshold]
     rows = inner if len(inner) >= 2 else rows
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     fa = [r["fa"] * 1e6 for r in rows]
     pd = [r["pd"] * 1e2 for r in rows]
     ax1.plot(fa, pd, "o-", ms=4)
@@ -138,14 +138,15 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
 
 
 def training_curves(rows: list[dict], path: str | Path, best_epoch: int, title: str) -> None:
-    """Loss (total, main, L_Neg) and validation IoU/nIoU/Pd (%) with Fa (x1e-6, right axis)
-    per epoch, from the rows of a run's log.csv; the best epoch is marked."""
+    """Loss (total, main, L_Neg), validation IoU/nIoU/Pd (%) with Fa (x1e-6, right axis), and
+    each head's mean probability and positive fraction on the training batches, per epoch,
+    from the rows of a run's log.csv; the best epoch is marked."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     epochs = [r["epoch"] for r in rows]
     for key, style in (("loss", "k-"), ("loss_main", "b--"), ("loss_neg", "r:")):
         ax1.plot(epochs, [r.get(key, np.nan) for r in rows], style, label=key)
@@ -171,6 +172,19 @@ def training_curves(rows: list[dict], path: str | Path, best_epoch: int, title: 
     ax2.set_xlabel("epoch")
     ax2.set_title("validation")
     ax2.grid(alpha=0.3)
+    heads = [i for i in range(4) if any(f"p_mean_{i}" in r for r in rows)]
+    for i, color in zip(heads, "kbgr", strict=False):
+        label = "full" if i == 0 else f"1/{2**i}"
+        ax3.plot(epochs, [r.get(f"p_mean_{i}", np.nan) for r in rows], "-", color=color,
+                 label=f"mean p, {label}")  # fmt: skip
+        ax3.plot(epochs, [r.get(f"pos_frac_{i}", np.nan) for r in rows], ":", color=color,
+                 label=f"p > 0.5, {label}")  # fmt: skip
+    if heads:
+        ax3.set_yscale("log")
+        ax3.legend(fontsize=7, ncol=2)
+    ax3.set_xlabel("epoch")
+    ax3.set_title("training heads (a collapse falls to 0)")
+    ax3.grid(alpha=0.3)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100, format="png")  # path may be a .partial file

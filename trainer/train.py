@@ -33,7 +33,14 @@ import torch
 import torch.distributed as dist
 
 from sirst5k_cli.store import atomic_path
-from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source, val_batches
+from trainer.data import (
+    FreshDataset,
+    GroupBatchSampler,
+    StoreData,
+    TrainDataset,
+    split_by_source,
+    val_batches,
+)
 from trainer.losses import NEG_MODES, SirstLoss
 from trainer.metrics import Metrics
 from trainer.model import (
@@ -47,9 +54,13 @@ from trainer.model import (
 )
 from trainer.plots import training_curves
 
+HEADS = 4  # deep-supervision heads logged (full, 1/2, 1/4, 1/8 resolution)
+HEAD_FIELDS = tuple(f"p_mean_{i}" for i in range(HEADS)) + tuple(
+    f"pos_frac_{i}" for i in range(HEADS)
+)
 LOG_FIELDS = (
     "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
-    "lr", "samples_per_s", "seconds",
+    "lr", "samples_per_s", "seconds", *HEAD_FIELDS,
 )  # fmt: skip
 OPTIMIZERS = ("adagrad", "adam")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 5e-4}
@@ -94,6 +105,8 @@ class TrainConfig:
     neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
     originals_only: bool = False  # train on the original images only (no synthesized negatives)
+    on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
+    alpha_range: tuple[float, float] = (0.0, 0.2)  # on the fly: Eq. 3's alpha drawn from this
     val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
     val_every: int = 1  # validate every N epochs (and after the last one)
     val_batch_size: int = 16
@@ -121,7 +134,12 @@ class TrainConfig:
             bad(f"--crop {self.crop}: use a multiple of 16 (the model's stride), or 0 for whole")
         if self.neg_loss not in NEG_MODES:
             bad(f"--neg-loss {self.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
-        if self.neg_loss != "off" and not self.originals_only and self.batch_size < 4:
+        self.alpha_range = tuple(float(a) for a in self.alpha_range)
+        if len(self.alpha_range) != 2 or not 0 <= self.alpha_range[0] <= self.alpha_range[1] <= 1:
+            bad(f"--alpha-range {self.alpha_range}: give LO,HI with 0 <= LO <= HI <= 1")
+        if self.on_the_fly and self.originals_only:
+            bad("--on-the-fly and --originals-only exclude each other: choose one")
+        if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
             bad(f"--batch-size {self.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
         if not 0 <= self.val_fraction < 1:
             bad(f"--val-fraction {self.val_fraction}: must be in [0, 1)")
@@ -139,6 +157,11 @@ class TrainConfig:
             self.model = ModelConfig.from_dict(dict(self.model)).to_dict()
         except (TypeError, ValueError) as e:
             bad(f"model options: {e}")
+
+    @property
+    def groups_used(self) -> bool:
+        """Whether L_Neg applies: the store's groups, not the originals alone or fresh samples."""
+        return self.neg_loss != "off" and not self.originals_only and not self.on_the_fly
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -299,6 +322,19 @@ def write_json(path: Path, obj: dict) -> None:
 
 
 @torch.no_grad()
+def head_stats(outputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each head's mean probability, then each head's fraction of pixels predicted positive:
+    a collapse to background shows as both falling towards 0 (log.csv, curves.png)."""
+    means = [torch.sigmoid(o.detach().float()).mean() for o in outputs]
+    return means + [(o.detach() > 0).float().mean() for o in outputs]
+
+
+def head_keys(n_heads: int) -> list[str]:
+    """The log fields of head_stats for a model with n_heads outputs."""
+    return [f"p_mean_{i}" for i in range(n_heads)] + [f"pos_frac_{i}" for i in range(n_heads)]
+
+
+@torch.no_grad()
 def evaluate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device) -> dict:
     """Validation IoU/nIoU/Pd/Fa on whole real-size images; puts the model back in train mode."""
     model.eval()
@@ -337,8 +373,14 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     if len(train_rows) == 0:
         raise TrainError(f"{cfg.store}: no training samples left after the validation split")
     crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % 16
-    dataset = TrainDataset(data, train_rows, crop)
-    keep_groups = cfg.neg_loss != "off" and not cfg.originals_only
+    keep_groups = cfg.groups_used
+    if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
+        try:
+            dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
+        except ValueError as e:
+            raise TrainError(f"{cfg.store}: {e}") from None
+    else:
+        dataset = TrainDataset(data, train_rows, crop, group_crops=keep_groups)
     if keep_groups and cfg.batch_size // ddp.world < 4:
         raise TrainError(
             f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
@@ -380,16 +422,18 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, cfg.min_lr)
     criterion = SirstLoss(cfg.neg_loss if keep_groups else "off", cfg.neg_weight)
     n_params = count_params(model)
+    model_heads = range(HEADS if model.cfg.deep_supervision else 1)
 
     epoch, step, best, rows = 0, 0, {"epoch": -1, "val_iou": -1.0}, []
     partial = {"loss": 0.0, "loss_main": 0.0, "loss_neg": 0.0, "n": 0, "samples": 0, "sec": 0.0}
+    partial |= {k: 0.0 for k in HEAD_FIELDS}
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         scheduler.T_max = cfg.epochs  # --epochs may extend a resumed run
         epoch, step, best = resume["epoch"], resume.get("step", 0), dict(resume["best"])
-        partial = dict(resume.get("partial") or partial)
+        partial = partial | dict(resume.get("partial") or {})
         set_rng_state(resume["rng"])
         rows = read_log(out, epoch) if ddp.main else []
     net = model
@@ -449,7 +493,11 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
                     loss.backward()
                     optimizer.step()
                     step += 1
-                    stats = torch.stack([loss.detach(), main.detach(), neg.detach()]).tolist()
+                    stats = torch.stack(
+                        [loss.detach(), main.detach(), neg.detach(), *head_stats(outputs)]
+                    ).tolist()
+                    for k, v in zip(head_keys(len(outputs)), stats[3:], strict=True):
+                        partial[k] += v
                     partial["loss"] += stats[0]
                     partial["loss_main"] += stats[1]
                     partial["loss_neg"] += stats[2]
@@ -472,7 +520,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
                         group["lr"] = cfg.lr
                 row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
                 n = max(partial["n"], 1)
-                for k in ("loss", "loss_main", "loss_neg"):
+                for k in ("loss", "loss_main", "loss_neg", *head_keys(len(model_heads))):
                     row[k] = partial[k] / n
                 row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
                 row["seconds"] = partial["sec"]
