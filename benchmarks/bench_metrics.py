@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sirst5k_cli.dataset import load_split, read_pair  # noqa: E402
+from sirst5k.io import load_split, read_pair  # noqa: E402
 from trainer.metrics import Metrics  # noqa: E402
 
 

@@ -29,8 +29,8 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sirst5k_cli import dataset as ds  # noqa: E402
-from sirst5k_cli import store  # noqa: E402
+from sirst5k import io as ds  # noqa: E402
+from sirst5k import store  # noqa: E402
 from sirst5k_cli.synth import SynthConfig, build_store  # noqa: E402
 
 

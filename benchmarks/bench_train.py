@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from sirst5k.errors import SirstError  # noqa: E402
 from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source  # noqa: E402
 from trainer.losses import SirstLoss  # noqa: E402
 from trainer.model import build_model, count_params, resolve_device  # noqa: E402
@@ -126,7 +127,7 @@ def main():
     args.widths = [int(v) for v in args.widths.split(",")]
     try:
         device = torch.device(resolve_device(args.device))
-    except ValueError as e:
+    except SirstError as e:
         sys.exit(f"error: {e}")
     if args.workers < 0:
         args.workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0

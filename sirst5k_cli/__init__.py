@@ -1,7 +1,7 @@
-"""sirst5k: synthesize the SIRST-5K training store, train and evaluate IRSTD detectors."""
+"""sirst5k's command line (cli*.py, the top layer) and the synthesis library (synth.py, the store
+builder; demo.py, inspect_store.py, transforms.py). The foundation they share with the trainer
+is the `sirst5k` package; this package is imported by nothing below it."""
 
-__version__ = "0.1.0"
+from sirst5k import __version__
 
-
-class UserError(ValueError):
-    """Bad input a user can fix; the CLI prints it as one line and exits non-zero."""
+__all__ = ["__version__"]

@@ -1,6 +1,6 @@
 """CLI commands `eval` and `predict`: thin wrappers over trainer.evaluate.
 
-Library errors (UserError, StoreError, CheckpointError: all ValueErrors with one line naming the
+Library errors (sirst5k.errors.SirstError and its kinds: one line naming the
 file and the fix) become click.ClickException (exit 1). torch is imported only inside the
 commands, through trainer.evaluate, so `sirst5k --help` stays fast.
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
+from sirst5k.errors import SirstError
 
 DEVICES = click.Choice(["auto", "cpu", "cuda"])
 
@@ -149,7 +151,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
             task = bar.add_task("eval", total=source.n)
             report = evaluate(source, predictor, out, threshold, legacy_fa, batch_size, worst,
                               progress=lambda n: bar.advance(task, n))  # fmt: skip
-    except ValueError as e:  # UserError, StoreError, CheckpointError
+    except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
@@ -184,7 +186,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
             task = bar.add_task("predict", total=n)
             s = predict(images, predictor, out, threshold, limit, skip_bad, overlay, batch_size,
                         progress=lambda n: bar.advance(task, n))  # fmt: skip
-    except ValueError as e:
+    except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e

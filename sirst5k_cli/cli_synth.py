@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from sirst5k_cli import UserError
+from sirst5k.errors import SirstError, UserError
 
 
 def _console(stderr: bool = False):
@@ -151,7 +151,6 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from sirst5k_cli.store import StoreError
     from sirst5k_cli.synth import SynthConfig, build_store
 
     console = _console()
@@ -165,7 +164,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
                 bar.update(task, completed=done, total=total)
 
             res = build_store(source, out, cfg, split, force, skip_bad, progress)
-    except (UserError, StoreError) as e:
+    except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
@@ -190,11 +189,10 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 def inspect_cmd(store):
     """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
     from sirst5k_cli.inspect_store import verify
-    from sirst5k_cli.store import StoreError
 
     try:
         res = verify(store)
-    except StoreError as e:
+    except SirstError as e:
         raise click.ClickException(str(e)) from e
     rows = [
         (k, str(res[k]))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from sirst5k.errors import SirstError
+
 
 def _widths(ctx, param, value):
     if value is None:
@@ -200,9 +202,9 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
     import torch
     from rich.console import Console
 
-    from sirst5k_cli.store import StoreError, check_file
-    from trainer.model import CheckpointError, read_checkpoint
-    from trainer.train import TrainConfig, TrainError, make_config, train
+    from sirst5k.store import check_file
+    from trainer.model import read_checkpoint
+    from trainer.train import TrainConfig, make_config, train
 
     console = Console(stderr=True)
     model = {}
@@ -247,7 +249,7 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
             summary = train(cfg, resume=ckpt, force=force, hooks=hooks)
         finally:
             hooks.stop()
-    except (TrainError, StoreError, CheckpointError) as e:
+    except SirstError as e:
         raise click.ClickException(str(e)) from e
     except torch.cuda.OutOfMemoryError as e:
         raise click.ClickException(

@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sirst5k_cli import UserError
+from sirst5k.errors import UserError
 
 SIZES = ("fixed", "mixed")
 # Probability of 0, 1, 2, 3 targets in an image: most images hold at least one.

@@ -16,8 +16,8 @@ import cv2
 import h5py
 import numpy as np
 
-from sirst5k_cli import store
-from sirst5k_cli.store import StoreError
+from sirst5k import store
+from sirst5k.errors import StoreError
 
 BLOCK = 64  # images read per call
 

@@ -1,44 +1,42 @@
-"""SIRST-5K synthesis (paper section III-A/B, Algorithm 1): pure ops, a sampler, the store builder.
+"""The SIRST-5K store builder (paper section III-A/B, Algorithm 1): SynthConfig, build_store.
 
-Ops (deterministic, numpy/OpenCV, no torch):
-  - Eq. 1  `noise_cells`: G x G grid cells with 0 < Var < sigma and 0 < Mean < mu, away from targets
-  - Eq. 2  `resize_noise`: a cell resized to the image size (bilinear by default)
-  - Eq. 3  `mix`: I_mix = alpha * N_rw + (1 - alpha) * I, in float64, rounded to uint8
-  - Eq. 4  `target_boxes` + `negative(s)`: the s x s box on each target's centroid, rot90 k
-           times; the builder, the albumentations transform and on-the-fly training all use it
-The only randomness, which cell of which other image feeds each image, is drawn by
-`sample_noise(rng, ...)` from one numpy Generator. `build_store` reads a source dataset and
-writes the store through store.py (docs/store.md, docs/synthesis.md). The builder lives here,
-beside the ops it is the only library caller of; the module is longer than the house ~400 lines
-for that reason: ops first (top half), builder second.
+`build_store` reads a source dataset (sirst5k.io), computes every image's Eq. 1 noise cells and
+Eq. 4 target boxes, draws one noise cell of another image for each training image (the only
+randomness, from one numpy Generator seeded by SynthConfig.seed), and writes originals, their
+4z negatives and the test split into one HDF5 store (sirst5k.store; docs/store.md,
+docs/synthesis.md). The equations themselves are in sirst5k.ops.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 
-from sirst5k_cli import UserError, store
-from sirst5k_cli import dataset as ds
-
-RESIZE = {
-    "nearest": cv2.INTER_NEAREST,
-    "bilinear": cv2.INTER_LINEAR,
-    "bicubic": cv2.INTER_CUBIC,
-    "area": cv2.INTER_AREA,
-}
-LABEL_MODES = ("rotate", "unchanged")
-ROTATIONS = (0, 90, 180, 270)
+from sirst5k import io as ds
+from sirst5k import store
+from sirst5k.errors import StoreError, UserError
+from sirst5k.files import atomic_path, interruptible
+from sirst5k.ops import (
+    LABEL_MODES,
+    RESIZE,
+    ROTATIONS,
+    NoisePool,
+    build_pool,
+    crop_cell,
+    mix,
+    negatives,
+    noise_cells,
+    resize_noise,
+    sample_noise,
+    target_boxes,
+)
 
 
 @dataclass
@@ -65,170 +63,6 @@ class SynthConfig:
             raise UserError(f"--resize {self.resize!r}: choose one of {', '.join(RESIZE)}")
         if self.label not in LABEL_MODES:
             raise UserError(f"--label {self.label!r}: choose one of {', '.join(LABEL_MODES)}")
-
-
-# ---------------------------------------------------------------- Eq. 1: noise-prone cells
-def cell_view(a: np.ndarray, grid: int) -> np.ndarray:
-    """(G, G, ch, cw) view of the cells; the h % G bottom rows and w % G right columns unused."""
-    h, w = a.shape
-    ch, cw = h // grid, w // grid
-    return a[: ch * grid, : cw * grid].reshape(grid, ch, grid, cw).swapaxes(1, 2)
-
-
-def _cell_sums(a: np.ndarray, grid: int, ch: int, cw: int) -> np.ndarray:
-    """(G, G) int64 sums over cells; two reductions over contiguous axes (fast)."""
-    rows = a.reshape(grid, ch, grid * cw).sum(axis=1, dtype=np.int64)  # (G, G * cw)
-    return rows.reshape(grid, grid, cw).sum(axis=2)
-
-
-def cell_stats(image: np.ndarray, grid: int) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and population variance of every cell, each (G, G), on the image's 0..255 scale.
-
-    Sums are exact integers (255^2 fits uint16), so Var is exactly 0 for a constant cell.
-    """
-    h, w = image.shape
-    ch, cw = h // grid, w // grid
-    a = image[: ch * grid, : cw * grid]
-    sq = a.astype(np.uint16)
-    sq *= sq
-    s1, s2 = _cell_sums(a, grid, ch, cw), _cell_sums(sq, grid, ch, cw)
-    n = ch * cw
-    return s1 / n, (n * s2 - s1 * s1) / (n * n)
-
-
-def noise_cells(
-    image: np.ndarray, mask: np.ndarray, grid: int, sigma: float, mu: float
-) -> np.ndarray:
-    """Eq. 1: boolean (G, G), True where 0 < Var < sigma and 0 < Mean < mu and no target near.
-
-    A cell "touches" a target when it holds a pixel of the mask dilated by 1 px (8-neighbours).
-    """
-    mean, var = cell_stats(image, grid)
-    h, w = mask.shape
-    ch, cw = h // grid, w // grid
-    near = cv2.dilate(mask, np.ones((3, 3), np.uint8))[: ch * grid, : cw * grid]
-    touched = near.reshape(grid, ch, grid * cw).max(axis=1).reshape(grid, grid, cw).max(axis=2) > 0
-    return (var > 0) & (var < sigma) & (mean > 0) & (mean < mu) & ~touched
-
-
-def crop_cell(image: np.ndarray, grid: int, row: int, col: int) -> np.ndarray:
-    return cell_view(image, grid)[row, col]
-
-
-# ---------------------------------------------------------------- Eq. 2-3: displacement
-def resize_noise(cell: np.ndarray, shape: tuple[int, int], method: str = "bilinear") -> np.ndarray:
-    """Eq. 2: N_rw, the cell resized to (h, w) in float32 (no rounding before mixing)."""
-    h, w = shape
-    return cv2.resize(cell.astype(np.float32), (w, h), interpolation=RESIZE[method])
-
-
-def mix(image: np.ndarray, noise: np.ndarray, alpha: float) -> np.ndarray:
-    """Eq. 3: I_mix = alpha * N + (1 - alpha) * I in float64, rounded half to even, uint8.
-
-    OpenCV's addWeighted with a float64 result computes the same float64 expression as numpy
-    (tests check it against numpy) about 6x faster. noise broadcasts to the image's shape.
-    """
-    n = np.ascontiguousarray(np.broadcast_to(noise, image.shape), dtype=np.float32)
-    out = cv2.addWeighted(n, alpha, image.astype(np.float32), 1.0 - alpha, 0.0, dtype=cv2.CV_64F)
-    out = out.reshape(image.shape)  # OpenCV drops a trailing channel axis of size 1
-    np.rint(out, out=out)
-    np.clip(out, 0, 255, out=out)
-    return out.astype(np.uint8)
-
-
-# ---------------------------------------------------------------- Eq. 4: negatives
-def target_boxes(mask: np.ndarray, s: int) -> np.ndarray:
-    """(z, 2) top-left (y0, x0) of the s x s box on each 8-connected target's centroid.
-
-    Centroids are rounded half up; at the border the box is shifted to lie inside the image.
-    Targets are in OpenCV's label order (raster order of each component's first pixel) within
-    the mask's bounding rectangle, which is the same as over the whole mask.
-    """
-    h, w = mask.shape
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return np.zeros((0, 2), np.int64)
-    sub = np.ascontiguousarray(mask[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
-    n, _, _, centroids = cv2.connectedComponentsWithStats(sub, connectivity=8)
-    c = np.floor(centroids[1:] + 0.5).astype(np.int64) + [cols[0], rows[0]]  # (z, 2) as (x, y)
-    y0 = np.clip(c[:, 1] - s // 2, 0, h - s)
-    x0 = np.clip(c[:, 0] - s // 2, 0, w - s)
-    return np.stack([y0, x0], axis=1).reshape(n - 1, 2)
-
-
-def rotate_box(a: np.ndarray, y0: int, x0: int, s: int, k: int) -> np.ndarray:
-    """A copy of `a` with its s x s box at (y0, x0) replaced by np.rot90(box, k) (exact)."""
-    out = a.copy()
-    out[y0 : y0 + s, x0 : x0 + s] = np.rot90(a[y0 : y0 + s, x0 : x0 + s], k)
-    return out
-
-
-def negative(
-    image: np.ndarray, mask: np.ndarray, y0: int, x0: int, s: int, k: int, label: str = "rotate"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 4 for one target box and one rotation k (x 90 degrees): the (image, mask) pair.
-
-    label "rotate" rotates the mask box with the image box; "unchanged" keeps the mask.
-    """
-    return rotate_box(image, y0, x0, s, k), (
-        rotate_box(mask, y0, x0, s, k) if label == "rotate" else mask
-    )
-
-
-def negatives(
-    image: np.ndarray, mask: np.ndarray, boxes: np.ndarray, s: int, label: str = "rotate"
-) -> tuple[np.ndarray, np.ndarray]:
-    """Eq. 4: (4z, h, w) images and masks, target by target, rotations 0/90/180/270.
-
-    The store builder writes exactly these rows (after the originals).
-    """
-    z = len(boxes)
-    imgs = np.empty((4 * z, *image.shape), np.uint8)
-    masks = np.empty((4 * z, *mask.shape), np.uint8)
-    for t, (y0, x0) in enumerate(boxes):
-        for k in range(4):
-            imgs[4 * t + k], masks[4 * t + k] = negative(image, mask, y0, x0, s, k, label)
-    return imgs, masks
-
-
-# ---------------------------------------------------------------- sampler
-@dataclass
-class NoisePool:
-    """The kept cells of all training images, sorted by owner image (Eq. 1)."""
-
-    owner: np.ndarray  # (P,) index of the image each cell comes from
-    row: np.ndarray  # (P,) grid row
-    col: np.ndarray  # (P,) grid column
-
-    def __len__(self) -> int:
-        return len(self.owner)
-
-
-def build_pool(keep: list[np.ndarray]) -> NoisePool:
-    """Pool from each image's (G, G) keep map, in image then raster order."""
-    owner, row, col = [], [], []
-    for i, k in enumerate(keep):
-        r, c = np.nonzero(k)
-        owner.append(np.full(len(r), i, np.int64))
-        row.append(r)
-        col.append(c)
-    cat = lambda xs: np.concatenate(xs) if xs else np.zeros(0, np.int64)  # noqa: E731
-    return NoisePool(cat(owner), cat(row), cat(col))
-
-
-def sample_noise(rng: np.random.Generator, pool: NoisePool, n_images: int) -> np.ndarray:
-    """For each image i, the pool index of a cell drawn uniformly among OTHER images' cells.
-
-    One vectorised draw: image i's own cells are a contiguous run [start_i, end_i) of the
-    sorted pool, so a uniform j in [0, P - n_i) skips that run.
-    """
-    counts = np.bincount(pool.owner, minlength=n_images)
-    avail = len(pool) - counts
-    if (avail <= 0).any():
-        raise UserError("no noise cell")  # caller checks first and gives a useful message
-    start = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    j = rng.integers(0, avail)
-    return np.where(j < start, j, j + counts)
 
 
 # ---------------------------------------------------------------- the store
@@ -295,36 +129,6 @@ def check_sizes(train: list[Sample], cfg: SynthConfig) -> None:
                 f"--grid {cfg.grid}: image '{t.stem}' ({w}x{h}) gives cells under 2x2 px; "
                 f"choose --grid <= {min(h, w) // 2}"
             )
-
-
-@contextmanager
-def interruptible() -> Iterator[Callable[[], None]]:
-    """Ctrl-C and SIGTERM raise KeyboardInterrupt; yields a check() that raises it again.
-
-    Python drops an exception raised by a signal handler while it runs a callback (weakref,
-    __del__), which h5py does often; the recorded signal makes the next check() raise.
-    """
-    got: list[int] = []
-
-    def handler(signum, frame):
-        got.append(signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    def check() -> None:
-        if got:
-            raise KeyboardInterrupt(f"signal {got[0]}")
-
-    previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            previous[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: signals go to the main thread's handlers
-            break
-    try:
-        yield check
-    finally:
-        for sig, h in previous.items():
-            signal.signal(sig, h)
 
 
 class RowWriter:
@@ -525,10 +329,10 @@ def build_store(
     """
     t0 = time.perf_counter()
     if not force and Path(dest).exists():
-        raise store.StoreError(f"{dest} exists: choose another output or pass --force")
+        raise StoreError(f"{dest} exists: choose another output or pass --force")
     with ThreadPoolExecutor(workers) as ex:
         plan = plan_store(Path(source), cfg, split, skip_bad, ex)
-        with store.atomic_path(dest, force) as tmp, interruptible() as check:
+        with atomic_path(dest, force) as tmp, interruptible() as check:
             with h5py.File(tmp, "w") as f:
                 _write_store(f, plan, ex, progress, check)
             check()  # a signal whose exception was swallowed: abort before the rename

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from albumentations.core.transforms_interface import DualTransform
 
-from sirst5k_cli.synth import (
+from sirst5k.ops import (
     LABEL_MODES,
     RESIZE,
     crop_cell,

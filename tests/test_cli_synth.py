@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sirst5k_cli import store
+from sirst5k import store
 from sirst5k_cli.cli import main
 
 

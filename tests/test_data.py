@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sirst5k_cli import store
+from sirst5k import store
 from trainer.data import (
     FreshDataset,
     GroupBatchSampler,

@@ -1,4 +1,4 @@
-"""Reading source datasets: layouts, split discovery, pixel conventions (sirst5k_cli/dataset.py)."""
+"""Reading source datasets: layouts, split discovery, pixel conventions (sirst5k/io.py)."""
 
 from pathlib import Path
 
@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from sirst5k_cli import UserError
-from sirst5k_cli.dataset import (
+from sirst5k.errors import UserError
+from sirst5k.io import (
     binarise_mask,
     find_split_file,
     load_split,

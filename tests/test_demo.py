@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from sirst5k_cli import UserError
-from sirst5k_cli import dataset as ds
+from sirst5k import io as ds
+from sirst5k.errors import UserError
 from sirst5k_cli.demo import DemoConfig, generate_demo
 
 

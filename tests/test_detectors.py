@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from sirst5k.errors import UserError
 from trainer.detectors import DETECTORS, detect, maxmedian, to_probability, tophat
 from trainer.metrics import Metrics
 
@@ -76,5 +77,5 @@ def test_flat_image_gives_empty_mask_and_every_detector_runs():
 
 
 def test_unknown_method():
-    with pytest.raises(ValueError, match="unknown method 'ipi'"):
+    with pytest.raises(UserError, match="unknown method 'ipi'"):
         detect("ipi", np.zeros((4, 4), np.uint8))

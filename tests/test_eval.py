@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 from skimage.measure import label, regionprops
 
+from sirst5k.io import load_split, read_image, read_pair
 from sirst5k_cli.cli import main
-from sirst5k_cli.dataset import load_split, read_image, read_pair
 
 
 def invoke(*args):

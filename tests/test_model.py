@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from sirst5k.errors import UserError
 from trainer.model import (
     SCHEMA,
     CheckpointError,
@@ -108,7 +109,7 @@ def test_resolve_device(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert resolve_device("auto") == "cpu" and resolve_device("cpu") == "cpu"
     for name in ("cuda", "cuda:1"):
-        with pytest.raises(ValueError, match=f"--device {name}: no CUDA device"):
+        with pytest.raises(UserError, match=f"--device {name}: no CUDA device"):
             resolve_device(name)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert resolve_device("auto") == "cuda" and resolve_device("cuda:1") == "cuda:1"

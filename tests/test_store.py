@@ -1,16 +1,16 @@
-"""The store contract: atomic writes, schema checks, round trip (sirst5k_cli/store.py)."""
+"""The store contract: atomic writes, schema checks, round trip (sirst5k/store.py, files.py)."""
 
 import h5py
 import numpy as np
 import pytest
 
-from sirst5k_cli.store import (
+from sirst5k.errors import SirstError, StoreError
+from sirst5k.files import atomic_path
+from sirst5k.store import (
     COLUMNS,
     FORMAT,
     TEST_COLUMNS,
     Split,
-    StoreError,
-    atomic_path,
     read_attrs,
     read_split,
     write_store,
@@ -55,7 +55,7 @@ def test_existing_output_needs_force(tmp_path):
     train, test = tiny_splits()
     dest = tmp_path / "s.h5"
     dest.write_bytes(b"keep me")
-    with pytest.raises(StoreError, match="--force"):
+    with pytest.raises(SirstError, match="--force"):
         write_store(dest, train, test, ["a"], {}, 0, "src")
     assert dest.read_bytes() == b"keep me"
     write_store(dest, train, test, ["a"], {}, 0, "src", force=True)

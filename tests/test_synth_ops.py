@@ -7,10 +7,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from sirst5k_cli import UserError
-from sirst5k_cli.synth import (
+from sirst5k.errors import UserError
+from sirst5k.ops import (
     NoisePool,
-    SynthConfig,
     build_pool,
     cell_stats,
     mix,
@@ -21,6 +20,7 @@ from sirst5k_cli.synth import (
     sample_noise,
     target_boxes,
 )
+from sirst5k_cli.synth import SynthConfig
 
 
 # ------------------------------------------------------------------ Eq. 3 mixing

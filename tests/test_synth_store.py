@@ -10,10 +10,11 @@ import pytest
 from conftest import NUDT
 from scipy import ndimage
 
-from sirst5k_cli import dataset as ds
-from sirst5k_cli import store, synth
+from sirst5k import io as ds
+from sirst5k import store
+from sirst5k.errors import StoreError
+from sirst5k_cli import synth
 from sirst5k_cli.inspect_store import verify
-from sirst5k_cli.store import StoreError
 from sirst5k_cli.synth import SynthConfig, build_store
 
 

@@ -4,7 +4,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
-from sirst5k_cli.synth import noise_cells, rotate_box
+from sirst5k.ops import noise_cells, rotate_box
 from sirst5k_cli.transforms import NegativeRotation, NoiseDisplacement, noise_pool
 
 

@@ -26,8 +26,9 @@ import h5py
 import numpy as np
 import torch
 
-from sirst5k_cli import store
-from sirst5k_cli.synth import (
+from sirst5k import store
+from sirst5k.errors import TrainError
+from sirst5k.ops import (
     build_pool,
     crop_cell,
     mix,
@@ -278,7 +279,10 @@ class FreshDataset(torch.utils.data.Dataset):
         orig = data.columns["kind"][rows] == store.KIND_ORIGINAL
         self.rows = np.asarray(rows)[orig]
         if len(self.rows) < 2:
-            raise ValueError("on-the-fly synthesis needs at least 2 training originals")
+            raise TrainError(
+                f"{data.path}: on-the-fly synthesis needs >= 2 training originals "
+                f"(the store has {len(self.rows)} after the validation split)"
+            )
         self.crop, self.length, self.alpha_range = int(crop), int(length), alpha_range
         self.augment = make_augment() if augment else None
         sizes = data.columns["size"][self.rows]

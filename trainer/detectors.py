@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sirst5k.errors import UserError
+
 TOPHAT_SIZE = 5  # white top-hat, 5x5 square structuring element
 MAXMEDIAN_SIZE = 15  # Max-Median window (Deshpande et al. 1999)
 
@@ -76,7 +78,7 @@ DETECTORS: dict[str, Detector] = {
 
 def get_detector(name: str) -> Detector:
     if name not in DETECTORS:
-        raise ValueError(f"unknown method '{name}'; choose one of {', '.join(DETECTORS)}")
+        raise UserError(f"unknown method '{name}'; choose one of {', '.join(DETECTORS)}")
     return DETECTORS[name]
 
 

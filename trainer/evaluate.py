@@ -25,15 +25,15 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst5k_cli import UserError
-from sirst5k_cli.dataset import (
+from sirst5k.errors import UserError
+from sirst5k.files import atomic_path
+from sirst5k.io import (
     IMAGE_EXTS,
     find_split_file,
     load_split,
     read_image,
     read_pair,
 )
-from sirst5k_cli.store import atomic_path
 from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 
 # ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
@@ -94,7 +94,8 @@ class EvalData:
 
 def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool = False):
     """A store file (its test group) or a dataset folder (its test split) as EvalData."""
-    from sirst5k_cli.store import StoreError, read_attrs, read_split
+    from sirst5k.errors import StoreError
+    from sirst5k.store import read_attrs, read_split
 
     path = Path(path)
     if path.is_dir():
@@ -131,10 +132,7 @@ class MethodPredictor:
     def __init__(self, name: str, k: float | None = None):
         from trainer.detectors import get_detector
 
-        try:
-            self.detector = get_detector(name)
-        except ValueError as e:
-            raise UserError(str(e)) from e
+        self.detector = get_detector(name)
         self.name, self.params, self.device = name, None, "cpu"
         self.k = self.detector.k if k is None else float(k)
         self.info = {"method": name, "k": self.k, "rule": "T = mean + k*std of the score map"}
@@ -151,11 +149,8 @@ class ModelPredictor:
     def __init__(self, checkpoint: str | Path, device: str = "auto"):
         from trainer.model import count_params, load_model, resolve_device
 
-        try:
-            device = resolve_device(device)
-            self.model, ckpt = load_model(checkpoint, device)
-        except ValueError as e:  # CheckpointError: one line naming the file and the fix
-            raise UserError(str(e)) from e
+        device = resolve_device(device)
+        self.model, ckpt = load_model(checkpoint, device)
         self.device, self.name = device, Path(checkpoint).name
         self.params = count_params(self.model)
         self.stride = int(getattr(self.model, "stride", 16))

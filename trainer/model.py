@@ -24,13 +24,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sirst5k_cli.store import atomic_path
+from sirst5k.errors import CheckpointError, UserError
+from sirst5k.files import atomic_path
 
 SCHEMA = "sirst5k-checkpoint/1"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, not a sirst5k checkpoint, damaged or incompatible."""
 
 
 @dataclass
@@ -213,7 +210,7 @@ def resolve_device(name: str) -> str:
     if name == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: no CUDA device is visible; use --device cpu")
+        raise UserError(f"--device {name}: no CUDA device is visible; use --device cpu")
     return name
 
 

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from sirst5k_cli.store import atomic_path
+from sirst5k.errors import TrainError
+from sirst5k.files import atomic_path
 from trainer.data import (
     FreshDataset,
     GroupBatchSampler,
@@ -85,10 +86,6 @@ PRESETS = {
     # background for several epochs on batch 64; measured in docs/training.md)
     "gpu10": dict(epochs=60, batch_size=64, crop=256, workers=8, max_minutes=10.0, warmup=50),
 }  # fmt: skip
-
-
-class TrainError(ValueError):
-    """A training set-up a user can fix (bad option, existing run, ...): one line."""
 
 
 @dataclass
@@ -205,10 +202,7 @@ class Dist:
 
 def setup(cfg: TrainConfig) -> Dist:
     """Pick the device; init the process group when launched by torchrun (RANK, WORLD_SIZE)."""
-    try:
-        want = resolve_device(cfg.device)
-    except ValueError as e:
-        raise TrainError(str(e)) from None
+    want = resolve_device(cfg.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -375,10 +369,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % 16
     keep_groups = cfg.groups_used
     if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
-        try:
-            dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
-        except ValueError as e:
-            raise TrainError(f"{cfg.store}: {e}") from None
+        dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
     else:
         dataset = TrainDataset(data, train_rows, crop, group_crops=keep_groups)
     if keep_groups and cfg.batch_size // ddp.world < 4:

@@ -1,7 +1,8 @@
 """The SIRST-5K store: one HDF5 file written by `sirst5k synth`, read by train and eval.
 
 This module is the contract between synthesis, training and evaluation (docs/store.md).
-It holds the schema constants, an atomic writer and a validating reader; it imports no torch.
+It holds the schema constants, a writer (atomic, through sirst5k.files) and a validating
+reader; it imports no torch.
 
 Layout (schema version 1), N images per group, every image padded into one H x W canvas:
 
@@ -26,16 +27,15 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
 import numpy as np
+
+from sirst5k.errors import StoreError
+from sirst5k.files import atomic_path
 
 FORMAT = "sirst5k-store"
 SCHEMA_VERSION = 1
@@ -56,10 +56,6 @@ COLUMNS = {
 TEST_COLUMNS = ("size", "source")
 
 
-class StoreError(ValueError):
-    """A store that is missing, not a SIRST-5K store, of another schema, or damaged."""
-
-
 @dataclass
 class Split:
     """One group of the store held in memory: padded arrays plus per-sample columns."""
@@ -74,45 +70,6 @@ class Split:
     @property
     def size(self) -> np.ndarray:  # (N, 2) real (h, w)
         return self.columns["size"]
-
-
-@contextmanager
-def atomic_path(dest: str | os.PathLike, force: bool = False) -> Iterator[Path]:
-    """Yield a temporary path beside `dest`; move it onto `dest` only if the block succeeds.
-
-    A failure, Ctrl-C or SIGTERM removes the temporary file and leaves `dest` untouched.
-    """
-    dest = Path(dest)
-    if dest.exists() and not force:
-        raise StoreError(f"{dest} exists: choose another output or pass --force to overwrite it")
-    if not dest.parent.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
-    os.close(fd)
-    tmp = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the store gets the usual permissions
-    received: list[int] = []
-
-    def _raise_on_term(signum, frame):  # turn SIGTERM into an exception so cleanup runs
-        received.append(signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _raise_on_term)
-    except ValueError:  # not the main thread: SIGTERM cannot be caught here
-        pass
-    try:
-        yield tmp
-        if received:  # the exception was raised inside a callback, where Python drops it
-            raise KeyboardInterrupt(f"signal {received[0]}")
-        os.replace(tmp, dest)
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        tmp.unlink(missing_ok=True)
 
 
 def create_split(f: h5py.File, name: str, n: int, canvas: tuple[int, int]) -> h5py.Group:
