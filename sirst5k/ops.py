@@ -29,6 +29,24 @@ LABEL_MODES = ("rotate", "unchanged")
 ROTATIONS = (0, 90, 180, 270)
 
 
+def check_params(**params) -> None:
+    """The one check of the synthesis options (the store builder, the CLI through it, and the
+    albumentations transforms call it): raise UserError naming the option and its range."""
+    rules = {
+        "alpha": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (paper: 0.1)"),
+        "s": (lambda v: v >= 1 and v % 2 == 1, "must be an odd number >= 1 (paper: 3)"),
+        "grid": (lambda v: v >= 1, "must be >= 1 (paper: 8)"),
+        "sigma": (lambda v: v > 0, "must be > 0 (official code: 50)"),
+        "mu": (lambda v: v > 0, "must be > 0 (official code: 255, no bound)"),
+        "resize": (lambda v: v in RESIZE, f"choose one of {', '.join(RESIZE)}"),
+        "label": (lambda v: v in LABEL_MODES, f"choose one of {', '.join(LABEL_MODES)}"),
+    }
+    for name, value in params.items():
+        ok, why = rules[name]
+        if not ok(value):
+            raise UserError(f"--{name} {value!r}: {why}")
+
+
 # ---------------------------------------------------------------- Eq. 1: noise-prone cells
 def cell_view(a: np.ndarray, grid: int) -> np.ndarray:
     """(G, G, ch, cw) view of the cells; the h % G bottom rows and w % G right columns unused."""

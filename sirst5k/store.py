@@ -155,16 +155,29 @@ def check_file(path: str | os.PathLike) -> h5py.File:
 
 
 def require_group(f: h5py.File, name: str) -> h5py.Group:
-    """The group `name` of an open store with every dataset the schema asks for, or StoreError."""
+    """The group `name` of an open store, checked against the schema, or StoreError: every
+    dataset present, with its dtype and shape, images in one-image chunks with fletcher32."""
+    fix = "rebuild the store with `sirst5k synth`"
     if name not in f:
-        raise StoreError(f"{f.filename}: the store has no '{name}' group; rebuild it with synth")
+        raise StoreError(f"{f.filename}: the store has no '{name}' group; {fix}")
     g = f[name]
     keys = IMAGE_KEYS + (TEST_COLUMNS if name == "test" else tuple(COLUMNS))
     missing = [k for k in keys if k not in g]
     if missing:
-        raise StoreError(
-            f"{f.filename}: '{name}' lacks {', '.join(missing)}; rebuild the store with synth"
-        )
+        raise StoreError(f"{f.filename}: '{name}' lacks {', '.join(missing)}; {fix}")
+    n = g["image"].shape[0]
+    canvas = tuple(int(v) for v in f.attrs.get("canvas", g["image"].shape[1:]))
+    for key in keys:
+        d = g[key]
+        dtype = np.uint8 if key in IMAGE_KEYS else COLUMNS[key]
+        shape = (n, *canvas) if key in IMAGE_KEYS else (n, 2) if key == "size" else (n,)
+        if d.dtype != dtype or d.shape != shape:
+            raise StoreError(
+                f"{f.filename}: /{name}/{key} is {d.dtype} {d.shape}, the schema says "
+                f"{np.dtype(dtype)} {shape}; {fix}"
+            )
+        if key in IMAGE_KEYS and (d.chunks != (1, *canvas) or not d.fletcher32):
+            raise StoreError(f"{f.filename}: /{name}/{key} lacks one-image chunks with fletcher32")
     return g
 
 

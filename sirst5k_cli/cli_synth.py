@@ -68,12 +68,6 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
     )
 
 
-def _check_s(ctx, param, value):
-    if value < 1 or value % 2 == 0:
-        raise click.BadParameter(f"{value} must be an odd number >= 1 (paper: 3)")
-    return value
-
-
 @click.command("synth")
 @click.argument("source", type=click.Path())
 @click.option(
@@ -88,7 +82,7 @@ def _check_s(ctx, param, value):
     "--alpha",
     default=0.1,
     show_default=True,
-    type=click.FloatRange(0.0, 1.0),
+    type=float,
     help="Noise weight of Eq. 3, in [0, 1].",
 )
 @click.option(
@@ -97,43 +91,41 @@ def _check_s(ctx, param, value):
     default=3,
     show_default=True,
     type=int,
-    callback=_check_s,
     help="Side of the rotated box on each target (Eq. 4), odd.",
 )
 @click.option(
     "--grid",
     default=8,
     show_default=True,
-    type=click.IntRange(1),
+    type=int,
     help="Noise cells: each image cut into GRID x GRID (Eq. 1).",
 )
 @click.option(
     "--sigma",
     default=50.0,
     show_default=True,
-    type=click.FloatRange(0, min_open=True),
+    type=float,
     help="Keep cells with variance below this (Eq. 1, 0..255 scale).",
 )
 @click.option(
     "--mu",
     default=255.0,
     show_default=True,
-    type=click.FloatRange(0, min_open=True),
+    type=float,
     help="Keep cells with mean below this (Eq. 1).",
 )
 @click.option(
     "--resize",
     default="bilinear",
     show_default=True,
-    type=click.Choice(["nearest", "bilinear", "bicubic", "area"]),
-    help="Interpolation resizing a noise cell to the image (Eq. 2).",
+    help="Interpolation resizing a noise cell to the image (Eq. 2): nearest, bilinear, "
+    "bicubic or area.",
 )
 @click.option(
     "--label",
     default="rotate",
     show_default=True,
-    type=click.Choice(["rotate", "unchanged"]),
-    help="Negatives' masks: rotated with the box, or the original mask (paper).",
+    help="Negatives' masks: rotate (with the box) or unchanged (the paper's wording).",
 )
 @click.option("--seed", default=0, show_default=True, help="Random seed of the noise draws.")
 @click.option(

@@ -22,30 +22,6 @@ from sirst5k.errors import StoreError
 BLOCK = 64  # images read per call
 
 
-def _check_schema(f: h5py.File, name: str, canvas: tuple[int, int]) -> int:
-    if name not in f:
-        raise StoreError(f"group /{name} is missing")
-    g = f[name]
-    n = g["image"].shape[0] if "image" in g else -1
-    for key in store.IMAGE_KEYS:
-        if key not in g:
-            raise StoreError(f"/{name}/{key} is missing")
-        d = g[key]
-        if d.dtype != np.uint8 or d.shape != (n, *canvas):
-            raise StoreError(f"/{name}/{key}: {d.dtype} {d.shape}, expected uint8 {(n, *canvas)}")
-        if d.chunks != (1, *canvas) or not d.fletcher32:
-            raise StoreError(f"/{name}/{key}: not one-image chunks with fletcher32")
-    cols = store.TEST_COLUMNS if name == "test" else tuple(store.COLUMNS)
-    for key in cols:
-        if key not in g:
-            raise StoreError(f"/{name}/{key} is missing")
-        d = g[key]
-        shape = (n, 2) if key == "size" else (n,)
-        if d.dtype != store.COLUMNS[key] or d.shape != shape:
-            raise StoreError(f"/{name}/{key}: {d.dtype} {d.shape}, expected {shape}")
-    return n
-
-
 def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: int) -> list[int]:
     """Read every chunk; check masks and padding; return the 8-connected target counts of the
     first `count_targets` rows (the originals: the negatives' targets are not needed)."""
@@ -119,8 +95,8 @@ def verify(path: str | Path) -> dict:
             canvas = tuple(int(v) for v in f.attrs["canvas"])
             params = json.loads(f.attrs["params"])
             n_sources = len(f["sources/name"])
-            n_train = _check_schema(f, "train", canvas)
-            n_test = _check_schema(f, "test", canvas)
+            n_train = len(store.require_group(f, "train")["image"])
+            n_test = len(store.require_group(f, "test")["image"])
             ct = _check_columns(f["train"], n_sources, canvas, "train")
             ce = _check_columns(f["test"], n_sources, canvas, "test")
             n_orig = int((ct["kind"] == store.KIND_ORIGINAL).sum())  # originals come first

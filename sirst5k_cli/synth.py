@@ -24,11 +24,10 @@ from sirst5k import store
 from sirst5k.errors import StoreError, UserError
 from sirst5k.files import atomic_path, interruptible
 from sirst5k.ops import (
-    LABEL_MODES,
-    RESIZE,
     ROTATIONS,
     NoisePool,
     build_pool,
+    check_params,
     crop_cell,
     mix,
     negatives,
@@ -51,23 +50,14 @@ class SynthConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if not 0.0 <= self.alpha <= 1.0:
-            raise UserError(f"--alpha {self.alpha}: must lie in [0, 1] (paper: 0.1)")
-        if self.s < 1 or self.s % 2 == 0:
-            raise UserError(f"--s {self.s}: must be an odd number >= 1 (paper: 3)")
-        if self.grid < 1:
-            raise UserError(f"--grid {self.grid}: must be >= 1 (paper: 8)")
-        if self.sigma <= 0 or self.mu <= 0:
-            raise UserError(f"--sigma {self.sigma} / --mu {self.mu}: both must be > 0")
-        if self.resize not in RESIZE:
-            raise UserError(f"--resize {self.resize!r}: choose one of {', '.join(RESIZE)}")
-        if self.label not in LABEL_MODES:
-            raise UserError(f"--label {self.label!r}: choose one of {', '.join(LABEL_MODES)}")
+        p = asdict(self)
+        p.pop("seed")
+        check_params(**p)
 
 
 # ---------------------------------------------------------------- the store
 @dataclass
-class Sample:
+class SourceImage:
     """One decoded source pair; for training images also its Eq. 1 cells and Eq. 4 boxes."""
 
     stem: str
@@ -87,18 +77,18 @@ def read_samples(
     skip_bad: bool,
     skipped: list[dict],
     ex: ThreadPoolExecutor,
-) -> list[Sample]:
+) -> list[SourceImage]:
     """Decode pairs on a thread pool (OpenCV releases the GIL), in order; skip or raise.
 
     With cfg (training images) each worker also computes the noise cells and target boxes.
     """
 
-    def one(p: ds.Pair) -> Sample | UserError:
+    def one(p: ds.Pair) -> SourceImage | UserError:
         try:
             image, mask = ds.read_pair(p)
         except UserError as e:
             return e
-        out = Sample(p.stem, image, mask)
+        out = SourceImage(p.stem, image, mask)
         if cfg is not None and _fits(image.shape, cfg):
             out.keep = noise_cells(image, mask, cfg.grid, cfg.sigma, cfg.mu)
             out.boxes = target_boxes(mask, cfg.s)
@@ -116,7 +106,7 @@ def read_samples(
     return samples
 
 
-def check_sizes(train: list[Sample], cfg: SynthConfig) -> None:
+def check_sizes(train: list[SourceImage], cfg: SynthConfig) -> None:
     """s and grid must fit every training image; raise UserError naming the first that fails."""
     for t in train:
         h, w = t.image.shape
@@ -168,7 +158,7 @@ class RowWriter:
             self.n = 0
 
 
-def draw_noise(train: list[Sample], cfg: SynthConfig) -> tuple[NoisePool, np.ndarray]:
+def draw_noise(train: list[SourceImage], cfg: SynthConfig) -> tuple[NoisePool, np.ndarray]:
     """Pool the kept cells and draw one from another image for each training image."""
     pool = build_pool([t.keep for t in train])
     n = len(train)
@@ -185,7 +175,9 @@ def draw_noise(train: list[Sample], cfg: SynthConfig) -> tuple[NoisePool, np.nda
     return pool, sample_noise(np.random.default_rng(cfg.seed), pool, n)
 
 
-def mixed_image(train: list[Sample], i: int, pool: NoisePool, drawn: np.ndarray, cfg) -> np.ndarray:
+def mixed_image(
+    train: list[SourceImage], i: int, pool: NoisePool, drawn: np.ndarray, cfg
+) -> np.ndarray:
     """I_mix of training image i (Eq. 2-3), or the image itself when no noise was drawn."""
     t = train[i]
     if drawn[i] < 0:
@@ -195,7 +187,7 @@ def mixed_image(train: list[Sample], i: int, pool: NoisePool, drawn: np.ndarray,
     return mix(t.image, resize_noise(cell, t.image.shape, cfg.resize), cfg.alpha)
 
 
-def _columns(train: list[Sample], drawn: np.ndarray, pool: NoisePool) -> dict[str, np.ndarray]:
+def _columns(train: list[SourceImage], drawn: np.ndarray, pool: NoisePool) -> dict[str, np.ndarray]:
     """Per-row provenance of /train: originals, then 4 negatives per target, image by image."""
     n = len(train)
     z = np.array([len(t.boxes) for t in train], np.int64)
@@ -222,8 +214,8 @@ class Plan:
 
     cfg: SynthConfig
     source: Path
-    train: list[Sample]
-    test: list[Sample]
+    train: list[SourceImage]
+    test: list[SourceImage]
     pool: NoisePool
     drawn: np.ndarray  # (n,) pool index of each training image's noise cell, -1 for none
     cols: dict[str, np.ndarray]  # /train columns

@@ -18,8 +18,7 @@ import numpy as np
 from albumentations.core.transforms_interface import DualTransform
 
 from sirst5k.ops import (
-    LABEL_MODES,
-    RESIZE,
+    check_params,
     crop_cell,
     mix,
     noise_cells,
@@ -66,10 +65,7 @@ class NoiseDisplacement(DualTransform):
         super().__init__(p=p)
         if not pool:
             raise ValueError("NoiseDisplacement: empty noise pool; loosen sigma/mu or add images")
-        if not 0.0 <= alpha <= 1.0:
-            raise ValueError(f"NoiseDisplacement: alpha {alpha} must lie in [0, 1]")
-        if resize not in RESIZE:
-            raise ValueError(f"NoiseDisplacement: resize {resize!r} not in {list(RESIZE)}")
+        check_params(alpha=alpha, resize=resize)
         self.pool, self.alpha, self.resize = pool, alpha, resize
 
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict[str, Any]:
@@ -97,10 +93,7 @@ class NegativeRotation(DualTransform):
 
     def __init__(self, s: int = 3, label: str = "rotate", p: float = 1.0):
         super().__init__(p=p)
-        if s < 1 or s % 2 == 0:
-            raise ValueError(f"NegativeRotation: s {s} must be an odd number >= 1")
-        if label not in LABEL_MODES:
-            raise ValueError(f"NegativeRotation: label {label!r} not in {LABEL_MODES}")
+        check_params(s=s, label=label)
         self.s, self.label = s, label
 
     def get_params_dependent_on_data(self, params: dict, data: dict) -> dict[str, Any]:

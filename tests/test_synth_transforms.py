@@ -4,6 +4,7 @@ import albumentations as A
 import numpy as np
 import pytest
 
+from sirst5k.errors import UserError
 from sirst5k.ops import noise_cells, rotate_box
 from sirst5k_cli.transforms import NegativeRotation, NoiseDisplacement, noise_pool
 
@@ -97,7 +98,7 @@ def test_noise_pool_matches_eq1():
 def test_bad_arguments():
     with pytest.raises(ValueError, match="empty noise pool"):
         NoiseDisplacement([])
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(UserError, match="alpha"):
         NoiseDisplacement([np.ones((2, 2), np.uint8)], alpha=2)
-    with pytest.raises(ValueError, match="odd"):
+    with pytest.raises(UserError, match="odd"):
         NegativeRotation(s=2)

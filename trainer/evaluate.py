@@ -60,7 +60,7 @@ DEFINITIONS = {
 
 
 @dataclass
-class Sample:
+class EvalImage:
     stem: str
     image: np.ndarray  # (h, w) uint8 grey, real size
     mask: np.ndarray | None  # (h, w) uint8 0/1
@@ -75,11 +75,11 @@ class EvalData:
     kind: str  # "store" or "folder"
     split: str
     n: int
-    _get: Callable[[int], Sample]
+    _get: Callable[[int], EvalImage]
     skip_bad: bool = False
     skipped: list[str] = field(default_factory=list)
 
-    def __iter__(self) -> Iterator[Sample]:
+    def __iter__(self) -> Iterator[EvalImage]:
         for i in range(self.n):
             try:
                 yield self._get(i)
@@ -88,7 +88,7 @@ class EvalData:
                     raise
                 self.skipped.append(str(e))
 
-    def get(self, i: int) -> Sample:
+    def get(self, i: int) -> EvalImage:
         return self._get(i)
 
 
@@ -102,9 +102,9 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
         pairs = load_split(path, "test", split, alone=True)  # eval reads the test list only
         split_file = find_split_file(path, "test", split, alone=True)
 
-        def get(i: int) -> Sample:
+        def get(i: int) -> EvalImage:
             image, mask = read_pair(pairs[i])
-            return Sample(pairs[i].stem, image, mask, i)
+            return EvalImage(pairs[i].stem, image, mask, i)
 
         return EvalData(path, "folder", str(split_file), len(pairs), get, skip_bad)
     if not path.exists():
@@ -117,11 +117,11 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
     except StoreError as e:
         raise UserError(str(e)) from e
 
-    def get_store(i: int) -> Sample:
+    def get_store(i: int) -> EvalImage:
         h, w = (int(v) for v in test.size[i])
         src = int(test.columns["source"][i])
         stem = names[src] if 0 <= src < len(names) else f"test-{i:05d}"
-        return Sample(stem, test.image[i, :h, :w], test.mask[i, :h, :w], i)
+        return EvalImage(stem, test.image[i, :h, :w], test.mask[i, :h, :w], i)
 
     return EvalData(path, "store", "store:test", len(test), get_store, skip_bad)
 
@@ -153,27 +153,23 @@ class ModelPredictor:
         self.model, ckpt = load_model(checkpoint, device)
         self.device, self.name = device, Path(checkpoint).name
         self.params = count_params(self.model)
-        self.stride = int(getattr(self.model, "stride", 16))
         self.info = {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}
         self.info["best"] = ckpt.get("best")
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
 
-        from trainer.model import pad_to_stride
+        from trainer.model import predict_probs
 
         out: list[np.ndarray | None] = [None] * len(images)
         shapes: dict[tuple, list[int]] = {}
         for i, im in enumerate(images):
             shapes.setdefault(im.shape, []).append(i)
-        with torch.inference_mode():
-            for (h, w), idx in shapes.items():
-                x = torch.from_numpy(np.stack([images[i] for i in idx])).float()[:, None]
-                x, _ = pad_to_stride(x.to(self.device), self.stride)  # (B, 1, H', W')
-                logits = self.model(x)[0][:, 0, :h, :w]
-                probs = torch.sigmoid(logits.float()).cpu().numpy()
-                for j, i in enumerate(idx):
-                    out[i] = probs[j]
+        for idx in shapes.values():
+            x = torch.from_numpy(np.stack([images[i] for i in idx]))[:, None]
+            probs = predict_probs(self.model, x.to(self.device)).cpu().numpy()
+            for j, i in enumerate(idx):
+                out[i] = probs[j]
         return out
 
 

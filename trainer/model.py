@@ -223,6 +223,22 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int
     return x, (h, w)
 
 
+@torch.inference_mode()
+def predict_probs(
+    model: nn.Module, x: torch.Tensor, amp: bool = False, channels_last: bool = False
+) -> torch.Tensor:
+    """Main-head probabilities (B, H, W) float32 of raw 0..255 images x (B, 1, H, W) already on
+    the model's device: zero-padded to the model's stride, sigmoid, cropped back. The one
+    inference path of validation, eval and predict; the caller sets eval mode."""
+    h, w = x.shape[-2:]
+    x, _ = pad_to_stride(x.float(), model.stride)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+        logits = model(x)[0]
+    return torch.sigmoid(logits.float())[:, 0, :h, :w]
+
+
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """Write a checkpoint dict atomically: a temporary file beside it, then os.replace."""
     with atomic_path(path, force=True) as tmp:

@@ -49,7 +49,7 @@ from trainer.model import (
     ModelConfig,
     build_model,
     count_params,
-    pad_to_stride,
+    predict_probs,
     resolve_device,
     save_checkpoint,
 )
@@ -328,20 +328,15 @@ def head_keys(n_heads: int) -> list[str]:
     return [f"p_mean_{i}" for i in range(n_heads)] + [f"pos_frac_{i}" for i in range(n_heads)]
 
 
-@torch.no_grad()
-def evaluate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device) -> dict:
+def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device) -> dict:
     """Validation IoU/nIoU/Pd/Fa on whole real-size images; puts the model back in train mode."""
     model.eval()
     metrics = Metrics()
-    h, w = data.canvas
+    cuda = device.type == "cuda"
     for image, mask, size in val_batches(data, rows, cfg.val_batch_size):
-        x, _ = pad_to_stride(image.to(device, non_blocking=True).float(), model.stride)
-        if device.type == "cuda" and cfg.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", torch.bfloat16, enabled=device.type == "cuda" and cfg.amp):
-            logits = model(x)[0]
-        probs = torch.sigmoid(logits.float())[:, 0, :h, :w].cpu().numpy()  # (B, H, W)
-        metrics.update(probs, mask, size)
+        x = image.to(device, non_blocking=True)
+        probs = predict_probs(model, x, cuda and cfg.amp, cuda and cfg.channels_last)
+        metrics.update(probs.cpu().numpy(), mask, size)  # (B, H, W)
     model.train()
     return metrics.compute()
 
@@ -517,7 +512,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
                 row["seconds"] = partial["sec"]
                 due = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
                 if ddp.main and len(val_rows) and due:
-                    m = evaluate(model, data, val_rows, cfg, device)
+                    m = validate(model, data, val_rows, cfg, device)
                     row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
                 boundary = False
                 scheduler.step()
