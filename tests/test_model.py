@@ -71,9 +71,24 @@ def test_param_count_matches_hand_count():
     assert count_params(no_att) == enc + dec + heads
 
 
-def test_default_size_is_calibrated():
+def _hand_count(widths, blocks, reduction):
+    """Encoder stages and decoder nodes of `blocks` residual blocks, AFF, 4 heads, by hand."""
+    w = widths
+    enc = sum(
+        _res(cin, c) + (blocks - 1) * _res(c, c) for cin, c in zip((1, *w[:-1]), w, strict=True)
+    )
+    dec = sum(_res(w[i + 1] + w[i], w[i]) + (blocks - 1) * _res(w[i], w[i]) for i in range(4))
+    aff = sum(_aff(w[i], max(w[i] // reduction, 4)) for i in range(4))
+    heads = sum(_conv(w[i], 1, 1, True) for i in range(4))
+    return enc + dec + aff + heads
+
+
+def test_default_and_cpu30_sizes():
+    """The sizes the docs quote: 4,051,852 (default, 2 blocks) and 523,088 (cpu30, 1 block)."""
     n = count_params(build_model(ModelConfig()))
-    assert 3e6 < n < 8.79e6, n
+    assert n == _hand_count((16, 32, 64, 128, 256), 2, 4) == 4_051_852
+    small = build_model(ModelConfig(widths=(8, 16, 32, 64, 128), blocks=1))
+    assert count_params(small) == _hand_count((8, 16, 32, 64, 128), 1, 4) == 523_088
 
 
 def test_normalisation_inside_model():

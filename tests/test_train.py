@@ -19,7 +19,7 @@ from test_data import make_tiny_store
 
 from sirst5k_cli.cli import main
 from trainer.model import load_model, read_checkpoint
-from trainer.train import StopRequest, TrainError, make_config, train
+from trainer.train import StopRequest, TrainError, lr_at, make_config, train
 
 TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
 
@@ -77,7 +77,7 @@ def test_resume_gives_the_same_weights(tiny_store, tmp_path):
     a = read_checkpoint(tmp_path / "a" / "last.pt")
     b = read_checkpoint(tmp_path / "b" / "last.pt")
     assert a["optimizer"]["state"][0]["sum"].equal(b["optimizer"]["state"][0]["sum"])
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"] == 4
+    assert a["epoch"] == b["epoch"] == 4 and a["step"] == b["step"] == 0
     log = (tmp_path / "b" / "log.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
 
@@ -98,7 +98,7 @@ def test_checkpoint_contents_and_best(tiny_store, tmp_path):
     train(_cfg(tiny_store, tmp_path, epochs=2, originals_only=True, neg_loss="off"))
     best = read_checkpoint(tmp_path / "best.pt")
     assert best["schema"] == "sirst5k-checkpoint/1"
-    assert set(best) >= {"model", "model_config", "optimizer", "scheduler", "epoch", "config"}
+    assert set(best) >= {"model", "model_config", "optimizer", "epoch", "step", "config"}
     assert set(best["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert best["best"]["epoch"] == best["epoch"]
     assert best["config"]["originals_only"] is True
@@ -289,3 +289,20 @@ def test_on_the_fly_resumes_exactly_and_differs_by_epoch(demo_store, tmp_path):
     assert not torch.equal(first[0], first[1])
     with pytest.raises(TrainError, match="exclude each other"):
         _cfg(demo_store, tmp_path / "c", on_the_fly=True, originals_only=True)
+
+
+def test_lr_at_warmup_then_cosine_per_epoch():
+    cfg = make_config(store="x.h5", epochs=4, lr=0.05, min_lr=0.0, warmup=10)
+    # warm-up: (step + 1) / 10 of the lr over the first 10 steps of epoch 0, then the full lr
+    assert [round(lr_at(cfg, 0, s), 6) for s in (0, 4, 9, 10, 500)] == [
+        0.005, 0.025, 0.05, 0.05, 0.05,
+    ]  # fmt: skip
+    # cosine by epoch: 0.05 * (1 + cos(pi e / 4)) / 2 = 0.042678, 0.025, 0.007322
+    assert [round(lr_at(cfg, e, 3), 6) for e in (1, 2, 3)] == [0.042678, 0.025, 0.007322]
+    # the same as torch's CosineAnnealingLR stepped once per epoch
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.05)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 4, 0.0)
+    for e in range(1, 4):
+        opt.step()
+        sched.step()
+        assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, e, 0), rel=1e-12)

@@ -1,24 +1,28 @@
 """The training loop: config, data, model, Adagrad + cosine schedule, validation, checkpoints.
 
-Reads top to bottom: `train(cfg)` sets up (distributed when launched by torchrun), builds the
-data (trainer/data.py), the AFF U-Net (trainer/model.py) and the loss (trainer/losses.py), then
-runs epochs of: train steps, validation on the held-out originals (full real-size images),
-scheduler step, log row, best.pt (by validation IoU) and last.pt, all written atomically.
+Reads top to bottom: TrainConfig and the presets; set-up helpers (device and torchrun, Ctrl-C,
+RNG state, run folder, log); then the loop in parts: `lr_at` (the schedule, a pure function),
+`build_data` (store, validation split, sampler, loader; trainer/data.py), `build_model_and_
+optimizer` (trainer/model.py), `train_epoch` (the batches), `end_epoch` (validation on the
+held-out originals at full size, log row, best.pt by validation IoU, last.pt, all atomic) and
+`train` that strings them together.
 
-Paper recipe (IV-C): Adagrad lr 0.05, CosineAnnealingLR over the epochs (stepped once per epoch;
-the official code builds the scheduler but never steps it), batch 256, 1500 epochs, Xavier init.
+Paper recipe (IV-C): Adagrad lr 0.05, cosine annealing over the epochs (one lr per epoch; the
+official code builds the scheduler but never steps it), batch 256, 1500 epochs, Xavier init.
 The test split of the store is never read here: model selection uses the validation split only.
 
-Resuming: every checkpoint holds the model, optimizer, scheduler, RNG states, the epoch and the
-number of batches done in it. The sampler is a pure function of (seed, epoch) and skips the done
-batches, so a resumed run ends with the same weights as an uninterrupted one on the CPU.
-Ctrl-C is read between batches (StopRequest), so an interrupted run saves a whole step.
+Resuming: every checkpoint holds the model, optimizer, RNG states, the epoch and the number of
+batches done in it; the lr is a function of (epoch, step), so nothing else is needed. The
+sampler is a pure function of (seed, epoch) and skips the done batches, so a resumed run ends
+with the same weights as an uninterrupted one on the CPU. Ctrl-C is read between batches
+(StopRequest), so an interrupted run saves a whole step.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import random
 import signal
@@ -344,16 +348,65 @@ def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
 # ----------------------------------------------------------------------------- the loop
 
 
-def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hooks=None) -> dict:
-    """Train; return the summary dict. `resume` is a checkpoint dict from last.pt.
+def lr_at(cfg: TrainConfig, epoch: int, step: int) -> float:
+    """The learning rate of batch `step` of epoch `epoch` (both from 0): a pure function.
 
-    hooks: optional object with on_start(info), on_step(info) and on_epoch(row) methods (the
-    CLI's progress bar); called on rank 0 only.
+    Linear warm-up over the first cfg.warmup steps of epoch 0, then the paper's cosine, held
+    for a whole epoch: CosineAnnealingLR's closed form over cfg.epochs epochs.
     """
-    t_start = time.time()
-    ddp = setup(cfg)
-    device, out = ddp.device, Path(cfg.out)
-    # data: the training rows minus the validation sources, a seeded group-keeping sampler
+    if epoch == 0 and step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    cos = (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * cos
+
+
+@dataclass
+class Run:
+    """What train() builds once and the loop's parts share; the mutable state is at the end."""
+
+    cfg: TrainConfig
+    ddp: Dist
+    out: Path
+    data: StoreData
+    val_rows: np.ndarray
+    sampler: GroupBatchSampler
+    loader: torch.utils.data.DataLoader
+    model: torch.nn.Module
+    net: torch.nn.Module  # the model, wrapped by DDP under torchrun
+    optimizer: torch.optim.Optimizer
+    criterion: SirstLoss
+    info: dict
+    epoch: int = 0  # epochs completed
+    step: int = 0  # batches done in epoch `epoch`
+    best: dict = field(default_factory=lambda: {"epoch": -1, "val_iou": -1.0})
+    rows: list = field(default_factory=list)  # log rows of the completed epochs
+    partial: dict = field(default_factory=dict)  # running sums of the current epoch
+
+    def checkpoint(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "model": self.model.state_dict(),
+            "model_config": dict(self.cfg.model),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "partial": dict(self.partial),
+            "config": self.cfg.to_dict(),
+            "rng": rng_state(),
+            "best": dict(self.best),
+            "params": self.info["params"],
+        }
+
+
+def empty_partial() -> dict:
+    return {"loss": 0.0, "loss_main": 0.0, "loss_neg": 0.0, "n": 0, "samples": 0, "sec": 0.0} | {
+        k: 0.0 for k in HEAD_FIELDS
+    }
+
+
+def build_data(cfg: TrainConfig, ddp: Dist):
+    """(data, train_rows, val_rows, dataset, sampler, loader): the store, the validation split
+    by source image, the training set (store rows or on-the-fly), the seeded sampler."""
     mode = {"auto": "auto", "memory": True, "stream": False}[cfg.in_memory]
     data = StoreData(cfg.store, in_memory=mode)
     train_rows, val_rows = split_by_source(
@@ -362,27 +415,20 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     if len(train_rows) == 0:
         raise TrainError(f"{cfg.store}: no training samples left after the validation split")
     crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % 16
-    keep_groups = cfg.groups_used
     if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
         dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
     else:
-        dataset = TrainDataset(data, train_rows, crop, group_crops=keep_groups)
-    if keep_groups and cfg.batch_size // ddp.world < 4:
+        dataset = TrainDataset(data, train_rows, crop, group_crops=cfg.groups_used)
+    if cfg.groups_used and cfg.batch_size // ddp.world < 4:
         raise TrainError(
             f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
             f"{cfg.batch_size // ddp.world} per process; L_Neg needs >= 4 (a whole group)"
         )
-    # only now, with store and options checked, is an earlier run in --out replaced
-    if ddp.main:
-        prepare_out(out, resume is not None, force)
-        write_json(out / "config.json", cfg.to_dict())
-    if ddp.world > 1:
-        dist.barrier()
+    cuda = ddp.device.type == "cuda"
     sampler = GroupBatchSampler(
-        dataset.groups, cfg.batch_size, cfg.seed, keep_groups, ddp.rank, ddp.world,
-        drop_last=device.type == "cuda",  # one batch shape: cudnn autotunes once
+        dataset.groups, cfg.batch_size, cfg.seed, cfg.groups_used, ddp.rank, ddp.world,
+        drop_last=cuda,  # one batch shape: cudnn autotunes once
     )  # fmt: skip
-    cuda = device.type == "cuda"
     workers = cfg.workers if cfg.workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
     loader = torch.utils.data.DataLoader(
         dataset,
@@ -393,185 +439,199 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         prefetch_factor=4 if workers > 0 else None,
         worker_init_fn=_ignore_sigint if workers > 0 else None,
     )
+    info = dict(train=len(train_rows), val=len(val_rows), workers=workers, crop=crop)
+    return data, val_rows, sampler, loader, info
 
-    # model, optimizer, schedule, loss: Xavier init from the seed, identical on every rank
+
+def build_model_and_optimizer(cfg: TrainConfig, device: torch.device):
+    """The AFF U-Net (Xavier init from the seed: identical on every rank) and its optimizer."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
-    if cuda:
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         if cfg.channels_last:
             model = model.to(memory_format=torch.channels_last)
-    if cfg.optimizer == "adam":
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    else:
-        optimizer = torch.optim.Adagrad(model.parameters(), lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.epochs, cfg.min_lr)
-    criterion = SirstLoss(cfg.neg_loss if keep_groups else "off", cfg.neg_weight)
-    n_params = count_params(model)
-    model_heads = range(HEADS if model.cfg.deep_supervision else 1)
+    opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adagrad
+    return model, opt(model.parameters(), lr=cfg.lr)
 
-    epoch, step, best, rows = 0, 0, {"epoch": -1, "val_iou": -1.0}, []
-    partial = {"loss": 0.0, "loss_main": 0.0, "loss_neg": 0.0, "n": 0, "samples": 0, "sec": 0.0}
-    partial |= {k: 0.0 for k in HEAD_FIELDS}
+
+def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
+    """The batches of epoch run.epoch from run.step on; raises KeyboardInterrupt on a stop."""
+    cfg, ddp, partial = run.cfg, run.ddp, run.partial
+    device = ddp.device
+    cuda = device.type == "cuda"
+    run.sampler.set_epoch(run.epoch, start=run.step)
+    n_steps = len(run.sampler) + run.step
+    t0 = time.time()
+    try:
+        for batch in run.loader:
+            run.info["boundary"] = False
+            x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
+            y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
+            g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
+            if cuda and cfg.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
+                outputs = run.net(x)
+            loss, main, neg = run.criterion(outputs, y, g)  # float32 whatever the autocast
+            for group in run.optimizer.param_groups:
+                group["lr"] = lr_at(cfg, run.epoch, run.step)
+            run.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            run.optimizer.step()
+            run.step += 1
+            stats = torch.stack(
+                [loss.detach(), main.detach(), neg.detach(), *head_stats(outputs)]
+            ).tolist()
+            for k, v in zip(("loss", "loss_main", "loss_neg"), stats, strict=False):
+                partial[k] += v
+            for k, v in zip(head_keys(len(outputs)), stats[3:], strict=True):
+                partial[k] += v
+            partial["n"] += 1
+            partial["samples"] += len(x) * ddp.world
+            run.info["boundary"] = True
+            if ddp.main and hooks:
+                sec = partial["sec"] + time.time() - t0
+                hooks.on_step(
+                    dict(epoch=run.epoch, step=run.step, steps=n_steps, loss=stats[0],
+                         samples_per_s=partial["samples"] / max(sec, 1e-9))
+                )  # fmt: skip
+            if stop.now(ddp, device):
+                raise KeyboardInterrupt
+    finally:
+        partial["sec"] += time.time() - t0
+
+
+def end_epoch(run: Run, hooks) -> None:
+    """Validate (rank 0, when due), log the epoch, write best.pt and last.pt."""
+    cfg, partial = run.cfg, run.partial
+    row = {"epoch": run.epoch + 1, "lr": lr_at(cfg, run.epoch, max(run.step - 1, 0))}
+    n = max(partial["n"], 1)
+    for k in ("loss", "loss_main", "loss_neg", *head_keys(run.info["heads"])):
+        row[k] = partial[k] / n
+    row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
+    row["seconds"] = partial["sec"]
+    due = (run.epoch + 1) % cfg.val_every == 0 or run.epoch + 1 == cfg.epochs
+    if run.ddp.main and len(run.val_rows) and due:
+        m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
+        row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
+    run.info["boundary"] = False
+    run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
+    run.info["boundary"] = True
+    if not run.ddp.main:
+        return
+    run.rows.append(row)
+    write_log(run.out, run.rows)
+    # best by validation IoU; without a validation split the last epoch is best
+    if row.get("val_iou", -1.0) > run.best["val_iou"] or not len(run.val_rows):
+        run.best = {"epoch": run.epoch, "val_iou": row.get("val_iou", -1.0)}
+        run.best.update({k: row[k] for k in row if k.startswith("val_")})
+        save_checkpoint(run.checkpoint(), run.out / "best.pt")
+    save_checkpoint(run.checkpoint(), run.out / "last.pt")
+    if hooks:
+        hooks.on_epoch(row)
+
+
+def out_of_time(run: Run, t_start: float) -> bool:
+    """Whether --max-minutes has passed; under DDP every rank follows rank 0's clock."""
+    over = run.cfg.max_minutes > 0 and time.time() - t_start > 60 * run.cfg.max_minutes
+    if run.ddp.world > 1:
+        flag = torch.tensor([int(over)], device=run.ddp.device)
+        dist.broadcast(flag, 0)
+        over = bool(flag.item())
+    return over
+
+
+def summarize(run: Run, stopped: str, t_start: float) -> dict:
+    out, rows = run.out, run.rows
+    return {
+        "status": stopped,
+        "epochs_done": run.epoch,
+        "epochs": run.cfg.epochs,
+        "best": run.best,
+        "last": rows[-1] if rows else None,
+        "params": run.info["params"],
+        "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
+        "seconds": time.time() - t_start,
+        "device": str(run.ddp.device),
+        "world_size": run.ddp.world,
+        "rank": run.ddp.rank,
+        "train_samples": run.info["train"],
+        "val_images": run.info["val"],
+        "out": str(out),
+        "best_pt": str(out / "best.pt"),
+        "last_pt": str(out / "last.pt"),
+        "curves": str(out / "curves.png"),
+        "resume": f"sirst5k train --resume {out}",
+    }
+
+
+def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hooks=None) -> dict:
+    """Train; return the summary dict. `resume` is a checkpoint dict from last.pt.
+
+    hooks: optional object with on_start(info), on_step(info) and on_epoch(row) methods (the
+    CLI's progress bar); called on rank 0 only.
+    """
+    t_start = time.time()
+    ddp = setup(cfg)
+    out = Path(cfg.out)
+    data, val_rows, sampler, loader, info = build_data(cfg, ddp)
+    # only now, with store and options checked, is an earlier run in --out replaced
+    if ddp.main:
+        prepare_out(out, resume is not None, force)
+        write_json(out / "config.json", cfg.to_dict())
+    if ddp.world > 1:
+        dist.barrier()
+    model, optimizer = build_model_and_optimizer(cfg, ddp.device)
+    net = model
+    if ddp.world > 1:
+        ids = [ddp.device.index] if ddp.device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    info |= dict(
+        params=count_params(model), device=str(ddp.device), world=ddp.world,
+        in_memory=data.in_memory, epochs=cfg.epochs, boundary=True,
+        heads=HEADS if model.cfg.deep_supervision else 1,
+    )  # fmt: skip
+    criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
+    run = Run(cfg, ddp, out, data, val_rows, sampler, loader, model, net, optimizer, criterion,
+              info, partial=empty_partial())  # fmt: skip
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
-        scheduler.load_state_dict(resume["scheduler"])
-        scheduler.T_max = cfg.epochs  # --epochs may extend a resumed run
-        epoch, step, best = resume["epoch"], resume.get("step", 0), dict(resume["best"])
-        partial = partial | dict(resume.get("partial") or {})
+        run.epoch, run.step, run.best = resume["epoch"], resume.get("step", 0), resume["best"]
+        run.partial |= dict(resume.get("partial") or {})
         set_rng_state(resume["rng"])
-        rows = read_log(out, epoch) if ddp.main else []
-    net = model
-    if ddp.world > 1:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None
-        )
-
-    def checkpoint() -> dict:
-        return {
-            "schema": SCHEMA,
-            "model": model.state_dict(),
-            "model_config": dict(cfg.model),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,  # epochs completed
-            "step": step,  # batches done in epoch `epoch` (0 at an epoch boundary)
-            "partial": dict(partial),
-            "config": cfg.to_dict(),
-            "rng": rng_state(),
-            "best": dict(best),
-            "params": n_params,
-        }
-
-    info = dict(
-        params=n_params, train=len(train_rows), val=len(val_rows), device=str(device),
-        world=ddp.world, workers=workers, in_memory=data.in_memory, crop=crop,
-        start_epoch=epoch, epochs=cfg.epochs,
-    )  # fmt: skip
+        run.rows = read_log(out, run.epoch) if ddp.main else []
+    info["start_epoch"] = run.epoch
     if ddp.main and hooks:
         hooks.on_start(info)
     stopped = "completed"
-    boundary = True  # the state is a whole number of steps: last.pt may be written
     model.train()
     # Ctrl-C stays a request until the summary is written: a late one (or one that reaches this
     # rank after another rank stopped the run) cannot cut the files short
     with StopRequest(announce=ddp.main) as stop:
         try:
-            while epoch < cfg.epochs:
-                sampler.set_epoch(epoch, start=step)
-                n_steps = len(sampler) + step
-                t0 = time.time()
-                for batch in loader:
-                    boundary = False
-                    x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
-                    y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
-                    g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
-                    if cuda and cfg.channels_last:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
-                        outputs = net(x)
-                    loss, main, neg = criterion(outputs, y, g)  # float32 whatever the autocast
-                    if epoch == 0 and cfg.warmup:  # a pure function of the step: resumes exactly
-                        for group in optimizer.param_groups:
-                            group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    step += 1
-                    stats = torch.stack(
-                        [loss.detach(), main.detach(), neg.detach(), *head_stats(outputs)]
-                    ).tolist()
-                    for k, v in zip(head_keys(len(outputs)), stats[3:], strict=True):
-                        partial[k] += v
-                    partial["loss"] += stats[0]
-                    partial["loss_main"] += stats[1]
-                    partial["loss_neg"] += stats[2]
-                    partial["n"] += 1
-                    partial["samples"] += len(x) * ddp.world
-                    boundary = True
-                    if ddp.main and hooks:
-                        sec = partial["sec"] + time.time() - t0
-                        hooks.on_step(
-                            dict(epoch=epoch, step=step, steps=n_steps, loss=stats[0],
-                                 samples_per_s=partial["samples"] / max(sec, 1e-9))
-                        )  # fmt: skip
-                    if stop.now(ddp, device):
-                        raise KeyboardInterrupt
-                partial["sec"] += time.time() - t0
-
-                # end of epoch: validate (rank 0), schedule, log, checkpoints
-                if epoch == 0 and cfg.warmup:  # the cosine schedule starts from the full lr
-                    for group in optimizer.param_groups:
-                        group["lr"] = cfg.lr
-                row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"]}
-                n = max(partial["n"], 1)
-                for k in ("loss", "loss_main", "loss_neg", *head_keys(len(model_heads))):
-                    row[k] = partial[k] / n
-                row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
-                row["seconds"] = partial["sec"]
-                due = (epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs
-                if ddp.main and len(val_rows) and due:
-                    m = validate(model, data, val_rows, cfg, device)
-                    row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
-                boundary = False
-                scheduler.step()
-                epoch, step = epoch + 1, 0
-                partial = {k: 0.0 if k == "sec" else 0 for k in partial}
-                boundary = True
-                if ddp.main:
-                    rows.append(row)
-                    write_log(out, rows)
-                    # best by validation IoU; without a validation split the last epoch is best
-                    improved = row.get("val_iou", -1.0) > best["val_iou"] or not len(val_rows)
-                    if improved:
-                        best = {"epoch": epoch, "val_iou": row.get("val_iou", -1.0)}
-                        best.update({k: row[k] for k in row if k.startswith("val_")})
-                        save_checkpoint(checkpoint(), out / "best.pt")
-                    save_checkpoint(checkpoint(), out / "last.pt")
-                    if hooks:
-                        hooks.on_epoch(row)
-                if stop.now(ddp, device) and epoch < cfg.epochs:
+            while run.epoch < cfg.epochs:
+                train_epoch(run, stop, hooks)
+                end_epoch(run, hooks)
+                if stop.now(ddp, ddp.device) and run.epoch < cfg.epochs:
                     raise KeyboardInterrupt
-                over = cfg.max_minutes > 0 and time.time() - t_start > 60 * cfg.max_minutes
-                if ddp.world > 1:  # every rank stops together, on rank 0's clock
-                    flag = torch.tensor([int(over)], device=device)
-                    dist.broadcast(flag, 0)
-                    over = bool(flag.item())
-                if over and epoch < cfg.epochs:
-                    stopped = f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {epoch}"
+                if out_of_time(run, t_start) and run.epoch < cfg.epochs:
+                    stopped = (
+                        f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {run.epoch}"
+                    )
                     break
         except KeyboardInterrupt:
             stopped = "interrupted"
-            if ddp.main and boundary:  # resume skips the batches done in this epoch
-                save_checkpoint(checkpoint(), out / "last.pt")
+            if ddp.main and info["boundary"]:  # resume skips the batches done in this epoch
+                save_checkpoint(run.checkpoint(), out / "last.pt")
         data.close()
-
-        summary = {
-            "status": stopped,
-            "epochs_done": epoch,
-            "epochs": cfg.epochs,
-            "best": best,
-            "last": rows[-1] if rows else None,
-            "params": n_params,
-            "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
-            "seconds": time.time() - t_start,
-            "device": str(device),
-            "world_size": ddp.world,
-            "rank": ddp.rank,
-            "train_samples": len(train_rows),
-            "val_images": len(val_rows),
-            "out": str(out),
-            "best_pt": str(out / "best.pt"),
-            "last_pt": str(out / "last.pt"),
-            "curves": str(out / "curves.png"),
-            "resume": f"sirst5k train --resume {out}",
-        }
+        summary = summarize(run, stopped, t_start)
         if ddp.main:
             write_json(out / "summary.json", summary)
-            if rows:
+            if run.rows:
                 with atomic_path(out / "curves.png", force=True) as tmp:
-                    training_curves(rows, tmp, best["epoch"], f"{out.name}: {stopped}")
+                    training_curves(run.rows, tmp, run.best["epoch"], f"{out.name}: {stopped}")
         if ddp.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return summary
