@@ -140,17 +140,19 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
     reads). Prints IoU, nIoU, Pd, Fa in the papers' units beside the papers' rows and writes
     metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays/ into --out.
     """
-    from trainer.evaluate import evaluate, make_predictor, open_data
+    from sirst5k_cli.api import evaluate
 
+    if out is None:
+        out = checkpoint.parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
     try:
-        predictor = make_predictor(checkpoint, method, device, k)
-        if out is None:
-            out = checkpoint.parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
-        source = open_data(data, split, skip_bad)
         with _progress() as bar:
-            task = bar.add_task("eval", total=source.n)
-            report = evaluate(source, predictor, out, threshold, legacy_fa, batch_size, worst,
-                              progress=lambda n: bar.advance(task, n))  # fmt: skip
+            task = bar.add_task("eval", total=None)
+            report = evaluate(
+                data, checkpoint=checkpoint, method=method, out=out, split=split,
+                threshold=threshold, device=device, k=k, batch_size=batch_size,
+                legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
+                progress=lambda n, total: bar.update(task, advance=n, total=total),
+            )  # fmt: skip
     except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
@@ -177,15 +179,18 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
     """
-    from trainer.evaluate import collect_images, make_predictor, predict
+    from sirst5k_cli.api import predict
+    from trainer.evaluate import collect_images
 
     try:
-        predictor = make_predictor(checkpoint, method, device, k)
         n = len(collect_images(images, out)[: limit or None])
         with _progress() as bar:
             task = bar.add_task("predict", total=n)
-            s = predict(images, predictor, out, threshold, limit, skip_bad, overlay, batch_size,
-                        progress=lambda n: bar.advance(task, n))  # fmt: skip
+            s = predict(
+                list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
+                device=device, k=k, batch_size=batch_size, limit=limit, overlay=overlay,
+                skip_bad=skip_bad, progress=lambda n: bar.advance(task, n),
+            )  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk

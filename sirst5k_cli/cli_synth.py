@@ -143,11 +143,10 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from sirst5k_cli.synth import SynthConfig, build_store
+    from sirst5k_cli.api import synthesize
 
     console = _console()
     try:
-        cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
         cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
             task = bar.add_task("synth", total=None)
@@ -155,7 +154,9 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
             def progress(done, total):
                 bar.update(task, completed=done, total=total)
 
-            res = build_store(source, out, cfg, split, force, skip_bad, progress)
+            res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
+                             resize=resize, label=label, seed=seed, split=split, force=force,
+                             skip_bad=skip_bad, progress=progress)  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk

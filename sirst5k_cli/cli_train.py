@@ -197,14 +197,11 @@ def _alpha_range(ctx, param, value):
 @click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
 def train_cmd(store, out, preset, resume_dir, force, **opts):
     """Train the AFF U-Net on a SIRST-5K STORE (from `sirst5k synth`); writes --out DIR."""
-    from pathlib import Path
 
     import torch
     from rich.console import Console
 
-    from sirst5k.store import check_file
-    from trainer.model import read_checkpoint
-    from trainer.train import TrainConfig, make_config, train
+    from sirst5k_cli.api import train
 
     console = Console(stderr=True)
     model = {}
@@ -216,50 +213,22 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
         opts.pop(key)
     if opts["in_memory"] is not None:
         opts["in_memory"] = "memory" if opts["in_memory"] else "stream"
+    hooks = _Progress(console)
     try:
-        ckpt = None
-        if resume_dir:
-            fix = f"{resume_dir} holds no run to resume; start one with `sirst5k train --out DIR`"
-            ckpt = read_checkpoint(Path(resume_dir) / "last.pt", fix=fix)
-            d = dict(ckpt["config"])
-            # only the budget, device and loader settings may change on resume
-            allowed = ("epochs", "max_minutes", "device", "workers", "in_memory")
-            ignored = [k for k, v in opts.items() if v not in (None, False) and k not in allowed]
-            ignored += ["preset"] * bool(preset) + ["out"] * bool(out) + list(model)
-            if ignored:
-                names = ", ".join("--" + k.replace("_", "-") for k in ignored)
-                raise click.UsageError(
-                    f"--resume continues the run with its saved settings; drop {names} "
-                    "(only --epochs, --max-minutes, --device, --workers, --in-memory may change)"
-                )
-            for k in allowed:
-                if opts.get(k) is not None:
-                    d[k] = opts[k]
-            if store:
-                d["store"] = store
-            d["out"] = str(resume_dir)
-            cfg = TrainConfig.from_dict(d)
-        else:
-            if not store or not out:
-                raise click.UsageError("give STORE and --out DIR (or --resume DIR)")
-            cfg = make_config(preset or "", store=str(store), out=str(out), model=model, **opts)
-        check_file(cfg.store).close()
-        hooks = _Progress(console)
-        try:
-            summary = train(cfg, resume=ckpt, force=force, hooks=hooks)
-        finally:
-            hooks.stop()
+        summary = train(store, out, preset=preset or "", resume=resume_dir, force=force,
+                        hooks=hooks, model=model, **opts)  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except torch.cuda.OutOfMemoryError as e:
         raise click.ClickException(
-            "CUDA out of memory: try a smaller --batch-size or --crop "
-            f"(now {cfg.batch_size} and {cfg.crop})"
+            "CUDA out of memory: try a smaller --batch-size or --crop (docs/training.md)"
         ) from e
+    finally:
+        hooks.stop()
     report = summary["rank"] == 0  # under torchrun, rank 0 alone reports
     if report:
         console.print(_summary_table(summary))
     if summary["status"] == "interrupted":
         if report:
-            console.print(f"interrupted: continue with `sirst5k train --resume {cfg.out}`")
+            console.print(f"interrupted: continue with `{summary['resume']}`")
         raise SystemExit(130)  # the shell's code for Ctrl-C: scripts must not read it as success

@@ -1,0 +1,181 @@
+"""The Python API: what each `sirst5k` command does, as one function call.
+
+    from sirst5k_cli import synthesize, train, evaluate, load_model
+
+    synthesize("path/to/NUDT-SIRST", "data/nudt.h5")                   # sirst5k synth
+    summary = train("data/nudt.h5", "runs/nudt", preset="cpu30")       # sirst5k train
+    report = evaluate("path/to/NUDT-SIRST", checkpoint="runs/nudt/best.pt")  # sirst5k eval
+    model = load_model("runs/nudt/best.pt")                            # a torch module
+
+The commands are thin wrappers over these functions: the same defaults, the same checks, the
+same errors (sirst5k.errors.SirstError, whose message is the one line the CLI prints). Torch is
+imported inside the functions, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PathLike = str | os.PathLike
+
+# Options that --resume may change; every other setting comes from the run's own config.
+RESUME_OPTIONS = ("epochs", "max_minutes", "device", "workers", "in_memory")
+
+
+def synthesize(
+    source: PathLike,
+    out: PathLike,
+    *,
+    alpha: float = 0.1,
+    s: int = 3,
+    grid: int = 8,
+    sigma: float = 50.0,
+    mu: float = 255.0,
+    resize: str = "bilinear",
+    label: str = "rotate",
+    seed: int = 0,
+    split: PathLike | None = None,
+    force: bool = False,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
+
+    The options are the paper's (alpha Eq. 3, s Eq. 4, grid/sigma/mu Eq. 1); docs/synthesis.md.
+    """
+    from sirst5k_cli.synth import SynthConfig, build_store
+
+    cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
+    return build_store(source, out, cfg, split, force, skip_bad, progress)
+
+
+def train_config(
+    store: PathLike | None = None,
+    out: PathLike | None = None,
+    *,
+    preset: str = "",
+    resume: PathLike | None = None,
+    **options: Any,
+):
+    """(TrainConfig, checkpoint dict or None): a new run's config from a preset and options, or
+    the config of the run in `resume` with only RESUME_OPTIONS changed (None = not given)."""
+    from sirst5k.errors import TrainError
+    from trainer.model import read_checkpoint
+    from trainer.train import TrainConfig, make_config
+
+    if resume is None:
+        if not store or not out:
+            raise TrainError("give STORE and --out DIR (or --resume DIR)")
+        return make_config(preset, store=str(store), out=str(out), **options), None
+    fix = f"{resume} holds no run to resume; start one with `sirst5k train --out DIR`"
+    ckpt = read_checkpoint(Path(resume) / "last.pt", fix=fix)
+    ignored = [
+        k for k, v in options.items() if v not in (None, False, {}) and k not in RESUME_OPTIONS
+    ]
+    ignored += ["preset"] * bool(preset) + ["out"] * bool(out)
+    if ignored:
+        names = ", ".join("--" + k.replace("_", "-") for k in ignored)
+        raise TrainError(
+            f"--resume continues the run with its saved settings; drop {names} "
+            "(only --epochs, --max-minutes, --device, --workers, --in-memory may change)"
+        )
+    d = dict(ckpt["config"])
+    d.update({k: options[k] for k in RESUME_OPTIONS if options.get(k) is not None})
+    if store:
+        d["store"] = str(store)
+    d["out"] = str(resume)
+    return TrainConfig.from_dict(d), ckpt
+
+
+def train(
+    store: PathLike | None = None,
+    out: PathLike | None = None,
+    *,
+    preset: str = "",
+    resume: PathLike | None = None,
+    force: bool = False,
+    hooks: Any = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train the AFF U-Net on a store into the run folder OUT; return the run's summary.
+
+    options are TrainConfig's fields (epochs, batch_size, neg_loss, on_the_fly, model=dict(...),
+    ...; docs/training.md); a preset fills the ones not given. resume=DIR continues that run.
+    """
+    from sirst5k.store import check_file
+    from trainer.train import train as run_training
+
+    cfg, ckpt = train_config(store, out, preset=preset, resume=resume, **options)
+    check_file(cfg.store).close()
+    return run_training(cfg, resume=ckpt, force=force, hooks=hooks)
+
+
+def evaluate(
+    data: PathLike,
+    *,
+    checkpoint: PathLike | None = None,
+    method: str | None = None,
+    out: PathLike | None = None,
+    split: PathLike | None = None,
+    threshold: float = 0.5,
+    device: str = "auto",
+    k: float | None = None,
+    batch_size: int | None = None,
+    legacy_fa: bool = False,
+    worst: int = 8,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score a checkpoint or a classical method on DATA's test images (a store or a dataset
+    folder); write metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays into OUT
+    (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
+    progress(n, total) is called as batches of n images are done."""
+    from trainer import evaluate as ev
+
+    predictor = ev.make_predictor(checkpoint, method, device, k)
+    if out is None:
+        out = Path(checkpoint).parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
+    source = ev.open_data(data, split, skip_bad)
+    step = (lambda n: progress(n, source.n)) if progress else None
+    return ev.evaluate(source, predictor, Path(out), threshold, legacy_fa, batch_size, worst,
+                       progress=step)  # fmt: skip
+
+
+def predict(
+    images: PathLike | list[PathLike],
+    out: PathLike,
+    *,
+    checkpoint: PathLike | None = None,
+    method: str | None = None,
+    threshold: float = 0.5,
+    device: str = "auto",
+    k: float | None = None,
+    batch_size: int | None = None,
+    limit: int | None = None,
+    overlay: bool = True,
+    skip_bad: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write OUT/<name>.png target masks (0/255, each image's size) for IMAGES (files or
+    folders, searched recursively), and overlays; return a summary."""
+    from trainer import evaluate as ev
+
+    inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
+    predictor = ev.make_predictor(checkpoint, method, device, k)
+    return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
+                      batch_size, progress=progress)  # fmt: skip
+
+
+def load_model(checkpoint: PathLike, device: str = "cpu"):
+    """The trained AFF U-Net of a checkpoint, in eval mode on `device` (weights_only loading).
+
+    It takes raw 0..255 grey images (B, 1, H, W) as float and returns a list of logits, the
+    full-resolution one first; trainer.model.predict_probs turns them into probabilities.
+    """
+    from trainer.model import load_model as load
+    from trainer.model import resolve_device
+
+    return load(checkpoint, resolve_device(device))[0]

@@ -1,0 +1,54 @@
+"""The Python API does what the commands do: the same files, numbers and one-line errors."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sirst5k.errors import SirstError, TrainError, UserError
+from sirst5k_cli import evaluate, load_model, predict, synthesize, train
+from sirst5k_cli.cli import main
+
+TINY = dict(
+    epochs=2, batch_size=8, crop=32, device="cpu", model=dict(widths=[4, 4, 8, 8, 8], blocks=1)
+)
+
+
+def test_api_pipeline_matches_the_cli(demo_source, tmp_path):
+    store = tmp_path / "s.h5"
+    summary = synthesize(demo_source, store)
+    assert store.is_file() and summary["negatives"] == 4 * summary["targets"]
+    run = train(store, tmp_path / "run", **TINY)
+    assert run["status"] == "completed" and (tmp_path / "run" / "best.pt").is_file()
+    report = evaluate(store, checkpoint=tmp_path / "run" / "best.pt", out=tmp_path / "ev")
+    on_disk = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert report["metrics"] == on_disk["metrics"]
+    # the command gives the same metrics from the same checkpoint
+    r = CliRunner().invoke(
+        main, ["eval", str(store), "--checkpoint", str(tmp_path / "run" / "best.pt"),
+               "--out", str(tmp_path / "ev2")],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    cli = json.loads((tmp_path / "ev2" / "metrics.json").read_text())
+    assert cli["metrics"] == report["metrics"]
+    model = load_model(tmp_path / "run" / "best.pt")
+    assert not model.training and isinstance(model(torch.zeros(1, 1, 32, 32)), list)
+    masks = predict(
+        demo_source / "images", tmp_path / "pred", checkpoint=tmp_path / "run" / "best.pt"
+    )
+    assert masks["written"] == len(list((demo_source / "images").iterdir()))
+
+
+def test_api_errors_are_the_cli_lines(demo_source, tmp_path):
+    with pytest.raises(UserError, match="--alpha 2.0: must lie in") as e:
+        synthesize(demo_source, tmp_path / "x.h5", alpha=2.0)
+    r = CliRunner().invoke(main, ["synth", str(demo_source), "-o", str(tmp_path / "x.h5"),
+                                  "--alpha", "2"])  # fmt: skip
+    assert r.exit_code == 1 and str(e.value) in r.output
+    with pytest.raises(TrainError, match="give STORE"):
+        train()
+    with pytest.raises(SirstError, match="no such file"):
+        train(tmp_path / "missing.h5", tmp_path / "run")
+    with pytest.raises(SirstError, match="no such checkpoint"):
+        load_model(tmp_path / "none.pt")
