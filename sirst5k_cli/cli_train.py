@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from sirst5k.errors import SirstError
+from sirst5k_cli.cli_options import DEVICE
 
 
 def _widths(ctx, param, value):
@@ -174,7 +175,7 @@ def _alpha_range(ctx, param, value):
     help="Fraction of training source images held out for validation [0.1].",
 )
 @click.option("--val-every", type=click.IntRange(1), help="Validate every N epochs [1].")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), help="[auto]")
+@click.option("--device", type=DEVICE, help="auto, cpu, cuda or cuda:N [auto].")
 @click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
 @click.option(
     "--in-memory/--stream",

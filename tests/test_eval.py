@@ -14,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 from skimage.measure import label, regionprops
 
+from sirst5k.errors import UserError
 from sirst5k.io import load_split, read_image, read_pair
 from sirst5k_cli.cli import main
 
@@ -92,7 +93,10 @@ def test_method_eval_folder_store_and_predict_agree(method, demo_source, demo_st
     folder = check_outputs(tmp_path / "f", n)
     assert folder["counts"]["hits"] > 0 and folder["counts"]["false_pixels"] > 0
     assert folder["k"] == 3
-    assert "IoU" in r.output and "DNA-Net" in r.output
+    # the published NUDT-SIRST rows are not set beside other data
+    assert "IoU" in r.output and "DNA-Net" not in r.output and "not shown" in r.output
+    assert folder["comparable_to_papers"] is False
+    assert folder["paper_units"]["fa_legacy_x1e6"] is None  # demo images are not 256 x 256
     r = invoke("eval", demo_store, *k, "--out", tmp_path / "s", "--worst", 3)
     assert r.exit_code == 0, r.output
     store = check_outputs(tmp_path / "s", n)
@@ -133,7 +137,13 @@ def test_checkpoint_eval_and_predict_agree(tiny_checkpoint, demo_source, demo_st
 
 
 def test_legacy_fa_option(demo_source, tmp_path):
+    # the legacy Fa divides by 256 x 256 per image: refused on other sizes
     r = invoke("eval", demo_source, "--method", "tophat", "--out", tmp_path, "--legacy-fa")
+    assert r.exit_code == 1 and "256 x 256" in r.output
+    from sirst5k_cli.demo import DemoConfig, generate_demo
+
+    generate_demo(tmp_path / "d256", DemoConfig(n=4, size=256))
+    r = invoke("eval", tmp_path / "d256", "--method", "tophat", "--out", tmp_path, "--legacy-fa")
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "metrics.json").read_text())
     assert "legacy" in report["fa_definition"]
@@ -164,8 +174,10 @@ def test_bad_checkpoints(demo_store, tmp_path):
     assert r.exit_code == 1 and "junk.pt" in r.output and "Traceback" not in r.output
     r = invoke("eval", demo_store, "--checkpoint", tmp_path / "junk.pt", "--method", "tophat")
     assert r.exit_code == 1 and "exactly one of" in r.output
-    r = invoke("eval", demo_store, "--method", "ipi")
-    assert r.exit_code == 1 and "unknown method 'ipi'" in r.output
+    r = invoke("eval", demo_store, "--method", "ipi")  # a usage error: the registry's names
+    assert r.exit_code == 2 and "'ipi' is not one of" in r.output and "tophat" in r.output
+    r = invoke("eval", demo_store, "--method", "tophat", "--device", "gpu")
+    assert r.exit_code == 2 and "cuda:N" in r.output
 
 
 def test_store_without_test_group(demo_store, tmp_path):
@@ -262,3 +274,24 @@ def test_eval_and_predict_output_errors(tmp_path, demo_store, demo_source, tiny_
     assert r.exit_code == 2 and "is a file" in r.output
     r = invoke("eval", demo_store, "--checkpoint", tiny_checkpoint, "--k", 3, "--out", tmp_path)
     assert r.exit_code == 1 and "--k" in r.output and "--method only" in r.output
+
+
+def test_reference_rows_only_for_nudt_test_names():
+    from trainer.evaluate import is_nudt_test
+
+    assert is_nudt_test([f"{i:06d}" for i in range(1, 665)])
+    assert not is_nudt_test([f"{i:06d}" for i in range(1, 664)])  # 663 images
+    assert not is_nudt_test([f"img{i:03d}" for i in range(664)])
+
+
+def test_legacy_fa_needs_256_images():
+    from trainer.metrics import Metrics
+
+    m = Metrics(legacy_fa=True)
+    m.update(np.zeros((1, 30, 40)), np.zeros((1, 30, 40), np.uint8))
+    with pytest.raises(UserError, match="256 x 256"):
+        m.compute()
+    m = Metrics()
+    m.update(np.ones((2, 256, 256)), np.zeros((2, 256, 256), np.uint8))
+    r = m.compute()
+    assert r["fa_legacy"] == r["fa_corrected"] == 1.0  # every pixel false, both definitions

@@ -123,16 +123,17 @@ def test_image_without_target_and_empty_prediction():
 
 def test_legacy_fa_drops_components_of_a_matched_area():
     # target A (2x2) matched by a 2x2 prediction; two unmatched 2x2 blobs and one single pixel
-    mask = canvas((2, 2), (2, 3), (3, 2), (3, 3))
+    # (the legacy form is defined for 256 x 256 images only)
+    mask = canvas((2, 2), (2, 3), (3, 2), (3, 3), size=(256, 256))
     pred = mask.copy()
     pred[10:12, 2:4] = 1
     pred[10:12, 10:12] = 1
     pred[17, 17] = 1
     corrected, legacy = run(pred, mask), run(pred, mask, legacy=True)
-    assert corrected["false_pixels"] == 4 + 4 + 1 and corrected["fa"] == 9 / 400
+    assert corrected["false_pixels"] == 4 + 4 + 1 and corrected["fa"] == 9 / (256 * 256)
     assert legacy["legacy_false_pixels"] == 1 and legacy["fa"] == 1 / (256 * 256)
     # without the matched 2x2, both equal-area blobs count in the legacy form too
-    r = run(pred * (np.arange(20) >= 5)[:, None], mask, legacy=True)
+    r = run(pred * (np.arange(256) >= 5)[:, None], mask, legacy=True)
     assert r["legacy_false_pixels"] == 9 and r["hits"] == 0
 
 

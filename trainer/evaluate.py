@@ -207,6 +207,12 @@ def _stack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
     return out, sizes
 
 
+def is_nudt_test(stems: list[str]) -> bool:
+    """Whether the images are NUDT-SIRST's 50/50 test split (664 images named by 6 digits),
+    the data the published rows of REFERENCE_ROWS were measured on."""
+    return len(stems) == 664 and all(len(s) == 6 and s.isdigit() for s in stems)
+
+
 def _badness(s) -> tuple:
     """Worst first: low IoU (an image with nothing to find and nothing found is perfect), then
     misses, then false pixels."""
@@ -284,10 +290,11 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
             "pd_x1e2": result["pd"] * 1e2,
             "fa_x1e6": result["fa"] * 1e6,
             "fa_corrected_x1e6": result["fa_corrected"] * 1e6,
-            "fa_legacy_x1e6": result["fa_legacy"] * 1e6,
+            "fa_legacy_x1e6": None if result["fa_legacy"] is None else result["fa_legacy"] * 1e6,
         },
         "counts": {k: v for k, v in result.items() if isinstance(v, int)},
         "images": n,
+        "comparable_to_papers": is_nudt_test(stems),
         "skipped": data.skipped,
         "worst": [f"{r + 1:02d}-{e[3]}" for r, e in enumerate(worst_list)],
         "timing": {

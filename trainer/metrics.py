@@ -36,6 +36,8 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
+from sirst5k.errors import UserError
+
 MATCH_DISTANCE = 3  # px, strict: a match needs distance < 3
 LEGACY_PIXELS_PER_IMAGE = 256 * 256  # DNA-Net's Fa denominator, whatever the image size
 DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))  # DNA-Net's ROC, on sigmoid
@@ -334,7 +336,14 @@ class Metrics:
         inter, union = self._column("inter"), self._column("union")
         ious = [_div(i, u) for i, u in zip(inter, union, strict=True)]
         fa = _div(c["false_pixels"], c["pixels"])
-        fa_legacy = _div(c["legacy_false_pixels"], c["legacy_pixels"])
+        # the legacy Fa divides by 256*256 per image: meaningful only when every image is that
+        legacy_ok = bool((self._column("pixels") == LEGACY_PIXELS_PER_IMAGE).all())
+        fa_legacy = _div(c["legacy_false_pixels"], c["legacy_pixels"]) if legacy_ok else None
+        if self.legacy_fa and not legacy_ok:
+            raise UserError(
+                "--legacy-fa: DNA-Net's legacy Fa assumes 256 x 256 images and these have other "
+                "sizes; drop --legacy-fa (the corrected Fa is defined for any size)"
+            )
         return {
             "iou": _div(c["inter"], c["union"]),
             "niou": _div(math.fsum(ious), len(ious)),
