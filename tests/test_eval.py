@@ -227,9 +227,10 @@ def test_split_file_given_directly(demo_source, tmp_path):
     assert r.exit_code == 1 and "no_such_id" in r.output
 
 
-def test_overlay_colours_and_legend():
-    """Hand-built: one target hit, one missed, one false alarm, on a 16 x 16 image (x32 = 512)."""
-    from trainer.plots import GREEN, MAGENTA, RED, overlay
+def test_overlay_panels_colours_and_insets():
+    """Hand-built: one target hit, one missed, one false alarm, on a 16 x 16 image (x32 = 512):
+    title | image, ground truth, prediction | caption | insets | legend."""
+    from trainer.plots import BLUE, ORANGE, SKY, YELLOW, overlay
 
     image = np.full((16, 16), 100, np.uint8)
     mask = np.zeros((16, 16), np.uint8)
@@ -238,20 +239,49 @@ def test_overlay_colours_and_legend():
     pred[2, 2] = 1  # hits the first target
     pred[8, 2] = 1  # 6 px away from any target: a false alarm
     out = overlay(image, pred, mask)
-    s = 32
-    assert out.shape == (16 * s + 20, 16 * s, 3)  # enlarged image + the legend strip
+    s, top, panel = 32, 22, 16 * 32
+    tile = 16 * 6  # the 24 px inset window is cut to the 16 px image, enlarged 6 times
+    inset_row = tile + 22 + 4
+    assert out.shape == (top + panel + 22 + inset_row + 20, 3 * panel + 2 * 6, 3)
 
-    def colour_at(y, x):  # centre of the enlarged pixel, away from the yellow outline
-        return out[y * s + s // 2, x * s + s // 2].astype(int)
+    def colour_at(k, y, x):  # centre of an enlarged pixel of panel k (0 image, 1 truth, 2 pred)
+        return out[top + y * s + s // 2, k * (panel + 6) + x * s + s // 2].astype(int)
 
-    def painted(colour):  # _paint mixes 70 % colour with 30 % grey 100
-        return (0.7 * np.array(colour) + 0.3 * 100).astype(np.uint8).astype(int)
+    def painted(colour):  # _paint mixes 75 % colour with 25 % grey 100
+        return (0.75 * np.array(colour) + 0.25 * 100).astype(np.uint8).astype(int)
 
-    assert (colour_at(2, 2) == painted(GREEN)).all()
-    assert (colour_at(12, 12) == painted(RED)).all()
-    assert (colour_at(8, 2) == painted(MAGENTA)).all()
-    assert (colour_at(5, 10) == 100).all()  # untouched background stays grey
-    assert out[16 * s :].any()  # the legend strip holds text
+    assert (colour_at(0, 2, 2) == 100).all() and (colour_at(0, 12, 12) == 100).all()
+    assert (colour_at(1, 2, 2) == painted(SKY)).all() and (
+        colour_at(1, 12, 12) == painted(SKY)
+    ).all()
+    assert (colour_at(2, 2, 2) == painted(BLUE)).all()
+    assert (colour_at(2, 8, 2) == painted(ORANGE)).all()
+    # a miss is outlined, not filled: its centre shows the image, its border is yellow
+    assert (colour_at(2, 12, 12) == 100).all()
+    assert (out[top + 12 * s, 2 * (panel + 6) + 12 * s + s // 2] == YELLOW).all()
+    assert (colour_at(2, 5, 10) == 100).all()  # untouched background stays grey
+    # two insets (the miss, the false alarm) side by side
+    insets = out[top + panel + 22 : top + panel + 22 + inset_row]
+    assert insets[:, : 2 * (tile + 4)].any() and not insets[:, 2 * (tile + 4) :].any()
+    assert out[-20:].any()  # the legend strip holds text
+
+
+def test_overlay_large_frame_keeps_small_targets_visible():
+    """A 1024 x 1280 frame is shrunk to 512 px panels, yet a 2 x 2 false alarm still shows in
+    the prediction panel (area scaling keeps any true pixel) and in its 6x inset."""
+    from trainer.plots import ORANGE, overlay
+
+    image = np.full((1024, 1280), 90, np.uint8)
+    mask = np.zeros_like(image)
+    pred = np.zeros_like(image)
+    pred[600:602, 700:702] = 1
+    out = overlay(image, pred, mask)
+    panel_w = 512
+    assert out.shape[1] == 3 * panel_w + 12
+    guess = out[22 : 22 + 410, 2 * (panel_w + 6) :]
+    orange = (np.abs(guess.astype(int) - (0.75 * np.array(ORANGE) + 0.25 * 90)) <= 1).all(2)
+    assert orange.any()
+    assert (out[22 + 410 + 22 :] != 0).any()
 
 
 def test_eval_again_replaces_the_worst_overlays(tmp_path, demo_store):

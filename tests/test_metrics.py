@@ -165,7 +165,8 @@ def test_roc_sweep_rows():
     sweep = RocSweep()
     sweep.update(prob, canvas((2, 2), size=(8, 8))[None])
     rows = {r["threshold"]: r for r in sweep.compute()}
-    assert len(rows) == 11
+    assert all(round(0.1 * i, 1) in rows for i in range(11))  # DNA-Net's 11, and finer steps
+    assert len(rows) == 21 and rows[0.9]["pd"] == 1.0 and rows[0.95]["pd"] == 0.0  # 0.95 > 0.95
     assert rows[0.3]["fa"] == 1 / 64 and rows[0.3]["precision"] == 0.5
     assert rows[0.5]["fa"] == 0 and rows[0.5]["pd"] == 1.0 and rows[1.0]["pd"] == 0.0
 

@@ -40,7 +40,15 @@ from sirst5k.errors import UserError
 
 MATCH_DISTANCE = 3  # px, strict: a match needs distance < 3
 LEGACY_PIXELS_PER_IMAGE = 256 * 256  # DNA-Net's Fa denominator, whatever the image size
-DEFAULT_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))  # DNA-Net's ROC, on sigmoid
+# DNA-Net's ROC (0, 0.1, ..., 1 on the sigmoid) plus finer steps near 0 and 1, where a trained
+# network's probabilities sit: enough points for a curve
+DNA_NET_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(11))
+DEFAULT_THRESHOLDS = tuple(
+    sorted(
+        {*DNA_NET_THRESHOLDS, 0.001, 0.003, 0.01, 0.02, 0.05, 0.2, 0.3, 0.7, 0.8}
+        | {0.95, 0.98, 0.99, 0.997, 0.999}
+    )
+)
 FA_CORRECTED = "corrected (BasicIRSTD): unmatched predicted pixels / real unpadded pixels"
 FA_LEGACY = "legacy (DNA-Net): drops components whose area equals a matched one's / (256*256*N)"
 COUNT_KEYS = (  # the integer counts `compute` returns beside the metrics

@@ -1,12 +1,17 @@
 """Figures of an evaluation: the Pd-Fa curve (matplotlib, Agg) and overlay PNGs (OpenCV).
 
-Overlay legend (BGR colours, docs/evaluation.md):
-  green    predicted pixels of a hit (a predicted component matched to a target)
-  red      a missed target (ground-truth component no prediction matched)
-  magenta  a false alarm (predicted component matched to no target)
-  yellow   outline of every ground-truth target
-  cyan     predicted pixels when there is no ground truth (`sirst5k predict`)
-Small images are enlarged (nearest neighbour) so that 3-pixel targets stay visible.
+Scored overlays (`eval`, the worst images), docs/evaluation.md: a title line (image name, IoU,
+targets, hits, misses, false pixels), then three panels side by side, image | ground truth |
+prediction, then zoomed insets around every miss and false alarm (up to 8), so that a 3-pixel
+target on a 1024 x 1280 frame can be seen. Colours are the Okabe-Ito palette (colour-blind
+safe):
+  blue     predicted pixels of a hit (a predicted component matched to a target)
+  orange   a false alarm (predicted component matched to no target)
+  yellow   a missed target: outlined, with a ring around it, so its pixels stay visible
+  sky      ground-truth targets (the middle panel, and the outlines in the insets)
+  magenta  predicted pixels when there is no ground truth (`sirst5k predict`)
+Panels are scaled to about 512 px on their long side (enlarged by an integer factor, nearest
+neighbour, or shrunk by area averaging for large frames).
 """
 
 from __future__ import annotations
@@ -18,54 +23,159 @@ import numpy as np
 
 from trainer.metrics import match_batch
 
-GREEN = (0, 200, 0)  # BGR
-RED = (0, 0, 255)
-MAGENTA = (255, 0, 255)
-YELLOW = (0, 255, 255)
-CYAN = (255, 255, 0)
-MIN_SIDE = 512  # overlays are enlarged by an integer factor up to about this size
+BLUE = (178, 114, 0)  # BGR of Okabe-Ito blue (0, 114, 178)
+ORANGE = (0, 159, 230)
+YELLOW = (66, 228, 240)
+SKY = (233, 180, 86)
+MAGENTA = (167, 121, 204)  # reddish purple
+WHITE = (255, 255, 255)
+PANEL = 512  # long side of each panel, px
+INSET, ZOOM = 24, 6  # insets: a 24 x 24 px window around the component, enlarged 6 times
+FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _scale(h: int, w: int) -> int:
-    return max(1, MIN_SIDE // max(h, w, 1))
+def _fit(image: np.ndarray, side: int = PANEL) -> tuple[np.ndarray, float]:
+    """The image scaled so that its long side is about `side`; returns (image, factor)."""
+    h, w = image.shape[:2]
+    if max(h, w) <= side:
+        f = max(1, side // max(h, w, 1))
+        return np.repeat(np.repeat(image, f, axis=0), f, axis=1), float(f)
+    f = side / max(h, w)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), f
 
 
-def _paint(canvas: np.ndarray, where: np.ndarray, colour, alpha: float = 0.7) -> None:
+def _paint(canvas: np.ndarray, where: np.ndarray, colour, alpha: float = 0.75) -> None:
     canvas[where] = (alpha * np.array(colour) + (1 - alpha) * canvas[where]).astype(np.uint8)
 
 
+def _bgr(grey: np.ndarray) -> np.ndarray:
+    return cv2.cvtColor(grey, cv2.COLOR_GRAY2BGR)
+
+
+def _outline(canvas: np.ndarray, region: np.ndarray, colour, width: int = 1) -> None:
+    contours, _ = cv2.findContours(
+        region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    )
+    cv2.drawContours(canvas, contours, -1, colour, width)
+
+
+def _label_area(canvas: np.ndarray, region: np.ndarray, colour, fill: bool) -> None:
+    """Fill (hits, false alarms) or outline (misses) a region already at the canvas' scale."""
+    if fill:
+        _paint(canvas, region, colour)
+    else:
+        _outline(canvas, region, colour, 2)
+
+
+def _scaled(a: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean map resized to shape (h, w), keeping every true pixel visible."""
+    h, w = shape
+    if a.shape == (h, w):
+        return a
+    if h >= a.shape[0]:  # enlarged by an integer factor
+        f = h // a.shape[0]
+        return np.repeat(np.repeat(a, f, axis=0), f, axis=1)
+    return cv2.resize(a.astype(np.uint8), (w, h), interpolation=cv2.INTER_AREA) > 0
+
+
 def overlay(image: np.ndarray, pred: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """BGR uint8 overlay of a grey (H, W) image, a 0/1 prediction and (optionally) its mask.
+    """BGR uint8 figure of a grey (H, W) image and a 0/1 prediction.
 
-    Without a mask, predicted pixels are cyan. With one, matched predictions are green, missed
-    targets red, false alarms magenta, target outlines yellow, and a legend strip is appended.
+    Without a mask (`predict`): the image with the predicted pixels in magenta. With one
+    (`eval`): title line, image | ground truth | prediction panels, insets, legend (module
+    docstring).
     """
-    s = _scale(*image.shape)
-
-    def big(a: np.ndarray) -> np.ndarray:  # nearest-neighbour enlargement by s
-        return np.repeat(np.repeat(a, s, axis=0), s, axis=1) if s > 1 else a
-
-    out = cv2.cvtColor(big(image), cv2.COLOR_GRAY2BGR)
     pred = pred.astype(bool)
     if mask is None:
-        _paint(out, big(pred), CYAN)
+        big, _ = _fit(image)
+        out = _bgr(big)
+        _paint(out, _scaled(pred, big.shape), MAGENTA)
         return out
     mask = mask.astype(bool)
     m = match_batch(pred[None], mask[None], keep_labels=True)
-    hit_ids = np.flatnonzero(m.pred_matched) + 1
-    miss_ids = np.flatnonzero(~m.gt_hit) + 1
-    hit = np.isin(m.pred_labels[0], hit_ids)
-    _paint(out, big(hit), GREEN)
-    _paint(out, big(pred & ~hit), MAGENTA)
-    _paint(out, big(np.isin(m.gt_labels[0], miss_ids)), RED)
-    contours, _ = cv2.findContours(
-        big(mask.astype(np.uint8)), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+    gl, pl = m.gt_labels[0], m.pred_labels[0]
+    hit = np.isin(pl, np.flatnonzero(m.pred_matched) + 1)
+    false = pred & ~hit
+    miss = np.isin(gl, np.flatnonzero(~m.gt_hit) + 1)
+    big, f = _fit(image)
+    shape = big.shape
+    raw = _bgr(big)
+    truth = raw.copy()
+    _paint(truth, _scaled(mask, shape), SKY)
+    guess = raw.copy()
+    _label_area(guess, _scaled(hit, shape), BLUE, True)
+    _label_area(guess, _scaled(false, shape), ORANGE, True)
+    _label_area(guess, _scaled(miss, shape), YELLOW, False)
+    # a ring around each miss and each false alarm: visible at any scale
+    rings = [(gl == lab, YELLOW) for lab in np.flatnonzero(~m.gt_hit) + 1]
+    rings += [(pl == lab, ORANGE) for lab in np.flatnonzero(~m.pred_matched) + 1]
+    for region, colour in rings:
+        ys, xs = np.nonzero(region)
+        cy, cx = (ys.mean() + 0.5) * f, (xs.mean() + 0.5) * f
+        cv2.circle(guess, (int(cx), int(cy)), int(max(10, 3 * f)), colour, 1, cv2.LINE_AA)
+    gap = np.zeros((shape[0], 6, 3), np.uint8)
+    panels = np.hstack([raw, gap, truth, gap, guess])
+    inter, union = int((pred & mask).sum()), int((pred | mask).sum())
+    iou = inter / union if union else 1.0
+    line = (
+        f"IoU {iou:.2f} | targets {int(m.gt_hit.size)}, hits {int(m.gt_hit.sum())}, "
+        f"misses {int((~m.gt_hit).sum())} | false pixels {int(false.sum())}"
     )
-    cv2.drawContours(out, contours, -1, YELLOW, 1)
-    return np.vstack([out, legend(out.shape[1])])
+    rows = [_text_strip(panels.shape[1], line), panels]
+    rows += [_text_strip(panels.shape[1], "image  |  ground truth  |  prediction")]
+    insets = _insets(image, mask, hit, false, miss, gl, pl, m)
+    if insets is not None:
+        rows.append(_pad_to(insets, panels.shape[1]))
+    rows.append(legend(panels.shape[1]))
+    return np.vstack([_pad_to(r, panels.shape[1]) for r in rows])
 
 
-LEGEND = (("hit", GREEN), ("miss", RED), ("false alarm", MAGENTA), ("target outline", YELLOW))
+def _insets(image, mask, hit, false, miss, gl, pl, m, most: int = 8) -> np.ndarray | None:
+    """Zoomed windows around every miss, then every false alarm (up to `most`), in rows."""
+    spots = [("miss", gl == lab) for lab in np.flatnonzero(~m.gt_hit) + 1]
+    spots += [("false alarm", pl == lab) for lab in np.flatnonzero(~m.pred_matched) + 1]
+    if not spots:
+        return None
+    tiles = []
+    h, w = image.shape
+    for name, region in spots[:most]:
+        ys, xs = np.nonzero(region)
+        cy, cx = int(ys.mean()), int(xs.mean())
+        y0 = min(max(cy - INSET // 2, 0), max(h - INSET, 0))
+        x0 = min(max(cx - INSET // 2, 0), max(w - INSET, 0))
+        win = (slice(y0, y0 + INSET), slice(x0, x0 + INSET))
+
+        def zoom(a: np.ndarray, win=win) -> np.ndarray:
+            return np.repeat(np.repeat(a[win], ZOOM, axis=0), ZOOM, axis=1)
+
+        tile = _bgr(zoom(image))
+        _label_area(tile, zoom(hit), BLUE, True)
+        _label_area(tile, zoom(false), ORANGE, True)
+        _outline(tile, zoom(mask), SKY, 1)
+        _label_area(tile, zoom(miss), YELLOW, False)
+        label = f"{name} ({cx},{cy})"
+        tile = np.vstack([_text_strip(tile.shape[1], label, 0.35), tile])
+        tiles.append(np.pad(tile, ((0, 4), (0, 4), (0, 0))))
+    height = max(t.shape[0] for t in tiles)
+    tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0))) for t in tiles]
+    return np.hstack(tiles)
+
+
+def _text_strip(width: int, text: str, scale: float = 0.45, height: int = 22) -> np.ndarray:
+    strip = np.zeros((height, width, 3), np.uint8)
+    cv2.putText(strip, text, (4, height - 7), FONT, scale, WHITE, 1, cv2.LINE_AA)
+    return strip
+
+
+def _pad_to(a: np.ndarray, width: int) -> np.ndarray:
+    """Pad (or, for a too wide row of insets, cut) a BGR row to `width`."""
+    if a.shape[1] >= width:
+        return a[:, :width]
+    return np.pad(a, ((0, 0), (0, width - a.shape[1]), (0, 0)))
+
+
+LEGEND = (("hit", BLUE), ("false alarm", ORANGE), ("miss (outlined)", YELLOW), ("target", SKY))
 
 
 def legend(width: int, height: int = 20) -> np.ndarray:
@@ -73,8 +183,8 @@ def legend(width: int, height: int = 20) -> np.ndarray:
     strip = np.zeros((height, width, 3), np.uint8)
     x = 4
     for text, colour in LEGEND:
-        cv2.putText(strip, text, (x, height - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
-        x += cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.4, 1)[0][0] + 12
+        cv2.putText(strip, text, (x, height - 6), FONT, 0.4, colour, 1, cv2.LINE_AA)
+        x += cv2.getTextSize(text, FONT, 0.4, 1)[0][0] + 12
     return strip
 
 
@@ -131,6 +241,15 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     ax2.set_ylim(0, 1.02)
     ax2.set_title("precision vs recall")
     ax2.grid(alpha=0.3)
+    ts = [r["threshold"] for r in rows]
+    ax3.plot(ts, [r["iou"] * 1e2 for r in rows], "o-", ms=3, label="IoU")
+    ax3.plot(ts, pd, "^:", ms=3, label="Pd")
+    ax3.axvline(threshold, color="red", alpha=0.5, label=f"threshold {threshold:g}")
+    ax3.set_xlabel("threshold on the probability")
+    ax3.set_ylabel("%")
+    ax3.set_title("IoU and Pd by threshold")
+    ax3.grid(alpha=0.3)
+    ax3.legend(loc="lower left", fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
