@@ -169,6 +169,14 @@ def predict(
                       batch_size, progress=progress)  # fmt: skip
 
 
+def export(checkpoint: PathLike, out: PathLike, *, opset: int = 17) -> dict[str, Any]:
+    """Write the checkpoint's model as ONNX (trainer/export.py); return a summary with the
+    largest difference from PyTorch on an odd-sized input (None without ONNX Runtime)."""
+    from trainer.export import export_onnx
+
+    return export_onnx(checkpoint, out, opset)
+
+
 def load_model(checkpoint: PathLike, device: str = "cpu"):
     """The trained AFF U-Net of a checkpoint, in eval mode on `device` (weights_only loading).
 

@@ -213,3 +213,30 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
         click.echo(f"skipped {len(s['skipped'])} file(s):")
         for line in s["skipped"]:
             click.echo(f"  {line}")
+
+
+@click.command("export")
+@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .onnx file to write.")  # fmt: skip
+@click.option("--opset", type=click.IntRange(13), default=17, show_default=True)
+def export_cmd(checkpoint, out, opset):
+    """Export CHECKPOINT as ONNX: raw grey 0..255 (B, 1, H, W) in, probabilities out.
+
+    Dynamic batch, height and width; normalisation, padding and sigmoid inside the graph. Use the
+    file as `--checkpoint model.onnx` in eval and predict (ONNX Runtime on the CPU).
+    """
+    from sirst5k_cli.api import export
+
+    try:
+        s = export(checkpoint, out, opset=opset)
+    except SirstError as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    check = (
+        f"ONNX Runtime matches PyTorch to {s['max_abs_diff']:.1e} on a 37 x 53 input"
+        if s["max_abs_diff"] is not None
+        else "not checked: pip install 'sirst5k[onnx]' for ONNX Runtime"
+    )
+    click.echo(f"wrote {out} (opset {opset}, {s['params']:,} parameters); {check}")

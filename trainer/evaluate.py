@@ -180,6 +180,10 @@ def make_predictor(checkpoint=None, method=None, device="auto", k=None):
         return MethodPredictor(method, k)
     if k is not None:
         raise UserError("--k sets a classical method's threshold: use it with --method only")
+    if Path(checkpoint).suffix.lower() == ".onnx":  # an exported model: ONNX Runtime
+        from trainer.export import OnnxPredictor
+
+        return OnnxPredictor(checkpoint)
     return ModelPredictor(checkpoint, device)
 
 

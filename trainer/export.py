@@ -1,0 +1,125 @@
+"""ONNX export of a checkpoint, and ONNX Runtime as a predictor (`sirst5k export`, `--checkpoint
+model.onnx` in eval and predict).
+
+The exported graph is the whole inference path: raw 0..255 grey images (B, 1, H, W) float32 in,
+probabilities (B, 1, H, W) out. Inside it: the model's own normalisation (mean/std buffers),
+zero padding at the bottom/right to a multiple of the stride, the network's main head, the crop
+back to H x W and the sigmoid. Batch, height and width are dynamic. Opset 17, written by
+PyTorch's TorchScript-based exporter (the newer torch.export one needs the onnxscript package).
+onnx and onnxruntime are the optional extra `sirst5k[onnx]` (in `dev` too).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from sirst5k.errors import UserError
+from sirst5k.files import atomic_path
+
+OPSET = 17
+
+
+class ProbabilityModel(nn.Module):
+    """The exported function: pad to the stride, main head, crop, sigmoid."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model, self.stride = model, int(model.stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2], x.shape[-1]
+        ph, pw = (
+            (self.stride - h % self.stride) % self.stride,
+            (self.stride - w % self.stride) % self.stride,
+        )
+        logits = self.model(F.pad(x, (0, pw, 0, ph)))[0]
+        return torch.sigmoid(logits[:, :, :h, :w])
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise UserError(
+            "ONNX Runtime is not installed: pip install 'sirst5k[onnx]' (onnx, onnxruntime)"
+        ) from None
+    return onnxruntime
+
+
+def session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime CPU session for an exported model (one-line error when unreadable)."""
+    ort = _ort()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or torch.get_num_threads()
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:  # missing, truncated, not ONNX
+        msg = str(e).splitlines()[0][:160]
+        raise UserError(
+            f"{path}: not a readable ONNX model ({msg}); export one with `sirst5k export`"
+        ) from e
+
+
+def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> dict:
+    """Write the checkpoint's model as ONNX to OUT (atomically); check it against PyTorch on an
+    odd-sized input when ONNX Runtime is there. Returns a summary dict."""
+    from trainer.model import count_params, load_model
+
+    model, ckpt = load_model(checkpoint, "cpu")
+    wrapped = ProbabilityModel(model).eval()
+    example = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    out = Path(out)
+    with atomic_path(out, force=True) as tmp, warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on the TorchScript path
+        torch.onnx.export(
+            wrapped, (example,), str(tmp), input_names=["image"], output_names=["prob"],
+            dynamic_axes={"image": dynamic, "prob": dynamic}, opset_version=opset,
+            dynamo=False,
+        )  # fmt: skip
+    summary = {
+        "onnx": str(out),
+        "opset": opset,
+        "params": count_params(model),
+        "checkpoint": str(checkpoint),
+        "epoch": ckpt.get("epoch"),
+        "max_abs_diff": None,
+    }
+    try:
+        _ort()
+    except UserError:
+        return summary
+    x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(1)) * 255
+    with torch.inference_mode():
+        ref = wrapped(x).numpy()
+    got = session(out).run(None, {"image": x.numpy()})[0]
+    summary["max_abs_diff"] = float(np.abs(got - ref).max())
+    return summary
+
+
+class OnnxPredictor:
+    """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
+
+    def __init__(self, path: str | Path):
+        self.session = session(path)
+        self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
+        self.info = {"checkpoint": str(path), "engine": "onnxruntime"}
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        out: list[np.ndarray | None] = [None] * len(images)
+        shapes: dict[tuple, list[int]] = {}
+        for i, im in enumerate(images):
+            shapes.setdefault(im.shape, []).append(i)
+        for idx in shapes.values():
+            x = np.stack([images[i] for i in idx])[:, None].astype(np.float32)
+            probs = self.session.run(None, {"image": x})[0][:, 0]
+            for j, i in enumerate(idx):
+                out[i] = probs[j]
+        return out
