@@ -134,14 +134,18 @@ def evaluate(
     (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
     progress(n, total) is called as batches of n images are done."""
     from trainer import evaluate as ev
+    from trainer.bundled import BUNDLED
 
     predictor = ev.make_predictor(checkpoint, method, device, k)
-    if out is None:
-        out = Path(checkpoint).parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
+    if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
+        path = Path(predictor.info.get("checkpoint", ""))
+        bundled = not checkpoint or path in BUNDLED.values()
+        out = Path("runs") / f"eval-{method or path.stem}" if bundled else path.parent / "eval"
     source = ev.open_data(data, split, skip_bad)
     step = (lambda n: progress(n, source.n)) if progress else None
-    return ev.evaluate(source, predictor, Path(out), threshold, legacy_fa, batch_size, worst,
-                       progress=step)  # fmt: skip
+    report = ev.evaluate(source, predictor, Path(out), threshold, legacy_fa, batch_size, worst,
+                         progress=step)  # fmt: skip
+    return report | {"out": str(out)}
 
 
 def predict(
@@ -172,9 +176,10 @@ def predict(
 def export(checkpoint: PathLike, out: PathLike, *, opset: int = 17) -> dict[str, Any]:
     """Write the checkpoint's model as ONNX (trainer/export.py); return a summary with the
     largest difference from PyTorch on an odd-sized input (None without ONNX Runtime)."""
+    from trainer.bundled import resolve
     from trainer.export import export_onnx
 
-    return export_onnx(checkpoint, out, opset)
+    return export_onnx(resolve(checkpoint), out, opset)
 
 
 def load_model(checkpoint: PathLike, device: str = "cpu"):
@@ -183,7 +188,8 @@ def load_model(checkpoint: PathLike, device: str = "cpu"):
     It takes raw 0..255 grey images (B, 1, H, W) as float and returns a list of logits, the
     full-resolution one first; trainer.model.predict_probs turns them into probabilities.
     """
+    from trainer.bundled import resolve
     from trainer.model import load_model as load
     from trainer.model import resolve_device
 
-    return load(checkpoint, resolve_device(device))[0]
+    return load(resolve(checkpoint), resolve_device(device))[0]

@@ -18,7 +18,11 @@ from sirst5k_cli.cli_options import DEVICE, method_choice
 def _predictor_options(f):
     """--checkpoint/--method/--k/--threshold/--device/--batch-size/--skip-bad, shared."""
     options = [
-        click.option("--checkpoint", type=click.Path(path_type=Path), help="Trained .pt file."),
+        click.option(
+            "--checkpoint",
+            help="A trained .pt file, an exported .onnx, or a bundled model's name: nudt "
+            "[nudt, unless --method is given].",
+        ),
         click.option("--method", type=method_choice(), help="A classical detector instead."),
         click.option(
             "--k",
@@ -151,8 +155,6 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
     """
     from sirst5k_cli.api import evaluate
 
-    if out is None:
-        out = checkpoint.parent / "eval" if checkpoint else Path("runs") / f"eval-{method}"
     try:
         with _progress() as bar:
             task = bar.add_task("eval", total=None)
@@ -171,7 +173,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
         click.echo(f"skipped {len(report['skipped'])} image(s):")
         for line in report["skipped"]:
             click.echo(f"  {line}")
-    click.echo(f"wrote {out}/metrics.json, per_image.csv, roc.csv, pd_fa.png, overlays/")
+    click.echo(f"wrote {report['out']}/metrics.json, per_image.csv, roc.csv, pd_fa.png, overlays/")
 
 
 @click.command("predict")
@@ -216,7 +218,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
 
 
 @click.command("export")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint")
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The .onnx file to write.")  # fmt: skip
 @click.option("--opset", type=click.IntRange(13), default=17, show_default=True)

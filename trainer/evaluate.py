@@ -174,8 +174,18 @@ class ModelPredictor:
 
 
 def make_predictor(checkpoint=None, method=None, device="auto", k=None):
-    if (checkpoint is None) == (method is None):
+    """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
+    "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py)."""
+    from trainer.bundled import default_checkpoint, resolve
+
+    if checkpoint is None and method is None:
+        checkpoint = default_checkpoint()
+        if checkpoint is None:
+            raise UserError("give --checkpoint CKPT or --method NAME (no bundled model here)")
+    if checkpoint is not None and method is not None:
         raise UserError("give exactly one of --checkpoint CKPT or --method NAME")
+    if checkpoint is not None:
+        checkpoint = resolve(checkpoint)
     if method is not None:
         return MethodPredictor(method, k)
     if k is not None:

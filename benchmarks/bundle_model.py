@@ -1,0 +1,106 @@
+"""Make trainer/weights/nudt.pt, the bundled model, from a training run (`make bundle RUN=...`).
+
+    python benchmarks/bundle_model.py runs/gate/fresh-s42 [--source ../shared/data/NUDT-SIRST]
+
+Takes RUN/best.pt, keeps the model (weights as float16: half the size; they load as float32),
+its config and a card: the run's recipe and command, and the metrics of exactly these float16
+weights on the NUDT-SIRST test split, on SIRST-V2-extra (its 87 target frames, and Fa on its 102
+target-free frames) and on trainer.bundled.FIXTURE (generated demo data, which a test
+re-evaluates). Writes the card as JSON beside docs/model-card.md's numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sirst5k_cli.api import evaluate  # noqa: E402
+from sirst5k_cli.demo import DemoConfig, generate_demo  # noqa: E402
+from trainer.bundled import BUNDLED, FIXTURE  # noqa: E402
+from trainer.model import SCHEMA, read_checkpoint, save_checkpoint  # noqa: E402
+
+KEYS = ("iou", "niou", "pd", "fa")
+
+
+def scores(report: dict) -> dict:
+    return {k: report["metrics"][k] for k in KEYS} | {"images": report["images"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("--source", default="../shared/data/NUDT-SIRST")
+    ap.add_argument("--real", default="../shared/data/SIRST-V2-extra")
+    ap.add_argument("--name", default="nudt")
+    args = ap.parse_args()
+    best = read_checkpoint(args.run / "best.pt")
+    cfg = best["config"]
+    ckpt = {
+        "schema": SCHEMA,
+        "model": {k: v.half() if v.is_floating_point() else v for k, v in best["model"].items()},
+        "model_config": best["model_config"],
+        "config": cfg,
+        "epoch": best["epoch"],
+        "best": best["best"],
+        "params": best.get("params"),
+    }
+    card = {
+        "name": args.name,
+        "date": date.today().isoformat(),
+        "run": str(args.run),
+        "recipe": {
+            k: cfg[k]
+            for k in (
+                "preset",
+                "epochs",
+                "batch_size",
+                "crop",
+                "optimizer",
+                "lr",
+                "warmup",
+                "neg_loss",
+                "on_the_fly",
+                "alpha_range",
+                "originals_only",
+                "seed",
+                "val_fraction",
+            )
+        },  # fmt: skip
+        "model": best["model_config"],
+        "best_epoch": best["epoch"],
+        "validation": best["best"],
+        "weights": "float16 (loaded as float32)",
+        "metrics": {},
+    }
+    out = BUNDLED[args.name]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        save_checkpoint(ckpt, tmp / "m.pt")
+        generate_demo(tmp / "fixture", DemoConfig(**FIXTURE))
+        runs = {"fixture": [tmp / "fixture"]}
+        if Path(args.source).is_dir():
+            runs["nudt_test"] = [args.source]
+        real = Path(args.real)
+        if real.is_dir():
+            runs["sirst_v2_targets"] = [real, real / "splits" / "targets.txt"]
+            runs["sirst_v2_background"] = [real, real / "splits" / "background.txt"]
+        for name, (data, *split) in runs.items():
+            report = evaluate(data, checkpoint=tmp / "m.pt", split=split[0] if split else None,
+                              out=tmp / f"ev-{name}", worst=0, device="cpu")  # fmt: skip
+            card["metrics"][name] = scores(report)
+            print(name, {k: round(v, 6) for k, v in card["metrics"][name].items()}, flush=True)
+        ckpt["card"] = card
+        save_checkpoint(ckpt, out)
+    (ROOT / "docs" / f"model-card-{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB) and docs/model-card-{args.name}.json")
+
+
+if __name__ == "__main__":
+    main()

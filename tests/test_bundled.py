@@ -1,0 +1,50 @@
+"""The bundled model: it loads with weights_only=True, is the default of eval and predict, and
+eval on the generated fixture gives exactly the metrics its card recorded."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sirst5k_cli.cli import main
+from sirst5k_cli.demo import DemoConfig, generate_demo
+from trainer.bundled import BUNDLED, FIXTURE, resolve
+from trainer.model import read_checkpoint
+
+PATH = BUNDLED["nudt"]
+
+
+def test_bundled_model_loads_and_has_a_card():
+    assert PATH.is_file() and PATH.stat().st_size < 2e6  # shipped in the package, small
+    ckpt = read_checkpoint(PATH)  # torch.load(weights_only=True) inside
+    assert all(v.dtype in (torch.float16, torch.int64) for v in ckpt["model"].values())
+    card = ckpt["card"]
+    assert card["name"] == "nudt" and set(card["metrics"]) >= {"fixture"}
+    assert resolve("nudt") == PATH and str(resolve("x/nudt")) == "x/nudt"
+
+
+def test_eval_reproduces_the_recorded_fixture_metrics(tmp_path):
+    card = read_checkpoint(PATH)["card"]
+    generate_demo(tmp_path / "fixture", DemoConfig(**FIXTURE))
+    # no --checkpoint: the bundled model is the default
+    r = CliRunner().invoke(
+        main, ["eval", str(tmp_path / "fixture"), "--out", str(tmp_path / "ev"), "--device", "cpu"]
+    )
+    assert r.exit_code == 0, r.output
+    got = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert got["checkpoint"] == str(PATH)
+    want = card["metrics"]["fixture"]
+    assert got["images"] == want["images"]
+    for k in ("iou", "niou", "pd", "fa"):
+        assert got["metrics"][k] == pytest.approx(want[k], abs=1e-9), k
+
+
+def test_predict_with_the_bundled_name(tmp_path):
+    generate_demo(tmp_path / "d", DemoConfig(n=4, size=64))
+    r = CliRunner().invoke(
+        main, ["predict", str(tmp_path / "d" / "images"), "--checkpoint", "nudt",
+               "-o", str(tmp_path / "p"), "--device", "cpu"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert len(list((tmp_path / "p").glob("*.png"))) == 4

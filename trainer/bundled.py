@@ -1,0 +1,34 @@
+"""The model shipped inside the package: `--checkpoint nudt`, and the default of eval/predict.
+
+trainer/weights/nudt.pt is a best.pt of the project's own CPU recipe on NUDT-SIRST's train split
+(docs/model-card.md), stripped to the model and its card, weights stored as float16 (1 MB) and
+loaded as float32. The card records how it was made and its metrics: on the NUDT-SIRST test
+split, on SIRST-V2-extra, and on FIXTURE, a small demo set that `sirst5k demo-data` generates
+the same on every machine, so a test can check that eval reproduces the recorded numbers.
+
+`benchmarks/bundle_model.py RUN_DIR` writes the file (`make bundle RUN=...`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+BUNDLED = {"nudt": WEIGHTS / "nudt.pt"}
+DEFAULT = "nudt"
+FIXTURE = dict(n=24, size=96, seed=7, sizes="fixed")  # sirst5k_cli.demo.DemoConfig
+
+
+def resolve(checkpoint) -> Path:
+    """A bundled model's name ("nudt") to its file, unless a file of that name exists here;
+    any other value is a path, unchanged."""
+    name = str(checkpoint)
+    if name in BUNDLED and not Path(name).exists():
+        return BUNDLED[name]
+    return Path(checkpoint)
+
+
+def default_checkpoint() -> Path | None:
+    """The bundled model used when neither --checkpoint nor --method is given (None if absent)."""
+    path = BUNDLED[DEFAULT]
+    return path if path.is_file() else None
