@@ -15,14 +15,14 @@ imported inside the functions, so importing this module stays cheap.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 PathLike = str | os.PathLike
 
 # Options that --resume may change; every other setting comes from the run's own config.
-RESUME_OPTIONS = ("epochs", "max_minutes", "device", "workers", "in_memory")
+RESUME_OPTIONS = ("epochs", "max_minutes", "device", "workers", "in_memory", "compile")
 
 
 def synthesize(
@@ -37,7 +37,7 @@ def synthesize(
     resize: str = "bilinear",
     label: str = "rotate",
     seed: int = 0,
-    split: PathLike | None = None,
+    split: PathLike | Sequence[PathLike] | None = None,
     force: bool = False,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -45,6 +45,9 @@ def synthesize(
     """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
 
     The options are the paper's (alpha Eq. 3, s Eq. 4, grid/sigma/mu Eq. 1); docs/synthesis.md.
+    `split`: None (split files found in SOURCE), a folder or one file (like `--split X`), or
+    [train_file, test_file] (like `--split TRAIN --split TEST`). The summary names the split
+    files used (train_split, test_split) and lists `warnings`.
     """
     from sirst5k_cli.synth import SynthConfig, build_store
 
@@ -80,7 +83,8 @@ def train_config(
         names = ", ".join("--" + k.replace("_", "-") for k in ignored)
         raise TrainError(
             f"--resume continues the run with its saved settings; drop {names} "
-            "(only --epochs, --max-minutes, --device, --workers, --in-memory may change)"
+            "(only --epochs, --max-minutes, --device, --workers, --in-memory, --compile may "
+            "change)"
         )
     d = dict(ckpt["config"])
     d.update({k: options[k] for k in RESUME_OPTIONS if options.get(k) is not None})

@@ -306,3 +306,20 @@ def test_lr_at_warmup_then_cosine_per_epoch():
         opt.step()
         sched.step()
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, e, 0), rel=1e-12)
+
+
+def test_compiled_training_saves_plain_weights(tiny_store, tmp_path):
+    """--compile compiles the training forward only: the checkpoint holds the plain model's
+    keys (loadable by eval) and the run completes. (About a minute: the compile itself.)"""
+    out = train(_cfg(tiny_store, tmp_path / "c", epochs=1, compile=True))
+    assert out["status"] == "completed"
+    ckpt = read_checkpoint(tmp_path / "c" / "best.pt")
+    eager = read_checkpoint(_train_eager(tiny_store, tmp_path / "e"))
+    assert ckpt["model"].keys() == eager["model"].keys()
+    model, _ = load_model(tmp_path / "c" / "best.pt")
+    assert not model.training
+
+
+def _train_eager(store, out):
+    train(_cfg(store, out, epochs=1))
+    return out / "best.pt"

@@ -117,6 +117,7 @@ class TrainConfig:
     in_memory: str = "auto"  # auto | memory | stream
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     channels_last: bool = True  # on CUDA
+    compile: bool = False  # torch.compile the training step's model (falls back to eager)
     max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
     preset: str = ""  # the PRESETS entry this config started from
     model: dict = field(default_factory=lambda: ModelConfig().to_dict())
@@ -587,6 +588,11 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     if ddp.world > 1:
         ids = [ddp.device.index] if ddp.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if cfg.compile:  # the training forward only; validation runs eager on whole images
+        from torch import _dynamo
+
+        _dynamo.config.suppress_errors = True  # a graph that fails to compile runs eager
+        net = torch.compile(net)
     info |= dict(
         params=count_params(model), device=str(ddp.device), world=ddp.world,
         in_memory=data.in_memory, epochs=cfg.epochs, boundary=True,
