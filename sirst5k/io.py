@@ -1,11 +1,22 @@
 """Reading a labelled source dataset in the layouts the IRSTD field uses.
 
-Layouts found automatically under ROOT:
-  - NUDT-SIRST / BasicIRSTD: images/<stem>.png and masks/<stem>.png (any image extension)
-  - SIRST / NUAA-SIRST: images/<stem>.png and masks/<stem>_pixels0.png
-Split files, searched in this order unless given explicitly (--split FILE or DIR):
-  splits/50_50/{train,test}.txt, 50_50/{train,test}.txt, img_idx/{train,test}_<name>.txt,
-  idx_*/{trainval,test}.txt, {trainval,test}.txt, {train,test}.txt (under ROOT or ROOT/splits).
+Layouts found automatically under ROOT (images: the first of images/, mixed/; masks: the first
+of masks/, annotations/masks/; a mask is <stem>.EXT or <stem>_pixels0.EXT, any image extension):
+  - NUDT-SIRST / BasicIRSTD: images/<stem>.png and masks/<stem>.png
+  - SIRST / NUAA-SIRST: images/<stem>.png and masks/<stem>_pixels0.png, idx_427/ splits
+  - SIRST-V2 (open-sirst-v2): mixed/<stem>.png and annotations/masks/<stem>_pixels0.png,
+    splits/trainval_full.txt and splits/test_full.txt
+Split files come as a (train, test) pair found in one folder. Folders searched, in this order,
+under ROOT and then ROOT/splits: 50_50/, img_idx/, idx_*/ (the largest number first: idx_427
+before idx_320), the folder itself. In a folder the first complete pair wins:
+  trainval.txt + test.txt, train.txt + test.txt, train.txt + val.txt, then tagged pairs
+  trainval_TAG.txt (or train_TAG.txt) + test_TAG.txt (TAG "full" first; several other tags and
+  no "full" is ambiguous and refused).
+trainval (train + val) is preferred to train so that every labelled training image is used;
+val is never the test list beside a trainval list, which holds it. Given explicitly: --split DIR
+(searched the same way), --split FILE (its name says train/trainval or test/val; the partner is
+found beside it: trainval_full.txt -> test_full.txt, train.txt -> test.txt or val.txt), or
+--split TRAIN --split TEST (two files, in that order, any names).
 
 Pixel conventions (docs/store.md):
   - images become one grey uint8 array: 16-bit images are stretched linearly from their own
@@ -17,6 +28,9 @@ Pixel conventions (docs/store.md):
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +40,11 @@ import numpy as np
 from sirst5k.errors import UserError
 
 IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+IMAGE_DIRS = ("images", "mixed")  # mixed/: SIRST-V2
+MASK_DIRS = ("masks", "annotations/masks")  # annotations/masks/: SIRST-V2
+TWO_FILES = "--split TRAIN.txt --split TEST.txt"
+
+SplitArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
 
 @dataclass(frozen=True)
@@ -33,6 +52,14 @@ class Pair:
     stem: str
     image: Path
     mask: Path | None
+    mask_dir: Path | None = None  # the folder searched for the mask (None: the dataset has none)
+
+    def mask_hint(self) -> str:
+        """Where the mask was looked for, for messages."""
+        if self.mask_dir is None:
+            root = self.image.parent.parent
+            return f"{root} has no {' or '.join(d + '/' for d in MASK_DIRS)} folder"
+        return f"looked for {self.mask_dir / self.stem}.png or {self.stem}_pixels0.png"
 
 
 def to_grey_uint8(arr: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
@@ -96,7 +123,8 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     image = read_image(pair.image)
     if pair.mask is None:
         raise UserError(
-            f"{pair.image}: no mask found for '{pair.stem}' in masks/; add one or pass --skip-bad"
+            f"{pair.image}: no mask found for '{pair.stem}' ({pair.mask_hint()}); "
+            "add one or pass --skip-bad"
         )
     mask = read_mask(pair.mask)
     if mask.shape != image.shape:
@@ -111,36 +139,96 @@ def _index(folder: Path) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
 
 
-def find_pairs(root: str | Path) -> dict[str, Pair]:
-    """Every image under ROOT/images with its mask (None where none is found), by stem."""
+def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def image_dir(root: str | Path) -> Path:
+    """ROOT/images, or ROOT/mixed (SIRST-V2); raise UserError if there is neither."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such dataset folder")
-    img_dir, mask_dir = root / "images", root / "masks"
-    if not img_dir.is_dir():
-        raise UserError(f"{root}: no images/ folder; expected ROOT/images and ROOT/masks")
+    found = _first_dir(root, IMAGE_DIRS)
+    if found is None:
+        raise UserError(
+            f"{root}: no images/ folder (nor mixed/); expected ROOT/images + ROOT/masks "
+            "(NUDT-SIRST, NUAA-SIRST) or ROOT/mixed + ROOT/annotations/masks (SIRST-V2)"
+        )
+    return found
+
+
+def find_pairs(root: str | Path) -> dict[str, Pair]:
+    """Every image of the dataset's image folder with its mask (None where none), by stem."""
+    root = Path(root)
+    img_dir = image_dir(root)
     images = _index(img_dir)
     if not images:
         raise UserError(f"{img_dir}: no images ({', '.join(IMAGE_EXTS)})")
-    masks = _index(mask_dir) if mask_dir.is_dir() else {}
+    mask_dir = _first_dir(root, MASK_DIRS)
+    masks = _index(mask_dir) if mask_dir else {}
     pairs = {}
     for stem, path in images.items():
         mask = masks.get(stem) or masks.get(f"{stem}_pixels0")
-        pairs[stem] = Pair(stem, path, mask)
+        pairs[stem] = Pair(stem, path, mask, mask_dir)
     return pairs
 
 
-def _split_candidates(root: Path, name: str) -> list[Path]:
-    alt = {"train": ["train", "trainval"], "test": ["test", "val"]}[name]
-    cands = []
-    for base in (root, root / "splits"):
-        for a in alt:
-            cands.append(base / "50_50" / f"{a}.txt")
-        cands += sorted((base / "img_idx").glob(f"{alt[0]}_*.txt"))
-        for d in sorted(base.glob("idx_*")):
-            cands += [d / f"{a}.txt" for a in alt]
-        cands += [base / f"{a}.txt" for a in alt]
-    return cands
+# ---------------------------------------------------------------- split files
+TRAIN_RE = re.compile(r"^(trainval|train)([_-].+)?$", re.IGNORECASE)
+TEST_RE = re.compile(r"^(test|val)([_-].+)?$", re.IGNORECASE)
+LOOKED = (
+    "50_50/train + test, img_idx/train_NAME + test_NAME, idx_*/trainval + test, "
+    "trainval_full + test_full, trainval + test, train + test, under ROOT and ROOT/splits"
+)
+
+
+def _idx_key(d: Path) -> tuple:
+    n = d.name[4:]
+    return (0, -int(n), d.name) if n.isdigit() else (1, 0, d.name)
+
+
+def _split_dirs(base: Path) -> list[Path]:
+    """Folders that may hold split files, in search order (see the module docstring)."""
+    out = []
+    for b in (base, base / "splits"):
+        idx = sorted((d for d in b.glob("idx_*") if d.is_dir()), key=_idx_key)
+        out += [b / "50_50", b / "img_idx", *idx, b]
+    return [d for d in out if d.is_dir()]
+
+
+def _pair_in(d: Path) -> tuple[Path, Path] | None:
+    """The (train, test) pair of split files in folder d, or None; UserError if ambiguous."""
+    for train, test in (("trainval", "test"), ("train", "test"), ("train", "val")):
+        if (d / f"{train}.txt").is_file() and (d / f"{test}.txt").is_file():
+            return d / f"{train}.txt", d / f"{test}.txt"
+    tagged = {}
+    for test in sorted(d.glob("test[_-]*.txt")):
+        sep_tag = test.stem[4:]  # "_full" of test_full.txt
+        for t in ("trainval", "train"):
+            if (d / f"{t}{sep_tag}.txt").is_file():
+                tagged[sep_tag[1:]] = (d / f"{t}{sep_tag}.txt", test)
+                break
+    if "full" in tagged:
+        return tagged["full"]
+    if len(tagged) > 1:
+        a, b = next(iter(tagged.values()))
+        names = ", ".join(f"{t.name} + {s.name}" for t, s in tagged.values())
+        raise UserError(
+            f"{d}: several train/test split pairs ({names}); choose one: --split {a} --split {b}"
+        )
+    return next(iter(tagged.values()), None)
+
+
+def _text_files(root: Path, limit: int = 6) -> str:
+    """Some .txt files where split files would be, relative to root, for messages."""
+    seen = []
+    for d in _split_dirs(root):
+        for p in sorted(d.glob("*.txt")):
+            rel = str(p.relative_to(root)) if p.is_relative_to(root) else str(p)
+            if rel not in seen:
+                seen.append(rel)
+    more = f" and {len(seen) - limit} more" if len(seen) > limit else ""
+    return ", ".join(seen[:limit]) + more
 
 
 def _names_split(path: Path) -> str | None:
@@ -154,40 +242,141 @@ def _names_split(path: Path) -> str | None:
     return None
 
 
+def _partner(path: Path, says: str) -> Path:
+    """The other list of the pair a split file belongs to, found beside it, or raise UserError.
+
+    trainval_full.txt -> test_full.txt, train.txt -> test.txt or val.txt, trainval.txt ->
+    test.txt only (val is part of trainval), and the other way round.
+    """
+    d = path.parent
+    m = (TRAIN_RE if says == "train" else TEST_RE).match(path.stem)
+    kind, tag = (m.group(1).lower(), m.group(2) or "") if m else ("", "")
+    if says == "train":
+        others = ["test"] if kind == "trainval" else ["test", "val"]
+    else:
+        others = ["train"] if kind == "val" else ["trainval", "train"]
+    cands = [d / f"{o}{tag}.txt" for o in others]
+    for c in cands:
+        if c.is_file():
+            return c
+    other, give = ("test", f"--split {path} --split TEST.txt")
+    if says == "test":
+        other, give = ("train", f"--split TRAIN.txt --split {path}")
+    raise UserError(
+        f"{path}: no {other} list beside it (looked for {', '.join(c.name for c in cands)}); "
+        f"give both lists, train first: {give}"
+    )
+
+
+def split_args(split: SplitArg) -> list[Path]:
+    """--split as a list of 0, 1 or 2 paths (None, one path, or a sequence of them)."""
+    if split is None:
+        return []
+    if isinstance(split, str | os.PathLike):
+        return [Path(split)]
+    return [Path(s) for s in split]
+
+
+def _find_pair(where: Path) -> tuple[Path, Path] | None:
+    for d in _split_dirs(where):
+        pair = _pair_in(d)
+        if pair is not None:
+            return pair
+    return None
+
+
+def find_split_files(root: str | Path, split: SplitArg = None) -> tuple[Path, Path]:
+    """(train list, test list) of a dataset, or raise UserError (see the module docstring).
+
+    `split`: None (found under ROOT), one folder (searched like ROOT), one file (its name says
+    which list it is; the other is found beside it), or two files: the train list, then the
+    test list.
+    """
+    root = Path(root)
+    paths = split_args(split)
+    if len(paths) > 2:
+        raise UserError(
+            f"--split given {len(paths)} times; give one folder or file, or two files: {TWO_FILES}"
+        )
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"--split {p}: no such file or folder")
+    if len(paths) == 2:
+        train, test = paths
+        for p in paths:
+            if not p.is_file():
+                raise UserError(f"--split {p}: given twice, --split takes two files: {TWO_FILES}")
+        if train.resolve() == test.resolve():
+            raise UserError(
+                f"--split {train} --split {test}: the train and the test list are the same "
+                f"file; give two different files: {TWO_FILES}"
+            )
+        return train, test
+    if paths and paths[0].is_file():
+        path = paths[0]
+        says = _names_split(path)
+        if says is None:
+            raise UserError(
+                f"--split {path}: its name says neither train nor test; give both lists, train "
+                f"first: {TWO_FILES} (e.g. --split {path} --split TEST.txt)"
+            )
+        other = _partner(path, says)
+        return (path, other) if says == "train" else (other, path)
+    where = paths[0] if paths else root
+    if not where.is_dir():
+        raise UserError(f"{where}: no such dataset folder")
+    pair = _find_pair(where)
+    if pair is None:
+        found = _text_files(where)
+        found = f"; text files there: {found}" if found else ""
+        raise UserError(
+            f"{where}: no train/test split files found (looked for {LOOKED}){found}; "
+            f"give the two id lists (one id per line): {TWO_FILES}"
+        )
+    return pair
+
+
+def _single_candidates(base: Path, name: str) -> list[Path]:
+    """Lone lists of split `name` under base, in search order (tag "full" first)."""
+    names = ("trainval", "train") if name == "train" else ("test", "val")
+    cands = []
+    for d in _split_dirs(base):
+        cands += [d / f"{n}.txt" for n in names]
+        for n in names:
+            tagged = d.glob(f"{n}[_-]*.txt")
+            cands += sorted(tagged, key=lambda p, k=len(n) + 1: (p.stem[k:] != "full", p.name))
+    return cands
+
+
 def find_split_file(
-    root: str | Path, name: str, split: str | Path | None = None, alone: bool = False
+    root: str | Path, name: str, split: SplitArg = None, alone: bool = False
 ) -> Path:
     """Locate the id list of split `name` ("train" or "test"), or raise UserError.
 
-    A file given as `split` must say in its name which split it is (train..., test..., val...),
-    so that one list can never serve as both; `alone=True` (a caller that reads this one split
-    only, like eval) accepts any name.
+    Its list of the pair find_split_files finds; failing any pair, a lone list of that name
+    (for a caller that reads one split only). A single file given as `split` must say in its
+    name which split it is, so that one list can never serve as both; `alone=True` (a caller
+    that reads this one split only, like eval) accepts any name.
     """
     root = Path(root)
-    if split is not None:
-        split = Path(split)
-        if split.is_file() and alone:
-            return split
-        if split.is_file():
-            says = _names_split(split)
-            if says is None:
-                raise UserError(
-                    f"{split}: its name says neither train nor test; name it train.txt / "
-                    "test.txt (or give the folder that holds both) so the splits cannot mix"
-                )
-            if says == name:
-                return split
-            split = split.parent  # the other split's file given: look for a sibling beside it
-        for cand in _split_candidates(split, name) + [split / f"{name}.txt"]:
-            if cand.is_file():
-                return cand
-        raise UserError(f"{split}: no {name} split file found there; give --split DIR")
-    for cand in _split_candidates(root, name):
+    paths = split_args(split)
+    k = 0 if name == "train" else 1
+    if alone and len(paths) == 1 and paths[0].is_file():
+        return paths[0]
+    if len(paths) > 1 or (paths and not paths[0].is_dir()):
+        return find_split_files(root, paths)[k]
+    where = paths[0] if paths else root
+    if not where.is_dir():
+        raise UserError(f"{where}: no such dataset folder")
+    pair = _find_pair(where)
+    if pair is not None:
+        return pair[k]
+    for cand in _single_candidates(where, name):
         if cand.is_file():
             return cand
+    give = "--split FILE" if alone else TWO_FILES
     raise UserError(
-        f"{root}: no {name} split file (looked for splits/50_50/{name}.txt, {name}.txt, ...); "
-        "give one with --split"
+        f"{where}: no {name} split file found (looked for {LOOKED}); give it with {give}"
     )
 
 
@@ -202,15 +391,22 @@ def read_ids(path: str | Path) -> list[str]:
     return [Path(i).stem if Path(i).suffix.lower() in IMAGE_EXTS else i for i in ids]
 
 
-def load_split(
-    root: str | Path, name: str, split: str | Path | None = None, alone: bool = False
+def split_pairs(
+    root: str | Path, path: str | Path, pairs: dict[str, Pair] | None = None
 ) -> list[Pair]:
-    """The pairs of split `name`, in the split file's order; missing ids raise UserError."""
-    pairs = find_pairs(root)
-    path = find_split_file(root, name, split, alone)
+    """The pairs listed in split file `path`, in its order; an id without image raises."""
+    pairs = find_pairs(root) if pairs is None else pairs
     out = []
     for stem in read_ids(path):
         if stem not in pairs:
-            raise UserError(f"{path}: id '{stem}' has no image in {Path(root) / 'images'}")
+            raise UserError(f"{path}: id '{stem}' has no image in {image_dir(root)}")
         out.append(pairs[stem])
     return out
+
+
+def load_split(
+    root: str | Path, name: str, split: SplitArg = None, alone: bool = False
+) -> list[Pair]:
+    """The pairs of split `name`, in the split file's order; missing ids raise UserError."""
+    pairs = find_pairs(root)
+    return split_pairs(root, find_split_file(root, name, split, alone), pairs)

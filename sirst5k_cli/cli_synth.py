@@ -29,6 +29,15 @@ def _table(title: str, rows: list[tuple[str, str]]):
     return t
 
 
+def _split_row(source: str, path: str, ids: int) -> str:
+    """A split file for the summary: relative to SOURCE when inside it, with its id count."""
+    from pathlib import Path
+
+    p, root = Path(path), Path(source)
+    shown = p.relative_to(root) if p.is_relative_to(root) else p
+    return f"{shown} ({ids} ids)"
+
+
 @click.command("demo-data")
 @click.argument("out", type=click.Path(file_okay=False))
 @click.option(
@@ -130,8 +139,10 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
 @click.option("--seed", default=0, show_default=True, help="Random seed of the noise draws.")
 @click.option(
     "--split",
+    multiple=True,
     type=click.Path(exists=True),
-    help="Train split file or folder holding the split files (default: found in SOURCE).",
+    help="Split files (default: found in SOURCE): a folder holding them, one file (its partner "
+    "found beside it), or the option twice: --split TRAIN.txt --split TEST.txt.",
 )
 @click.option("--force", is_flag=True, help="Overwrite STORE if it exists.")
 @click.option(
@@ -146,6 +157,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     from sirst5k_cli.api import synthesize
 
     console = _console()
+    split = list(split) if len(split) > 1 else (split[0] if split else None)
     try:
         cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
@@ -162,6 +174,8 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     except OSError as e:  # an output folder that cannot be written, a full disk
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     rows = [
+        ("train split", _split_row(source, res["train_split"], res["train_ids"])),
+        ("test split", _split_row(source, res["test_split"], res["test_ids"])),
         ("originals", str(res["originals"])),
         ("targets", str(res["targets"])),
         ("negatives", str(res["negatives"])),
@@ -169,12 +183,15 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
         ("test images", str(res["test"])),
         ("canvas", f"{res['canvas'][0]} x {res['canvas'][1]}"),
         ("skipped files", str(len(res["skipped"]))),
+        ("warnings", str(len(res["warnings"]))),
         ("seconds", f"{res['seconds']:.2f}"),
         ("MB", f"{res['bytes'] / 1e6:.1f}"),
     ]
     console.print(_table(f"SIRST-5K store {out}", rows))
     for sk in res["skipped"]:
         click.echo(f"skipped {sk['file']}: {sk['reason']}")
+    for w in res["warnings"]:
+        click.echo(f"warning: {w}")
 
 
 @click.command("inspect")

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import h5py
@@ -22,7 +22,7 @@ import numpy as np
 from sirst5k import io as ds
 from sirst5k import store
 from sirst5k.errors import StoreError, UserError
-from sirst5k.files import atomic_path, interruptible
+from sirst5k.files import atomic_path, check_free_space, interruptible
 from sirst5k.ops import (
     ROTATIONS,
     NoisePool,
@@ -36,6 +36,8 @@ from sirst5k.ops import (
     sample_noise,
     target_boxes,
 )
+
+SEEDS = 2**63  # seeds 0 .. 2**63 - 1: numpy's Generator and the store's int64 attribute
 
 
 @dataclass
@@ -51,8 +53,16 @@ class SynthConfig:
 
     def __post_init__(self):
         p = asdict(self)
-        p.pop("seed")
+        seed = p.pop("seed")
         check_params(**p)
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int | np.integer)
+            or not 0 <= seed < SEEDS
+        ):
+            raise UserError(
+                f"--seed {seed!r}: choose an integer with 0 <= seed < 2**63 (0 to {SEEDS - 1})"
+            )
 
 
 # ---------------------------------------------------------------- the store
@@ -100,6 +110,9 @@ def read_samples(
             if not skip_bad:
                 raise r
             file, _, reason = str(r).partition(": ")
+            head, _, advice = reason.rpartition("; ")
+            if head and "--skip-bad" in advice:  # advice to pass the flag already given
+                reason = head
             skipped.append({"file": file, "reason": reason})
         else:
             samples.append(r)
@@ -107,18 +120,24 @@ def read_samples(
 
 
 def check_sizes(train: list[SourceImage], cfg: SynthConfig) -> None:
-    """s and grid must fit every training image; raise UserError naming the first that fails."""
-    for t in train:
-        h, w = t.image.shape
-        if cfg.s > min(h, w):
-            raise UserError(
-                f"--s {cfg.s}: larger than image '{t.stem}' ({w}x{h}); choose --s <= {min(h, w)}"
-            )
-        if min(h, w) // cfg.grid < 2:
-            raise UserError(
-                f"--grid {cfg.grid}: image '{t.stem}' ({w}x{h}) gives cells under 2x2 px; "
-                f"choose --grid <= {min(h, w) // 2}"
-            )
+    """s and grid must fit every training image; raise UserError naming the smallest one and
+    the largest value that fits them all (for s, an odd one)."""
+    if not train:
+        return
+    small = min(train, key=lambda t: min(t.image.shape))
+    h, w = small.image.shape
+    side = min(h, w)
+    if cfg.s > side:
+        fit = side if side % 2 else side - 1
+        raise UserError(
+            f"--s {cfg.s}: larger than training image '{small.stem}' ({w}x{h}); choose an odd "
+            f"--s <= {fit}, e.g. --s {fit}"
+        )
+    if side // cfg.grid < 2:
+        raise UserError(
+            f"--grid {cfg.grid}: training image '{small.stem}' ({w}x{h}) gives cells under "
+            f"2x2 px; choose --grid <= {max(side // 2, 1)}"
+        )
 
 
 class RowWriter:
@@ -222,6 +241,8 @@ class Plan:
     canvas: tuple[int, int]
     params: dict
     skipped: list[dict]
+    ids: tuple[int, int] = (0, 0)  # ids listed in the train and the test split file
+    warnings: list[str] = field(default_factory=list)
 
 
 def _write_train(g, plan: Plan, ex, progress, check) -> None:
@@ -278,37 +299,101 @@ def _write_store(f: h5py.File, plan: Plan, ex, progress, check) -> None:
     _write_test(store.create_split(f, "test", len(plan.test), plan.canvas), plan, progress, check)
 
 
+def _few(skipped: list[dict], n: int = 3) -> str:
+    """The first n skipped files with their reasons, on one line."""
+    parts = [f"{sk['file']}: {sk['reason']}" for sk in skipped[:n]]
+    more = f"; and {len(skipped) - n} more" if len(skipped) > n else ""
+    return "; ".join(parts) + more
+
+
+def check_masks(train: list[ds.Pair], test: list[ds.Pair]) -> None:
+    """Without --skip-bad, a listed image without mask stops synth: name the first, count them
+    all, and suggest --skip-bad only where it would leave images of both splits."""
+    missing = [p for p in train + test if p.mask is None]
+    if not missing:
+        return
+    first = missing[0]
+    count = ""
+    if len(missing) > 1:
+        count = f"; {len(missing)} of {len(train) + len(test)} listed images have none"
+    where = first.mask_dir or first.image.parent.parent / ds.MASK_DIRS[0]
+    for which, pairs in (("training", train), ("test", test)):
+        if all(p.mask is None for p in pairs):
+            raise UserError(
+                f"{first.image}: no mask found for '{first.stem}' ({first.mask_hint()}){count}, "
+                f"and no {which} image has one; put the masks in {where} as <id>.png or "
+                "<id>_pixels0.png"
+            )
+    raise UserError(
+        f"{first.image}: no mask found for '{first.stem}' ({first.mask_hint()}){count}; add "
+        "the missing masks, or pass --skip-bad to leave those images out"
+    )
+
+
+def source_warnings(
+    train: list[SourceImage], test: list[SourceImage], pairs: dict[str, ds.Pair], files
+) -> list[str]:
+    """Things that are legal but probably wrong: masks that are target everywhere (inverted or
+    placeholder masks), ids in both split files."""
+    out = []
+    full = [str(pairs[t.stem].mask) for t in train + test if t.mask.size and t.mask.all()]
+    if full:
+        more = f" and {len(full) - 3} more" if len(full) > 3 else ""
+        out.append(
+            f"{len(full)} mask(s) mark every pixel as target, so the whole image counts as one "
+            f"target: {', '.join(full[:3])}{more}; check that they are not inverted"
+        )
+    both = sorted({t.stem for t in train} & {t.stem for t in test})
+    if both:
+        out.append(
+            f"{len(both)} id(s) are in both {files[0]} and {files[1]} (e.g. '{both[0]}'): the "
+            "test images are also trained on"
+        )
+    return out
+
+
 def plan_store(
     source: Path, cfg: SynthConfig, split, skip_bad: bool, ex: ThreadPoolExecutor
 ) -> Plan:
     """Read and check everything, draw the noise: all that can fail happens here."""
-    train_pairs = ds.load_split(source, "train", split)
-    test_pairs = ds.load_split(source, "test", split)
-    skipped: list[dict] = []
-    train = read_samples(train_pairs, cfg, skip_bad, skipped, ex)
-    test = read_samples(test_pairs, None, skip_bad, skipped, ex)
-    if not train or not test:
-        which = "training" if not train else "test"
-        raise UserError(f"{source}: no usable {which} image left; see the skipped files")
+    pairs = ds.find_pairs(source)
+    files = ds.find_split_files(source, split)
+    train_pairs, test_pairs = (ds.split_pairs(source, f, pairs) for f in files)
+    if not skip_bad:
+        check_masks(train_pairs, test_pairs)
+    skipped_train: list[dict] = []
+    skipped_test: list[dict] = []
+    train = read_samples(train_pairs, cfg, skip_bad, skipped_train, ex)
+    test = read_samples(test_pairs, None, skip_bad, skipped_test, ex)
+    for which, kept, sk, f in (("training", train, skipped_train, files[0]),
+                               ("test", test, skipped_test, files[1])):  # fmt: skip
+        if not kept:
+            raise UserError(
+                f"{source}: no usable {which} image left, all {len(sk)} of {f.name} skipped "
+                f"({_few(sk)}); fix those files"
+            )
     check_sizes(train, cfg)
     pool, drawn = draw_noise(train, cfg)
     cols = _columns(train, drawn, pool)
     shapes = [t.image.shape for t in train + test]
     canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
     params = asdict(cfg) | {
-        "train_split": str(ds.find_split_file(source, "train", split)),
-        "test_split": str(ds.find_split_file(source, "test", split)),
+        "train_split": str(files[0]),
+        "test_split": str(files[1]),
         "noise_pool": len(pool),
         "targets": int((cols["kind"] == store.KIND_NEGATIVE).sum() // 4),
     }
-    return Plan(cfg, source, train, test, pool, drawn, cols, canvas, params, skipped)
+    warnings = source_warnings(train, test, pairs, files)
+    ids = (len(train_pairs), len(test_pairs))
+    return Plan(cfg, source, train, test, pool, drawn, cols, canvas, params,
+                skipped_train + skipped_test, ids, warnings)  # fmt: skip
 
 
 def build_store(
     source: str | Path,
     dest: str | Path,
     cfg: SynthConfig,
-    split: str | Path | None = None,
+    split: ds.SplitArg = None,
     force: bool = False,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
@@ -324,6 +409,9 @@ def build_store(
         raise StoreError(f"{dest} exists: choose another output or pass --force")
     with ThreadPoolExecutor(workers) as ex:
         plan = plan_store(Path(source), cfg, split, skip_bad, ex)
+        # HDF5 crashes (not raises) on a write that fails half-way: refuse before writing
+        rows = len(plan.cols["kind"]) + len(plan.test)
+        check_free_space(dest, 2 * rows * plan.canvas[0] * plan.canvas[1] + 40 * rows + 2**20)
         with atomic_path(dest, force) as tmp, interruptible() as check:
             with h5py.File(tmp, "w") as f:
                 _write_store(f, plan, ex, progress, check)
@@ -338,6 +426,11 @@ def build_store(
         "test": len(plan.test),
         "canvas": plan.canvas,
         "skipped": plan.skipped,
+        "train_split": plan.params["train_split"],
+        "test_split": plan.params["test_split"],
+        "train_ids": plan.ids[0],
+        "test_ids": plan.ids[1],
+        "warnings": plan.warnings,
         "seconds": time.perf_counter() - t0,
         "bytes": Path(dest).stat().st_size,
     }

@@ -97,7 +97,7 @@ def test_non_binary_mask(src, tmp_path):
         (["--alpha", "1.5"], ["--alpha", "1.5"], 1),
         (["--alpha", "-0.2"], ["--alpha", "-0.2"], 1),
         (["--s", "4"], ["--s", "4", "odd"], 1),
-        (["--s", "101"], ["--s 101", "choose --s <="], 1),
+        (["--s", "101"], ["--s 101", "choose an odd --s <= 47, e.g. --s 47"], 1),  # 48 px
         (["--grid", "40"], ["--grid 40", "choose --grid <="], 1),
         (["--sigma", "1e-9"], ["noise pool", "--sigma"], 1),
         (["--resize", "lanczos"], ["--resize", "lanczos"], 1),
@@ -189,7 +189,8 @@ def test_split_option_and_missing_split(src, tmp_path):
     splits = tmp_path / "mysplits"
     shutil.move(src / "splits" / "50_50", splits)
     out = tmp_path / "s.h5"
-    _assert_fails(synth(src, "-o", out), out, "no train split file", "--split")
+    words = ("no train/test split files", "--split TRAIN.txt --split TEST.txt")
+    _assert_fails(synth(src, "-o", out), out, *words)
     res = synth(src, "-o", out, "--split", splits / "train.txt")
     assert res.exit_code == 0, res.output
     assert store.read_attrs(out)["params"]["test_split"] == str(splits / "test.txt")

@@ -159,8 +159,12 @@ def test_split_file_must_name_its_split(tmp_path):
         load_split(root, "train", split=root / "ids.txt")
     # a caller that reads one split only (eval) may name it as it likes
     assert [p.stem for p in load_split(root, "test", split=root / "ids.txt", alone=True)] == ["x"]
+    # val is part of trainval: never its test partner; test.txt is
     (root / "trainval.txt").write_text("x\n")
     (root / "val.txt").write_text("y\n")
+    with pytest.raises(UserError, match=r"no test list beside it \(looked for test.txt\)"):
+        load_split(root, "test", split=root / "trainval.txt")
+    (root / "test.txt").write_text("y\n")
     assert [p.stem for p in load_split(root, "test", split=root / "trainval.txt")] == ["y"]
 
 
