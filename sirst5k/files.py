@@ -7,12 +7,17 @@
 - `atomic_path(dest)`: yields a temporary path beside dest and moves it onto dest only when
   the block succeeds; a failure, Ctrl-C or SIGTERM removes it and leaves dest untouched.
   It catches SIGTERM only: Ctrl-C keeps whatever meaning the caller gave it (the trainer
-  defers it to the next batch boundary).
+  defers it to the next batch boundary). Without force the final step is exclusive (a hard
+  link that fails if dest appeared meanwhile), so of two writers one wins and the other says
+  so. Temporary files are named `.NAME.<pid>.<random>.partial`; those of processes that no
+  longer run (kill -9) are removed by the next atomic_path to the same dest.
+- `check_free_space(dest, nbytes)`: a one-line error before writing what cannot fit.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable, Iterator
@@ -61,7 +66,9 @@ def atomic_path(dest: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         raise SirstError(f"{dest} exists: choose another output or pass --force to overwrite it")
     if not dest.parent.exists():
         dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".partial", dir=dest.parent)
+    remove_stale_partials(dest)
+    prefix = f".{dest.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".partial", dir=dest.parent)
     os.close(fd)
     tmp = Path(tmp)
     umask = os.umask(0)
@@ -71,6 +78,47 @@ def atomic_path(dest: str | os.PathLike, force: bool = False) -> Iterator[Path]:
         with interruptible((signal.SIGTERM,)) as check:
             yield tmp
             check()  # a SIGTERM whose exception was dropped: no rename
-            os.replace(tmp, dest)
+            if force:
+                os.replace(tmp, dest)
+            else:  # exclusive: fails if another process created dest since the check above
+                try:
+                    os.link(tmp, dest)
+                except FileExistsError:
+                    raise SirstError(
+                        f"{dest} was created by another process while this one wrote it; "
+                        "nothing was replaced: choose another output or pass --force"
+                    ) from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_partials(dest: Path) -> list[Path]:
+    """Remove `.NAME.<pid>.*.partial` files beside dest whose process is gone; return them."""
+    removed = []
+    for p in dest.parent.glob(f".{dest.name}.*.partial"):
+        pid = p.name[len(dest.name) + 2 :].split(".")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def check_free_space(dest: str | os.PathLike, nbytes: int) -> None:
+    """SirstError (one line) when dest's folder has less than nbytes (plus 5 %) free."""
+    folder = Path(dest).parent
+    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
+    if free < nbytes * 1.05:
+        raise SirstError(
+            f"{dest}: needs about {nbytes / 1e6:.0f} MB, and {folder} has {free / 1e6:.0f} MB "
+            "free; free some space or write elsewhere"
+        )

@@ -28,6 +28,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,6 +97,7 @@ def write_attrs(f: h5py.File, params: dict, seed: int, source: str, canvas: tupl
     f.attrs["source"] = str(source)
     f.attrs["canvas"] = np.asarray(canvas, np.int32)
     f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    f.attrs["store_id"] = uuid.uuid4().hex  # readers notice a store replaced under them
     versions = {"numpy": np.__version__, "h5py": h5py.__version__, "opencv": cv2.__version__}
     f.attrs["versions"] = json.dumps(versions, sort_keys=True)
 
@@ -152,6 +154,12 @@ def check_file(path: str | os.PathLike) -> h5py.File:
             "rebuild the store with this version's `sirst5k synth`"
         )
     return f
+
+
+def store_id(f: h5py.File) -> str:
+    """The id synth wrote into the store ("" for stores written before ids existed)."""
+    v = f.attrs.get("store_id", "")
+    return v.decode() if isinstance(v, bytes) else str(v)
 
 
 def require_group(f: h5py.File, name: str) -> h5py.Group:

@@ -231,6 +231,12 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
         raise click.ClickException(
             "CUDA out of memory: try a smaller --batch-size or --crop (docs/training.md)"
         ) from e
+    except OSError as e:  # a full disk or an unwritable run folder: the last good files stay
+        where = e.filename or out or resume_dir
+        raise click.ClickException(
+            f"{where}: {e.strerror or e}; the run's last complete checkpoint is kept: free "
+            "space, then `sirst5k train --resume DIR`"
+        ) from e
     finally:
         hooks.stop()
     report = summary["rank"] == 0  # under torchrun, rank 0 alone reports

@@ -266,3 +266,14 @@ def test_fresh_dataset_is_a_function_of_the_key(demo_store):
     assert diff.max() <= np.ceil(0.2 * 255) + 1
     # no validation image feeds the pool
     assert set(ds.rows.tolist()) <= set(train.tolist())
+
+
+def test_a_store_replaced_under_a_streaming_reader_is_refused(tmp_path):
+    path = make_tiny_store(tmp_path / "s.h5", seed=1)
+    data = StoreData(path, in_memory=False)
+    make_tiny_store(tmp_path / "new.h5", seed=2)
+    (tmp_path / "new.h5").replace(path)  # what `synth --force` does to the path
+    with pytest.raises(store.StoreError, match="was replaced while it was being read"):
+        data.read(0)
+    again = StoreData(path, in_memory=False)  # a new reader takes the new store
+    assert again.read(0)[0].shape == (32, 32)

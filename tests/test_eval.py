@@ -174,8 +174,8 @@ def test_bad_checkpoints(demo_store, tmp_path):
     assert r.exit_code == 1 and "junk.pt" in r.output and "Traceback" not in r.output
     r = invoke("eval", demo_store, "--checkpoint", tmp_path / "junk.pt", "--method", "tophat")
     assert r.exit_code == 1 and "exactly one of" in r.output
-    r = invoke("eval", demo_store, "--method", "ipi")  # a usage error: the registry's names
-    assert r.exit_code == 2 and "'ipi' is not one of" in r.output and "tophat" in r.output
+    r = invoke("eval", demo_store, "--method", "nosuch")  # a usage error: the registry's names
+    assert r.exit_code == 2 and "'nosuch' is not one of" in r.output and "tophat" in r.output
     r = invoke("eval", demo_store, "--method", "tophat", "--device", "gpu")
     assert r.exit_code == 2 and "cuda:N" in r.output
 

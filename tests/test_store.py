@@ -1,5 +1,7 @@
 """The store contract: atomic writes, schema checks, round trip (sirst5k/store.py, files.py)."""
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -109,3 +111,50 @@ def test_missing_group_and_corruption(tmp_path):
     path.write_bytes(bytes(raw))
     with pytest.raises(StoreError, match="damaged"):
         read_split(path, "train")
+
+
+def test_stale_partials_of_dead_processes_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)  # fmt: skip
+    pid = int(dead.stdout)  # that process has exited
+    stale = tmp_path / f".out.h5.{pid}.abc123.partial"
+    stale.write_bytes(b"half a store")
+    mine = tmp_path / f".out.h5.{os.getpid()}.zzz.partial"  # this process's: kept
+    mine.write_bytes(b"in progress")
+    other = tmp_path / ".other.h5.1.x.partial"  # another output's: not touched
+    other.write_bytes(b"x")
+    with atomic_path(tmp_path / "out.h5") as tmp:
+        tmp.write_bytes(b"new")
+    assert not stale.exists() and mine.exists() and other.exists()
+    assert (tmp_path / "out.h5").read_bytes() == b"new"
+
+
+def test_final_step_is_exclusive_without_force(tmp_path):
+    dest = tmp_path / "out.h5"
+    with pytest.raises(SirstError, match="created by another process"):
+        with atomic_path(dest) as tmp:
+            tmp.write_bytes(b"mine")
+            dest.write_bytes(b"theirs")  # another writer finished first
+    assert dest.read_bytes() == b"theirs"  # not replaced
+    assert not list(tmp_path.glob("*.partial"))
+    with atomic_path(dest, force=True) as tmp:  # --force replaces
+        tmp.write_bytes(b"forced")
+    assert dest.read_bytes() == b"forced"
+
+
+def test_check_free_space(tmp_path, monkeypatch):
+    from sirst5k import files
+
+    files.check_free_space(tmp_path / "x.h5", 1000)  # plenty here
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: shutil_usage(free=10_000_000))
+    with pytest.raises(SirstError, match="needs about 20 MB.*10 MB free"):
+        files.check_free_space(tmp_path / "x.h5", 20_000_000)
+
+
+def shutil_usage(free):
+    import collections
+
+    return collections.namedtuple("usage", "total used free")(free * 2, free, free)

@@ -264,3 +264,43 @@ def test_every_stored_negative_is_its_sources_box_rotated(demo_store):
             assert np.array_equal(train.mask[r, :h, :w], want_mask), (gid, k)
             changed += k > 0 and not np.array_equal(train.mask[r, :h, :w], mask)
     assert changed > 0  # the rotations do move target pixels: the check above has teeth
+
+
+def test_full_disk_is_refused_before_writing(demo_source, tmp_path):
+    """A store that cannot fit (a 1 MB tmpfs): one line, exit 1, nothing left behind, an
+    existing store untouched. (HDF5 itself segfaults on a write that fails half-way.)"""
+    import subprocess
+    import sys
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode:  # fmt: skip
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        (mnt / "s.h5").write_bytes(b"an existing store")
+        cmd = [sys.executable, "-m", "sirst5k_cli", "synth", str(demo_source), "-o"]
+        r = subprocess.run([*cmd, str(mnt / "s.h5"), "--force"], capture_output=True, text=True)
+        assert r.returncode == 1 and "MB free" in r.stderr and "Traceback" not in r.stderr
+        assert (mnt / "s.h5").read_bytes() == b"an existing store"
+        assert sorted(p.name for p in mnt.iterdir()) == ["s.h5"]
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_two_synths_to_one_output_one_wins(demo_source, tmp_path):
+    """Two processes, same output, no --force: one writes the store, the other exits 1 saying
+    so (the final rename is exclusive); the store is whole."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "s.h5"
+    cmd = [sys.executable, "-m", "sirst5k_cli", "synth", str(demo_source), "-o", str(out)]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]  # fmt: skip
+    results = [(p.wait(), p.stderr.read()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    loser = next(err for code, err in results if code)
+    assert "exists" in loser or "created by another process" in loser
+    assert verify(out)["negatives"] > 0
+    assert not list(tmp_path.glob(".*partial"))

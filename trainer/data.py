@@ -58,6 +58,7 @@ class StoreData:
     def __init__(self, path: str | os.PathLike, in_memory: str | bool = "auto"):
         self.path = str(path)
         with store.check_file(path) as f:
+            self.store_id = store.store_id(f)
             g = store.require_group(f, "train")
             self.columns = {k: g[k][...] for k in KEEP_COLUMNS}
             n, h, w = g["image"].shape
@@ -89,8 +90,16 @@ class StoreData:
             self._file, self._pid = None, None
 
     def _h5(self) -> h5py.File:
+        """This process's handle; a store replaced since __init__ (synth --force) is refused."""
         if self._file is None or self._pid != os.getpid():
-            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+            f = store.check_file(self.path)
+            if store.store_id(f) != self.store_id:
+                f.close()
+                raise store.StoreError(
+                    f"{self.path} was replaced while it was being read (a new `sirst5k synth "
+                    "--force`?); restart training on the new store, or resume on the old one"
+                )
+            self._file, self._pid = f, os.getpid()
         return self._file
 
     def read(self, row: int) -> tuple[np.ndarray, np.ndarray]:

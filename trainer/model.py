@@ -16,7 +16,9 @@ are multiples of `model.stride` avoid the floor of odd poolings and are what tra
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -239,10 +241,45 @@ def predict_probs(
     return torch.sigmoid(logits.float())[:, 0, :h, :w]
 
 
+def tensor_digest(obj) -> str:
+    """sha256 over every tensor and number in a (nested) checkpoint entry, in key order."""
+    h = hashlib.sha256()
+
+    def walk(o) -> None:
+        if isinstance(o, torch.Tensor):
+            t = o.detach().cpu().contiguous()
+            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        elif isinstance(o, dict):
+            for k in sorted(o, key=str):
+                h.update(str(k).encode())
+                walk(o[k])
+        elif isinstance(o, list | tuple):
+            for v in o:
+                walk(v)
+        else:
+            h.update(repr(o).encode())
+
+    walk(obj)
+    return h.hexdigest()
+
+
+DIGESTED = ("model", "optimizer")  # what a checkpoint's digest covers
+
+
 def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
-    """Write a checkpoint dict atomically: a temporary file beside it, then os.replace."""
+    """Write a checkpoint dict atomically (a temporary file beside it, then os.replace), with a
+    digest of its model and optimizer tensors that read_checkpoint checks."""
+    ckpt = dict(ckpt, digest=tensor_digest({k: ckpt[k] for k in DIGESTED if k in ckpt}))
     with atomic_path(path, force=True) as tmp:
-        torch.save(ckpt, tmp)
+        try:
+            torch.save(ckpt, tmp)
+        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) so
+            free = shutil.disk_usage(Path(path).parent).free / 1e6
+            raise CheckpointError(
+                f"{path}: could not be written ({str(e).splitlines()[0][:80]}; {free:.1f} MB "
+                "free: No space left on device?); the previous checkpoint is kept"
+            ) from None
 
 
 FIX_TRAIN = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"
@@ -265,6 +302,9 @@ def read_checkpoint(
         raise CheckpointError(f"{path}: not a {SCHEMA} checkpoint (schema={got!r}); {fix}")
     if "model" not in ckpt or "model_config" not in ckpt:
         raise CheckpointError(f"{path}: checkpoint lacks 'model'/'model_config'; {fix}")
+    digest = ckpt.get("digest")
+    if digest is not None and digest != tensor_digest({k: ckpt[k] for k in DIGESTED if k in ckpt}):
+        raise CheckpointError(f"{path}: damaged (its tensors do not match its digest); {fix}")
     return ckpt
 
 
