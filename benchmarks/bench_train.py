@@ -5,6 +5,11 @@
 - model: the train step alone (forward with bf16 autocast + channels_last on CUDA, Soft-IoU +
   L_Neg, backward, Adagrad step) on one batch of the same size held on the device.
 The data path must be well above the model so that training never waits for data.
+- breakdown: the seconds per step spent in forward, loss, backward and the optimizer step (on
+  CUDA each phase is synchronised), the FLOPs of one forward + backward (torch's FlopCounter),
+  the achieved TFLOP/s and, with --peak-tflops, the model FLOP utilisation (MFU).
+- validation: seconds for one pass over the validation images at full size (as train does).
+Options of the trainer that change speed: --compile, --channels-last (CPU too).
 
     python benchmarks/bench_train.py --store data/nudt.h5 --device cpu --batch-size 16 --crop 128
 Writes benchmarks/out/bench_train.json (or --out) and prints a table.
@@ -84,29 +89,75 @@ def bench_model(args, device) -> dict:
     g = torch.arange(b, device=device) // 4
     g[b // 2 :] = -1
 
-    def step():
+    if args.channels_last and not cuda:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    net = torch.compile(model) if args.compile else model
+    phases = {"forward": 0.0, "loss": 0.0, "backward": 0.0, "optimizer": 0.0}
+
+    def step(timed: bool):
+        t = time.perf_counter()
+
+        def lap(name):
+            nonlocal t
+            if timed:
+                sync(device)
+                now = time.perf_counter()
+                phases[name] += now - t
+                t = now
+
         with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
-            out = model(x)
+            out = net(x)
+        lap("forward")
         loss, _, _ = loss_fn(out, y, g)
+        lap("loss")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        lap("backward")
         opt.step()
+        lap("optimizer")
 
     for _ in range(args.warmup):
-        step()
+        step(False)
     sync(device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        step()
+        step(False)
     sync(device)
     sec = time.perf_counter() - t0
+    for _ in range(args.steps):  # the same steps again, each phase synchronised and timed
+        step(True)
     mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as fc:
+        loss_fn(model(x), y, g)[0].backward()
+    flops = fc.get_total_flops() / b  # per sample, forward + backward
+    tflops = flops * b * args.steps / sec / 1e12
     return {
         "samples_per_s": b * args.steps / sec,
         "seconds": sec,
         "params": count_params(model),
         "max_gpu_mem_gib": mem,
+        "seconds_per_step": {k: v / args.steps for k, v in phases.items()},
+        "gflop_per_sample": flops / 1e9,
+        "achieved_tflops": tflops,
+        "mfu": tflops / args.peak_tflops if args.peak_tflops else None,
     }
+
+
+def bench_validation(data, args, device) -> dict:
+    """One validation pass as train runs it (full-size images, batch 16, inference mode)."""
+    from trainer.data import val_batches
+    from trainer.metrics import Metrics
+    from trainer.model import predict_probs
+
+    _, val = split_by_source(data.columns, 0.1, 42)
+    model = build_model({"widths": args.widths, "blocks": args.blocks}).to(device).eval()
+    t0, metrics = time.perf_counter(), Metrics()
+    for image, mask, size in val_batches(data, val, 16):
+        metrics.update(predict_probs(model, image.to(device)).cpu().numpy(), mask, size)
+    return {"images": len(val), "seconds": time.perf_counter() - t0}
 
 
 def main():
@@ -122,6 +173,14 @@ def main():
     p.add_argument("--blocks", type=int, default=2)
     p.add_argument("--stream", action="store_true", help="read HDF5 per sample, not in memory")
     p.add_argument("--skip", choices=["data", "model"], default=None)
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--channels-last", action="store_true", help="channels_last on the CPU too")
+    p.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=0.0,
+        help="the device's peak TFLOP/s for the MFU column (H100 bf16 dense: 989)",
+    )
     p.add_argument("--out", default="benchmarks/out/bench_train.json")
     args = p.parse_args()
     args.widths = [int(v) for v in args.widths.split(",")]
@@ -155,6 +214,7 @@ def main():
         res["data"] = bench_data(data, rows, args, device)
     if args.skip != "model":
         res["model"] = bench_model(args, device)
+        res["validation"] = bench_validation(data, args, device)
     if "data" in res and "model" in res:
         res["data_over_model"] = res["data"]["samples_per_s"] / res["model"]["samples_per_s"]
     out = Path(args.out)
@@ -177,6 +237,16 @@ def main():
         if m["max_gpu_mem_gib"] is not None:
             note += f", {m['max_gpu_mem_gib']:.1f} GiB"
         tab.add_row("model", f"{m['samples_per_s']:.1f}", f"{m['seconds']:.2f}", note)
+    if "model" in res:
+        for phase, s in res["model"]["seconds_per_step"].items():
+            tab.add_row(f"  {phase}", "", f"{s * 1e3:.1f} ms/step", "")
+        m = res["model"]
+        mfu = f", MFU {100 * m['mfu']:.1f} %" if m["mfu"] is not None else ""
+        note = f"{m['gflop_per_sample']:.2f} GFLOP/sample, {m['achieved_tflops']:.3f} TFLOP/s{mfu}"
+        tab.add_row("  flops", "", "", note)
+        v = res["validation"]
+        tab.add_row("validation", f"{v['images'] / v['seconds']:.1f} img/s",
+                    f"{v['seconds']:.2f}", f"{v['images']} images")  # fmt: skip
     Console().print(tab)
     if "data_over_model" in res:
         print(f"data / model = {res['data_over_model']:.1f}x  ->  {out}")
