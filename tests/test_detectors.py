@@ -4,8 +4,20 @@ import numpy as np
 import pytest
 
 from sirst5k.errors import UserError
-from trainer.detectors import DETECTORS, detect, maxmedian, to_probability, tophat
+from trainer import lowrank as lr
+from trainer.detectors import (
+    DETECTORS,
+    cell_means,
+    detect,
+    maxmedian,
+    tllcm,
+    to_probability,
+    tophat,
+    wslcm,
+)
 from trainer.metrics import Metrics
+
+NEW_METHODS = ["wslcm", "tllcm", "ipi", "nram", "ript", "pstnn", "mslstipt"]
 
 
 def test_tophat_of_one_bright_pixel_is_its_excess():
@@ -66,7 +78,9 @@ def test_probability_reproduces_the_adaptive_mask(k):
 def test_flat_image_gives_empty_mask_and_every_detector_runs():
     for name in DETECTORS:
         assert not (detect(name, np.full((16, 16), 9, np.uint8)) > 0.5).any()
-    img = np.full((32, 32), 20, np.uint8)
+    # 64 x 64, not smaller: a map that is the 2 x 2 target alone passes mean + k std only for
+    # k < sqrt(pixels / 4) (16 at 32 x 32), and some default k are 20
+    img = np.full((64, 64), 20, np.uint8)
     img[10:12, 20:22] = 220
     mask = np.zeros_like(img)
     mask[10:12, 20:22] = 1
@@ -77,5 +91,175 @@ def test_flat_image_gives_empty_mask_and_every_detector_runs():
 
 
 def test_unknown_method():
-    with pytest.raises(UserError, match="unknown method 'ipi'"):
-        detect("ipi", np.zeros((4, 4), np.uint8))
+    with pytest.raises(UserError, match="unknown method 'nosuch'"):
+        detect("nosuch", np.zeros((4, 4), np.uint8))
+
+
+# --- building blocks of the patch-based methods (trainer.lowrank) ---------------------------
+
+
+def test_patch_image_of_a_tiny_array():
+    img = np.arange(16.0).reshape(4, 4)
+    expected = np.array([[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]).T
+    np.testing.assert_array_equal(lr.patch_image(img, 2, 2), expected)  # one patch per column
+    # the last patch lies flush with the border: corners 0, 2, 3 on a 5 x 5 image
+    grid = lr.patch_grid(5, 5, 2, 2)
+    assert grid.index.shape == (9, 4) and grid.index[2].tolist() == [3, 4, 8, 9]
+    assert grid.count.reshape(5, 5)[:, 3].tolist() == [2, 2, 2, 4, 2]
+    assert lr.patch_tensor(img, 2, 2).shape == (4, 2, 2)
+    # patches larger than the image are clipped to it
+    assert lr.patch_grid(16, 16, 50, 10).index.shape == (1, 256)
+
+
+@pytest.mark.parametrize("how", ["median", "mean"])
+@pytest.mark.parametrize("shape, patch, step", [((37, 41), 10, 3), ((20, 20), 50, 10)])
+def test_folding_the_patches_back_reproduces_the_image(how, shape, patch, step):
+    img = np.random.default_rng(2).random(shape)
+    grid = lr.patch_grid(*shape, patch, step)
+    np.testing.assert_allclose(lr.fold(lr.patch_rows(img, grid), grid, how), img)
+
+
+def test_fold_takes_the_median_of_the_overlaps():
+    grid = lr.patch_grid(1, 5, 3, 1)  # patches at x = 0, 1, 2: pixel 2 lies in all three
+    rows = np.array([[0.0, 0, 1], [0, 10, 0], [100, 0, 0]])
+    np.testing.assert_array_equal(lr.fold(rows, grid, "median")[0], [0, 0, 10, 0, 0])
+    np.testing.assert_allclose(lr.fold(rows, grid, "mean")[0], [0, 0, 37, 0, 0])
+    even = lr.patch_grid(1, 3, 2, 1)  # pixel 1 in two patches: the mean of the middle two
+    np.testing.assert_array_equal(lr.fold(np.array([[1.0, 2], [5, 7]]), even)[0], [1, 3.5, 7])
+
+
+def test_singular_value_thresholding_on_a_diagonal_matrix():
+    out, rank = lr.svt(np.diag([5.0, 3.0, 1.0]), 2.0)
+    np.testing.assert_allclose(out, np.diag([3.0, 1.0, 0.0]), atol=1e-12)
+    assert rank == 2
+    # a rotated, rectangular one: the same singular values, both orientations
+    rng = np.random.default_rng(3)
+    u, _ = np.linalg.qr(rng.normal(size=(7, 3)))
+    v, _ = np.linalg.qr(rng.normal(size=(5, 3)))
+    x = u @ np.diag([5.0, 3.0, 1.0]) @ v.T
+    np.testing.assert_allclose(lr.svt(x, 2.0)[0], u @ np.diag([3.0, 1.0, 0]) @ v.T, atol=1e-10)
+    np.testing.assert_allclose(lr.svt(x.T, 2.0)[0], (u @ np.diag([3.0, 1, 0]) @ v.T).T, atol=1e-10)
+    assert lr.spectral_norm(x) == pytest.approx(5.0)
+
+
+def test_gamma_norm_step_weights_by_the_previous_singular_values():
+    # gamma = tau = 1: thresholds (1 + 1) * 1 / (1 + prev)^2, i.e. 2 for a new component
+    x = np.diag([4.0, 0.5])
+    np.testing.assert_allclose(lr.gamma_shrink(x, 1.0, 1.0, np.zeros(0))[0], np.diag([2.0, 0]))
+    out, s = lr.gamma_shrink(x, 1.0, 1.0, np.array([3.0]))  # 4 - 2 / 16
+    np.testing.assert_allclose(out, np.diag([3.875, 0.0]))
+    np.testing.assert_allclose(s, [3.875])
+
+
+def test_t_svd_of_a_tensor_with_known_slices():
+    # frontal slices A = diag(3, 1), B = diag(1, 1): Fourier slices A + B, A - B
+    x = np.stack([np.diag([3.0, 1.0]), np.diag([1.0, 1.0])])
+    np.testing.assert_allclose(lr.t_svd_values(x), [[4, 2], [2, 0]], atol=1e-12)
+    # thresholding by 1 in the Fourier domain: diag(3, 1), diag(1, 0); back: half sum / diff
+    out = lr.tensor_svt(x, 1.0)
+    np.testing.assert_allclose(out, [np.diag([2.0, 0.5]), np.diag([1.0, 0.5])], atol=1e-12)
+    # PSTNN's partial sum with N = 1: the largest value of each slice is kept
+    out = lr.tensor_svt(x, 1.0, keep=1)
+    np.testing.assert_allclose(out, [np.diag([3.0, 0.5]), np.diag([1.0, 0.5])], atol=1e-12)
+    assert lr.tensor_spectral_norm(x) == pytest.approx(4.0)
+    y = np.random.default_rng(4).normal(size=(5, 3, 4))  # odd n3: the real FFT's halves
+    np.testing.assert_allclose(lr.tensor_svt(y, 0.0), y, atol=1e-12)
+
+
+def test_t_svd_basis_is_orthonormal_per_frequency_slice():
+    y = np.random.default_rng(5).normal(size=(6, 4, 3))
+    a = lr.t_svd_basis(y)
+    gram = a.conj().transpose(0, 2, 1) @ a
+    np.testing.assert_allclose(gram, np.broadcast_to(np.eye(3), gram.shape), atol=1e-12)
+
+
+def _sparse_spikes(shape, rng):
+    s = np.zeros(shape)
+    at = rng.random(shape) < 0.05
+    s[at] = rng.choice([-5.0, 5.0], at.sum())
+    return s
+
+
+def test_robust_pca_separates_low_rank_and_sparse():
+    rng = np.random.default_rng(8)
+    low = rng.normal(size=(60, 2)) @ rng.normal(size=(2, 40))
+    spikes = _sparse_spikes(low.shape, rng)
+    sol = lr.rpca_ialm(low + spikes, 1 / np.sqrt(60), max_iter=100, tol=1e-7)
+    assert sol.iterations < 100 and sol.residual < 1e-7
+    np.testing.assert_allclose(sol.low, low, atol=1e-4)
+    np.testing.assert_allclose(sol.sparse, spikes, atol=1e-4)
+
+
+def test_tensor_robust_pca_separates_low_tubal_rank_and_sparse():
+    rng = np.random.default_rng(9)
+    a, b = rng.normal(size=(7, 20, 1)), rng.normal(size=(7, 1, 15))  # tubal rank 1: a * b
+    low = np.fft.irfft(np.fft.rfft(a, axis=0) @ np.fft.rfft(b, axis=0), n=7, axis=0)
+    spikes = _sparse_spikes(low.shape, rng)
+    d = low + spikes
+    # plain TNN + l1: no prior (all ones), no reweighting (eps huge), N = 0
+    sol = lr.trpca_weighted(d, 1 / np.sqrt(20 * 7), np.ones_like(d), keep=0, eps=1e12,
+                            max_iter=100, tol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(sol.low, low, atol=1e-4)
+    np.testing.assert_allclose(sol.sparse, spikes, atol=1e-4)
+
+
+def test_structure_tensor_of_a_ramp_and_the_priors():
+    ramp = np.tile(np.arange(30.0), (30, 1))  # gradient (1, 0) everywhere
+    l1, l2 = lr.structure_tensor(ramp)
+    np.testing.assert_allclose(l1[8:-8, 8:-8], 1.0, atol=1e-3)
+    np.testing.assert_allclose(l2, 0.0, atol=1e-9)
+    img = np.zeros((40, 40))
+    img[:, 30:] = 1.0  # a straight edge
+    img[14:17, 9:12] = 1.0  # a small blob
+    corner, edge = lr.corner_prior(img), lr.edge_prior(img)
+    assert corner.max() == 1.0 and corner[20:, 25:].max() < 0.2 * corner[12:19, 7:14].max()
+    assert edge[20, 29] > 0.5 > edge[15, 10]
+
+
+def test_local_contrast_cells_worked_out_by_hand():
+    # 9 x 9 image of 3 x 3 cells holding 0, 10, ..., 80: at the centre, the 9 cell means
+    img = np.kron(np.arange(9, dtype=np.uint8).reshape(3, 3) * 10, np.ones((3, 3), np.uint8))
+    np.testing.assert_array_equal(cell_means(img, 3)[:, 4, 4], np.arange(9) * 10)
+
+
+def test_tllcm_worked_out_by_hand():
+    # 27 x 27 window: background 20, the top-left 9 x 9 cell 40, a 3 x 3 core of 100.
+    # Core 3: Gaussian mean of the core = 100; B = max of the 8 cell means = 40;
+    # TLLCM = 100 (100 - 40) / 40 = 150 (cores 5 and 7 mix in background: smaller)
+    img = np.full((27, 27), 20, np.uint8)
+    img[:9, :9] = 40
+    img[12:15, 12:15] = 100
+    assert tllcm(img)[13, 13] == pytest.approx(150.0)
+
+
+@pytest.mark.parametrize("fn", [wslcm, tllcm])
+def test_local_contrast_is_zero_on_flat_areas_and_straight_edges(fn):
+    assert not fn(np.full((40, 40), 77, np.uint8)).any()
+    edge = np.full((40, 40), 30, np.uint8)
+    edge[:, 20:] = 120
+    assert not fn(edge).any()
+
+
+# --- every method on small synthetic images --------------------------------------------------
+
+
+def synthetic(seed: int, target: bool) -> np.ndarray:
+    """64 x 64: a gentle slope + Gaussian noise (sd 4), optionally a 3 x 3 target (+60) at
+    (40, 22)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:64, :64]
+    img = 70 + 0.3 * xx + 0.2 * yy + rng.normal(0, 4, (64, 64))
+    if target:
+        img[39:42, 21:24] += 60
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("name", NEW_METHODS)
+def test_each_method_finds_a_point_target_and_little_in_noise(name):
+    det = DETECTORS[name]
+    score = det.score(synthetic(6, target=True))
+    assert score.dtype == np.float32 and score.shape == (64, 64)
+    y, x = np.unravel_index(np.argmax(score), score.shape)
+    assert max(abs(y - 40), abs(x - 22)) <= 2, (name, y, x)
+    mask = detect(name, synthetic(7, target=False)) > 0.5
+    assert mask.sum() <= 20, (name, mask.sum())  # under 0.5 % of the pixels
