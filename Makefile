@@ -13,7 +13,7 @@ NUDT    ?= ../shared/data/NUDT-SIRST
 TORCH_INDEX ?=
 
 .PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
-        bench-synth bench-metrics bench-train bench-infer bench-methods train-nudt-cpu \
+        bench-synth bench-store bench-metrics bench-train bench-infer bench-methods bench-models train-nudt-cpu \
         train-nudt-gpu ablation-cpu bundle clean
 
 install: $(STAMP)
@@ -62,6 +62,9 @@ format: install
 bench-synth: install
 	$(BIN)/python benchmarks/bench_synth.py --source $(NUDT)
 
+bench-store: install
+	$(BIN)/python benchmarks/bench_store.py --nudt $(NUDT)
+
 bench-metrics: install
 	$(BIN)/python benchmarks/bench_metrics.py --source $(NUDT)
 
@@ -70,6 +73,9 @@ bench-infer: install
 
 bench-methods: install
 	$(BIN)/python benchmarks/bench_methods.py --source $(NUDT)
+
+bench-models: install
+	$(BIN)/python benchmarks/bench_models.py
 
 bench-train: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force

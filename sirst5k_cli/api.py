@@ -41,18 +41,20 @@ def synthesize(
     force: bool = False,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    compress: str = "none",
 ) -> dict[str, Any]:
     """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
 
     The options are the paper's (alpha Eq. 3, s Eq. 4, grid/sigma/mu Eq. 1); docs/synthesis.md.
     `split`: None (split files found in SOURCE), a folder or one file (like `--split X`), or
     [train_file, test_file] (like `--split TRAIN --split TEST`). The summary names the split
-    files used (train_split, test_split) and lists `warnings`.
+    files used (train_split, test_split) and lists `warnings`. `compress`: the images'
+    lossless filter, "none", "lzf" or "gzip-1".."gzip-9" (docs/store.md).
     """
     from sirst5k_cli.synth import SynthConfig, build_store
 
     cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
-    return build_store(source, out, cfg, split, force, skip_bad, progress)
+    return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
 
 
 def train_config(
@@ -108,6 +110,8 @@ def train(
 
     options are TrainConfig's fields (epochs, batch_size, neg_loss, on_the_fly, model=dict(...),
     ...; docs/training.md); a preset fills the ones not given. resume=DIR continues that run.
+    model=dict(name="acm") trains a peer of trainer.peers.MODELS instead (its own defaults; the
+    checkpoint records the name, so evaluate/predict/load_model need nothing more).
     """
     from sirst5k.store import check_file
     from trainer.train import train as run_training
@@ -187,7 +191,8 @@ def export(checkpoint: PathLike, out: PathLike, *, opset: int = 17) -> dict[str,
 
 
 def load_model(checkpoint: PathLike, device: str = "cpu"):
-    """The trained AFF U-Net of a checkpoint, in eval mode on `device` (weights_only loading).
+    """The trained network of a checkpoint (the AFF U-Net or the peer its model_config names),
+    in eval mode on `device` (weights_only loading).
 
     It takes raw 0..255 grey images (B, 1, H, W) as float and returns a list of logits, the
     full-resolution one first; trainer.model.predict_probs turns them into probabilities.

@@ -150,7 +150,19 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
     is_flag=True,
     help="Skip unreadable images, missing/mismatched/non-binary masks; report them.",
 )
-def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force, skip_bad):
+@click.option(
+    "--compress",
+    is_flag=False,
+    flag_value="gzip-1",
+    default="none",
+    show_default=True,
+    type=click.Choice(["none", "lzf", "gzip"] + [f"gzip-{k}" for k in range(1, 10)]),
+    metavar="[none|lzf|gzip-1..9]",
+    help="Compress the images losslessly (alone: gzip-1; NUDT-SIRST: 0.55x the image bytes, "
+    "random reads ~7x slower). Masks are always gzip-1 compressed.",
+)
+def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force,
+              skip_bad, compress):  # fmt: skip
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -168,7 +180,8 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 
             res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
                              resize=resize, label=label, seed=seed, split=split, force=force,
-                             skip_bad=skip_bad, progress=progress)  # fmt: skip
+                             skip_bad=skip_bad, progress=progress,
+                             compress=compress)  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
@@ -181,11 +194,13 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
         ("negatives", str(res["negatives"])),
         ("noise pool (cells)", str(res["noise_pool"])),
         ("test images", str(res["test"])),
-        ("canvas", f"{res['canvas'][0]} x {res['canvas'][1]}"),
+        ("largest image (h x w)", f"{res['canvas'][0]} x {res['canvas'][1]}"),
         ("skipped files", str(len(res["skipped"]))),
         ("warnings", str(len(res["warnings"]))),
         ("seconds", f"{res['seconds']:.2f}"),
         ("MB", f"{res['bytes'] / 1e6:.1f}"),
+        ("pixel MB (real sizes, uncompressed)", f"{res['pixel_bytes'] / 1e6:.1f}"),
+        ("image compression", res["compress"]),
     ]
     console.print(_table(f"SIRST-5K store {out}", rows))
     for sk in res["skipped"]:
@@ -221,6 +236,10 @@ def inspect_cmd(store):
         )
     ]
     rows.append(("MB", f"{res['MB']:.1f}"))
+    rows.append(("pixel MB (real sizes, uncompressed)", f"{res['pixel_MB']:.1f}"))
+    rows += [
+        (k.replace("_", " "), str(res[k])) for k in ("compression", "mask_compression", "chunk")
+    ]
     rows += [(f"param {k}", str(v)) for k, v in sorted(res["params"].items())]
     rows += [(f"version {k}", str(v)) for k, v in sorted(res["versions"].items())]
     _console().print(_table(f"SIRST-5K store {store}", rows))

@@ -11,6 +11,9 @@ import click
 
 from sirst5k.errors import SirstError
 from sirst5k_cli.cli_options import DEVICE
+from trainer import MODEL_NAMES
+
+AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
 
 
 def _widths(ctx, param, value):
@@ -140,7 +143,12 @@ def _alpha_range(ctx, param, value):
     type=click.IntRange(0),
     help="Linear lr warm-up over the first N steps (within epoch 1) [0].",
 )
-@click.option("--crop", type=click.IntRange(0), help="Training crop in px, multiple of 16 [256].")
+@click.option(
+    "--crop",
+    type=click.IntRange(0),
+    help="Training crop in px, a multiple of the model's stride (16; alcnet 4, istdu-net 8, "
+    "uiu-net 32) [256].",
+)
 @click.option(
     "--neg-loss",
     type=click.Choice(["group", "sum", "min", "off"]),
@@ -165,6 +173,13 @@ def _alpha_range(ctx, param, value):
     "--alpha-range",
     callback=_alpha_range,
     help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
+)
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(MODEL_NAMES),
+    help="The network: the paper's AFF U-Net, or a peer written from its paper "
+    "(docs/training.md); the checkpoint records it [aff-unet].",
 )
 @click.option("--no-attention", is_flag=True, default=None, help="U-Net without AFF (ablation).")
 @click.option("--widths", callback=_widths, help="5 stage widths [16,32,64,128,256].")
@@ -204,7 +219,7 @@ def _alpha_range(ctx, param, value):
 )
 @click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
 def train_cmd(store, out, preset, resume_dir, force, **opts):
-    """Train the AFF U-Net on a SIRST-5K STORE (from `sirst5k synth`); writes --out DIR."""
+    """Train the AFF U-Net (or a peer, --model) on a SIRST-5K STORE; writes --out DIR."""
 
     import torch
     from rich.console import Console
@@ -213,6 +228,15 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
 
     console = Console(stderr=True)
     model = {}
+    name = opts.pop("model_name")
+    if name is not None:
+        model["name"] = name
+        given = [k for k in AFF_ONLY if opts[k] is not None]
+        if name != "aff-unet" and given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            err = click.ClickException(f"{flags}: options of the AFF U-Net, not of --model {name}")
+            err.exit_code = 2
+            raise err
     if opts.pop("no_attention"):
         model["attention"] = False
     for key in ("widths", "blocks"):

@@ -1,10 +1,11 @@
 """`sirst5k inspect`: summarise a SIRST-5K store and verify its integrity (docs/store.md).
 
 `verify(path)` returns a summary dict or raises StoreError with a one-line reason. It checks
-the schema (every dataset, dtype, shape, one-image chunks, fletcher32), reads every chunk (so
-HDF5 verifies each checksum), the provenance columns (originals first; every group id used by
-exactly 4 negatives with rotations 0/90/180/270; negatives == 4 x the 8-connected targets of
-the originals), and the pixels (masks 0/1, image and mask zero in the padding).
+the schema (every dataset, dtype, shape; 1-D chunked pixel arrays; offsets contiguous and
+consistent with the sizes), reads every row and checks it against its crc32 digest, the pixels
+(masks 0/1, sizes within the `canvas` attribute), and the provenance columns (originals first;
+every group id used by exactly 4 negatives with rotations 0/90/180/270; negatives == 4 x the
+8-connected targets of the originals).
 """
 
 from __future__ import annotations
@@ -19,29 +20,35 @@ import numpy as np
 from sirst5k import store
 from sirst5k.errors import StoreError
 
-BLOCK = 64  # images read per call
+BLOCK_BYTES = 32 << 20  # pixels read per call (whole rows, at least one)
 
 
-def _check_pixels(g: h5py.Group, name: str, size: np.ndarray, count_targets: int) -> list[int]:
-    """Read every chunk; check masks and padding; return the 8-connected target counts of the
-    first `count_targets` rows (the originals: the negatives' targets are not needed)."""
-    n = g["image"].shape[0]
-    targets = []
-    for b in range(0, n, BLOCK):
+def _check_pixels(g: h5py.Group, name: str, c: dict, count_targets: int, path) -> list[int]:
+    """Read every row in blocks of whole rows; check each against its digest and its mask for
+    0/1; return the 8-connected target counts of the first `count_targets` rows (the
+    originals: the negatives' targets are not needed)."""
+    size, offset, digest = c["size"], c["offset"], c["digest"]
+    ends = offset + size.astype(np.int64).prod(1)
+    n, targets, i = len(size), [], 0
+    while i < n:
+        j = max(i + 1, int(np.searchsorted(ends, offset[i] + BLOCK_BYTES, "right")))
+        a, b = int(offset[i]), int(ends[j - 1])
         try:
-            imgs, masks = g["image"][b : b + BLOCK], g["mask"][b : b + BLOCK]
+            imgs, masks = g["image"][a:b], g["mask"][a:b]
         except OSError as e:
-            raise StoreError(f"/{name} images {b}..{b + BLOCK - 1}: unreadable ({e})") from e
-        for j in range(len(imgs)):
-            i = b + j
-            h, w = size[i]
-            if masks[j].max(initial=0) > 1:
-                raise StoreError(f"/{name}/mask[{i}] holds values other than 0/1")
-            for key, a in (("image", imgs[j]), ("mask", masks[j])):
-                if a[h:].any() or a[:, w:].any():
-                    raise StoreError(f"/{name}/{key}[{i}] is not zero outside its size {h}x{w}")
-            if i < count_targets:
-                targets.append(cv2.connectedComponents(masks[j], connectivity=8)[0] - 1)
+            raise StoreError(f"/{name} rows {i}..{j - 1}: unreadable ({e}); the store is "
+                             f"damaged: {store.FIX}") from e  # fmt: skip
+        for r in range(i, j):
+            h, w = (int(v) for v in size[r])
+            lo = int(offset[r]) - a
+            img = imgs[lo : lo + h * w].reshape(h, w)
+            mask = masks[lo : lo + h * w].reshape(h, w)
+            store.check_row(path, name, r, digest[r], img, mask)
+            if mask.max(initial=0) > 1:
+                raise StoreError(f"/{name}/mask row {r} holds values other than 0/1")
+            if r < count_targets:
+                targets.append(cv2.connectedComponents(mask, connectivity=8)[0] - 1)
+        i = j
     return targets
 
 
@@ -52,7 +59,7 @@ def _check_columns(g: h5py.Group, n_sources: int, canvas: tuple[int, int], name:
         raise StoreError(f"/{name} columns unreadable ({e})") from e
     size = c["size"]
     if len(size) and ((size < 1).any() or (size > np.array(canvas)).any()):
-        raise StoreError(f"/{name}/size: sizes outside 1..{canvas}")
+        raise StoreError(f"/{name}/size: sizes outside 1..{canvas} (the canvas attribute)")
     if len(c["source"]) and ((c["source"] < 0) | (c["source"] >= n_sources)).any():
         raise StoreError(f"/{name}/source: index outside /sources/name ({n_sources})")
     return c
@@ -87,6 +94,12 @@ def _check_train(c: dict, targets: list[int]) -> tuple[int, int]:
     return n_orig, z
 
 
+def _filters(d: h5py.Dataset) -> str:
+    if d.compression is None:
+        return "none"
+    return d.compression + (f"-{d.compression_opts}" if d.compression_opts else "")
+
+
 def verify(path: str | Path) -> dict:
     """Check the whole store; return its summary or raise StoreError (one line)."""
     path = Path(path)
@@ -95,14 +108,15 @@ def verify(path: str | Path) -> dict:
             canvas = tuple(int(v) for v in f.attrs["canvas"])
             params = json.loads(f.attrs["params"])
             n_sources = len(f["sources/name"])
-            n_train = len(store.require_group(f, "train")["image"])
-            n_test = len(store.require_group(f, "test")["image"])
+            n_train = len(store.require_group(f, "train")["size"])  # offsets checked here
+            n_test = len(store.require_group(f, "test")["size"])
             ct = _check_columns(f["train"], n_sources, canvas, "train")
             ce = _check_columns(f["test"], n_sources, canvas, "test")
             n_orig = int((ct["kind"] == store.KIND_ORIGINAL).sum())  # originals come first
-            targets = _check_pixels(f["train"], "train", ct["size"], n_orig)
-            _check_pixels(f["test"], "test", ce["size"], 0)
+            targets = _check_pixels(f["train"], "train", ct, n_orig, path)
+            _check_pixels(f["test"], "test", ce, 0, path)
             n_orig, z = _check_train(ct, targets)
+            pixels = 2 * (len(f["train/image"]) + len(f["test/image"]))
             summary = {
                 "store": str(path),
                 "canvas": canvas,
@@ -119,6 +133,10 @@ def verify(path: str | Path) -> dict:
                 "params": params,
                 "versions": json.loads(f.attrs["versions"]),
                 "MB": path.stat().st_size / 1e6,
+                "pixel_MB": pixels / 1e6,  # images + masks at their real sizes, uncompressed
+                "compression": _filters(f["train/image"]),
+                "mask_compression": _filters(f["train/mask"]),
+                "chunk": int(f["train/image"].chunks[0]),
             }
     except StoreError as e:
         msg = str(e)

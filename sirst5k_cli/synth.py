@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -75,6 +76,7 @@ class SourceImage:
     mask: np.ndarray  # (h, w) 0/1 uint8
     keep: np.ndarray | None = None  # (G, G) bool, None for test images or when grid/s misfit
     boxes: np.ndarray | None = None  # (z, 2)
+    digest: tuple[int, int] | None = None  # crc32 of image and mask bytes (store.row_digest)
 
 
 def _fits(shape: tuple[int, int], cfg: SynthConfig) -> bool:
@@ -98,7 +100,7 @@ def read_samples(
             image, mask = ds.read_pair(p)
         except UserError as e:
             return e
-        out = SourceImage(p.stem, image, mask)
+        out = SourceImage(p.stem, image, mask, digest=store.row_digest(image, mask))
         if cfg is not None and _fits(image.shape, cfg):
             out.keep = noise_cells(image, mask, cfg.grid, cfg.sigma, cfg.mu)
             out.boxes = target_boxes(mask, cfg.s)
@@ -141,40 +143,57 @@ def check_sizes(train: list[SourceImage], cfg: SynthConfig) -> None:
 
 
 class RowWriter:
-    """Buffers consecutive rows of a group's image/mask datasets; writes them BLOCK at a time.
+    """Buffers consecutive rows of a group and writes them a block at a time: each row's bytes
+    appended to the flat image/mask arrays at its offset, its crc32 digests to /digest.
 
-    h5py costs ~0.2 ms per call, so one call per image would dominate; chunks stay one image.
+    h5py costs ~0.2 ms per call, so one call per row would dominate: a block is up to BLOCK
+    rows or BLOCK_BYTES pixels, written with one call per array from buffers reused from block
+    to block (fresh arrays per block cost page faults: a third of the write time).
     """
 
     BLOCK = 64
+    BLOCK_BYTES = 8 << 20
 
-    def __init__(self, g: h5py.Group, start: int, canvas: tuple[int, int], check=lambda: None):
-        self.g, self.start, self.canvas, self.n, self.check = g, start, canvas, 0, check
-        self.image = np.zeros((self.BLOCK, *canvas), np.uint8)
-        self.mask = np.zeros((self.BLOCK, *canvas), np.uint8)
+    def __init__(self, g: h5py.Group, start: int, check=lambda: None):
+        self.g, self.start, self.check = g, start, check
+        self.offset = int(g["offset"][start]) if start < len(g["offset"]) else 0
+        self.sizes = g["size"][...]
+        self.image = np.empty(self.BLOCK_BYTES, np.uint8)
+        self.mask = np.empty(self.BLOCK_BYTES, np.uint8)
+        self.digest = np.empty((self.BLOCK, 2), np.uint32)
+        self.n = self.nbytes = 0
 
-    def add(self, image: np.ndarray, mask: np.ndarray) -> None:
-        """Copy one (h, w) pair into the next padded row."""
-        h, w = image.shape
-        ri, rm = self.image[self.n], self.mask[self.n]
-        if (h, w) != self.canvas:
-            ri[...] = 0
-            rm[...] = 0
-        ri[:h, :w] = image
-        rm[:h, :w] = mask
-        self.n += 1
+    def add(self, image: np.ndarray, mask: np.ndarray, digest=None) -> None:
+        """Queue one (h, w) pair as the next row (its size is the one planned for the row);
+        digest: its store.row_digest when already computed (on a worker thread)."""
+        row = self.start + self.n
+        if image.shape != mask.shape or image.shape != tuple(self.sizes[row]):
+            raise AssertionError(f"row {row}: {image.shape} / {mask.shape}, planned "
+                                 f"{tuple(self.sizes[row])}")  # fmt: skip
+        a, b = self.nbytes, self.nbytes + image.size
+        if b > len(self.image):  # a block that outgrows the buffers: grow them
+            for key in ("image", "mask"):
+                grown = np.empty(max(b, 2 * len(self.image)), np.uint8)
+                grown[:a] = getattr(self, key)[:a]
+                setattr(self, key, grown)
+        self.image[a:b] = image.ravel()
+        self.mask[a:b] = mask.ravel()
+        self.digest[self.n] = store.row_digest(image, mask) if digest is None else digest
+        self.n, self.nbytes = self.n + 1, b
 
     def full(self) -> bool:
-        return self.n == self.BLOCK
+        return self.n == self.BLOCK or self.nbytes >= self.BLOCK_BYTES
 
     def flush(self) -> None:
         self.check()
         if self.n:
-            sl = slice(self.start, self.start + self.n)
-            self.g["image"][sl] = self.image[: self.n]
-            self.g["mask"][sl] = self.mask[: self.n]
+            sl = slice(self.offset, self.offset + self.nbytes)
+            self.g["image"][sl] = self.image[: self.nbytes]
+            self.g["mask"][sl] = self.mask[: self.nbytes]
+            self.g["digest"][self.start : self.start + self.n] = self.digest[: self.n]
             self.start += self.n
-            self.n = 0
+            self.offset += self.nbytes
+            self.n = self.nbytes = 0
 
 
 def draw_noise(train: list[SourceImage], cfg: SynthConfig) -> tuple[NoisePool, np.ndarray]:
@@ -237,35 +256,50 @@ class Plan:
     test: list[SourceImage]
     pool: NoisePool
     drawn: np.ndarray  # (n,) pool index of each training image's noise cell, -1 for none
-    cols: dict[str, np.ndarray]  # /train columns
-    canvas: tuple[int, int]
+    cols: dict[str, np.ndarray]  # /train columns (provenance and size)
+    canvas: tuple[int, int]  # largest (h, w) of both splits (an attribute: nothing is padded)
     params: dict
     skipped: list[dict]
     ids: tuple[int, int] = (0, 0)  # ids listed in the train and the test split file
     warnings: list[str] = field(default_factory=list)
 
 
-def _write_train(g, plan: Plan, ex, progress, check) -> None:
-    """Originals at rows 0..n-1, negatives after them; I_mix computed on the thread pool."""
-    train, cfg, canvas = plan.train, plan.cfg, plan.canvas
+def _negatives_of(plan: Plan, i: int) -> tuple[np.ndarray, np.ndarray, list]:
+    """On a worker: I_mix of training image i, its 4z negatives (Eq. 4), their digests."""
+    t, cfg = plan.train[i], plan.cfg
+    img_mix = mixed_image(plan.train, i, plan.pool, plan.drawn, cfg)
+    imgs, masks = negatives(img_mix, t.mask, t.boxes, cfg.s, cfg.label)
+    return imgs, masks, [store.row_digest(a, m) for a, m in zip(imgs, masks, strict=True)]
+
+
+def _write_train(g, plan: Plan, ex, progress, check, ahead: int = 32) -> None:
+    """Originals at rows 0..n-1, negatives after them. The negatives of up to `ahead` images
+    are computed on the thread pool while this thread writes (numpy, OpenCV and zlib release
+    the GIL); rows stay in order. Fewer ahead for large images: about 512 MB of queued rows
+    at most (a target's 4 rotations, image and mask, of the largest training image)."""
+    train = plan.train
     n, total = len(train), len(train) + len(plan.test)
-    orig, negs = RowWriter(g, 0, canvas, check), RowWriter(g, n, canvas, check)
-    block = 32
-    for b in range(0, n, block):
-        idx = range(b, min(b + block, n))
-        mixes = list(ex.map(lambda i: mixed_image(train, i, plan.pool, plan.drawn, cfg), idx))
-        for i, img_mix in zip(idx, mixes, strict=True):
+    largest = max((t.image.size for t in train), default=1)
+    ahead = max(2, min(ahead, (512 << 20) // (8 * largest)))
+    orig, negs = RowWriter(g, 0, check), RowWriter(g, n, check)
+    pending = deque(ex.submit(_negatives_of, plan, i) for i in range(min(ahead, n)))
+    try:
+        for i in range(n):
+            if i + ahead < n:
+                pending.append(ex.submit(_negatives_of, plan, i + ahead))
             t = train[i]
-            orig.add(t.image, t.mask)
+            orig.add(t.image, t.mask, t.digest)
             if orig.full():
                 orig.flush()
-            imgs, masks = negatives(img_mix, t.mask, t.boxes, cfg.s, cfg.label)
-            for img_neg, mask_neg in zip(imgs, masks, strict=True):
-                negs.add(img_neg, mask_neg)
+            for img_neg, mask_neg, digest in zip(*pending.popleft().result(), strict=True):
+                negs.add(img_neg, mask_neg, digest)
                 if negs.full():
                     negs.flush()
             if progress:
                 progress(i + 1, total)
+    finally:
+        for fut in pending:  # an error or Ctrl-C: drop the queued work
+            fut.cancel()
     orig.flush()
     negs.flush()
 
@@ -273,9 +307,9 @@ def _write_train(g, plan: Plan, ex, progress, check) -> None:
 def _write_test(g, plan: Plan, progress, check) -> None:
     test, n = plan.test, len(plan.train)
     total = n + len(test)
-    rows = RowWriter(g, 0, plan.canvas, check)
+    rows = RowWriter(g, 0, check)
     for i, t in enumerate(test):
-        rows.add(t.image, t.mask)
+        rows.add(t.image, t.mask, t.digest)
         if rows.full():
             rows.flush()
             if progress:
@@ -283,20 +317,25 @@ def _write_test(g, plan: Plan, progress, check) -> None:
     rows.flush()
     if progress:
         progress(total, total)
-    g["size"][...] = np.array([t.image.shape for t in test], np.int32).reshape(-1, 2)
     g["source"][...] = np.arange(n, total, dtype=np.int32)
 
 
-def _write_store(f: h5py.File, plan: Plan, ex, progress, check) -> None:
+def sizes_of_test(plan: Plan) -> np.ndarray:
+    return np.array([t.image.shape for t in plan.test], np.int32).reshape(-1, 2)
+
+
+def _write_store(f: h5py.File, plan: Plan, ex, progress, check, compress=None) -> None:
     """Everything inside the (temporary) HDF5 file: attrs, sources, /train, /test."""
     store.write_attrs(f, plan.params, plan.cfg.seed, str(plan.source), plan.canvas)
     f.attrs["skipped"] = json.dumps(plan.skipped)
     store.write_sources(f, [t.stem for t in plan.train + plan.test])
-    g = store.create_split(f, "train", len(plan.cols["kind"]), plan.canvas)
+    g = store.create_split(f, "train", plan.cols["size"], compress)
     for key, arr in plan.cols.items():
-        g[key][...] = arr.astype(store.COLUMNS[key])
+        if key != "size":  # written by create_split with the offsets
+            g[key][...] = arr.astype(store.COLUMNS[key])
     _write_train(g, plan, ex, progress, check)
-    _write_test(store.create_split(f, "test", len(plan.test), plan.canvas), plan, progress, check)
+    g = store.create_split(f, "test", sizes_of_test(plan), compress)
+    _write_test(g, plan, progress, check)
 
 
 def _few(skipped: list[dict], n: int = 3) -> str:
@@ -398,23 +437,30 @@ def build_store(
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
     workers: int = 4,
+    compress: str | None = None,
 ) -> dict:
     """Synthesize the SIRST-5K store from SOURCE into DEST, atomically; return a summary dict.
 
     Everything is read and checked before DEST is touched; a failure, Ctrl-C or SIGTERM leaves
     no DEST (and no partial file). progress(done, total) is called as rows are written.
+    compress: the image array's filter, "none" (default), "lzf", "gzip" or "gzip-N"
+    (store.compression; masks are always gzip level 1).
     """
     t0 = time.perf_counter()
+    store.compression(compress)  # a bad name fails first
     if not force and Path(dest).exists():
         raise StoreError(f"{dest} exists: choose another output or pass --force")
     with ThreadPoolExecutor(workers) as ex:
         plan = plan_store(Path(source), cfg, split, skip_bad, ex)
-        # HDF5 crashes (not raises) on a write that fails half-way: refuse before writing
+        # HDF5 crashes (not raises) on a write that fails half-way: refuse before writing.
+        # Upper bound: every pixel of images and masks uncompressed, plus the columns.
         rows = len(plan.cols["kind"]) + len(plan.test)
-        check_free_space(dest, 2 * rows * plan.canvas[0] * plan.canvas[1] + 40 * rows + 2**20)
+        pixels = int(plan.cols["size"].astype(np.int64).prod(1).sum() + sizes_of_test(plan).astype(
+            np.int64).prod(1).sum())  # fmt: skip
+        check_free_space(dest, 2 * pixels + 48 * rows + 2**20)
         with atomic_path(dest, force) as tmp, interruptible() as check:
             with h5py.File(tmp, "w") as f:
-                _write_store(f, plan, ex, progress, check)
+                _write_store(f, plan, ex, progress, check, compress)
             check()  # a signal whose exception was swallowed: abort before the rename
     n = len(plan.train)
     return {
@@ -433,4 +479,6 @@ def build_store(
         "warnings": plan.warnings,
         "seconds": time.perf_counter() - t0,
         "bytes": Path(dest).stat().st_size,
+        "pixel_bytes": 2 * pixels,  # images + masks at their real sizes, uncompressed
+        "compress": compress or "none",
     }

@@ -18,43 +18,33 @@ from trainer.data import (
 )
 
 
-def make_tiny_store(path, n_src=8, canvas=32, seed=0, negatives=True):
-    """A store of random images: one 2x2 target per source image; 4 rotations per target."""
+def make_tiny_store(path, n_src=8, canvas=32, seed=0, negatives=True, equal=False):
+    """A store of random images: one 2x2 target per source image; 4 rotations per target.
+    Every third source image is (canvas - 5) x (canvas - 3) unless `equal` (all canvas^2)."""
     rng = np.random.default_rng(seed)
-    rows = []  # (image, mask, size, source, kind, target, rotation, group, noise_source)
+    rows = []  # (image, mask, source, kind, target, rotation, group, noise_source)
     for s in range(n_src):
-        h, w = (canvas, canvas) if s % 3 else (canvas - 5, canvas - 3)
-        img = np.zeros((canvas, canvas), np.uint8)
-        img[:h, :w] = rng.integers(60, 160, (h, w))
-        msk = np.zeros((canvas, canvas), np.uint8)
+        h, w = (canvas, canvas) if s % 3 or equal else (canvas - 5, canvas - 3)
+        img = rng.integers(60, 160, (h, w)).astype(np.uint8)
+        msk = np.zeros((h, w), np.uint8)
         y, x = rng.integers(2, h - 4), rng.integers(2, w - 4)
         img[y : y + 2, x : x + 2] = 250
         msk[y : y + 2, x : x + 2] = 1
-        rows.append((img, msk, (h, w), s, 0, -1, -1, -1, -1))
+        rows.append((img, msk, s, 0, -1, -1, -1, -1))
         if negatives:
             for r in range(4):
                 neg = img.copy()
                 neg[y - 1 : y + 2, x - 1 : x + 2] = np.rot90(img[y - 1 : y + 2, x - 1 : x + 2], r)
-                rows.append((neg, msk, (h, w), s, 1, 0, 90 * r, s, (s + 1) % n_src))
-    cols = dict(zip(store.COLUMNS, zip(*[r[2:] for r in rows], strict=True), strict=True))
-    train = store.Split(
-        np.stack([r[0] for r in rows]),
-        np.stack([r[1] for r in rows]),
-        {k: np.asarray(v, store.COLUMNS[k]) for k, v in cols.items()},
-    )
+                rows.append((neg, msk, s, 1, 0, 90 * r, s, (s + 1) % n_src))
+    keys = ("source", "kind", "target", "rotation", "group", "noise_source")
+    cols = {k: np.array([r[2 + i] for r in rows], store.COLUMNS[k]) for i, k in enumerate(keys)}
+    train = store.Split.from_rows([r[0] for r in rows], [r[1] for r in rows], cols)
     n_test = 3
-    test = store.Split(
-        train.image[:n_test].copy(),
-        train.mask[:n_test].copy(),
-        {"size": cols_arr(train, "size")[:n_test], "source": np.arange(n_test, dtype=np.int32)},
-    )
+    test = store.Split.from_rows([r[0] for r in rows[:n_test]], [r[1] for r in rows[:n_test]],
+                                 {"source": np.arange(n_test, dtype=np.int32)})  # fmt: skip
     names = [f"img{i:03d}" for i in range(n_src)]
     store.write_store(path, train, test, names, {"tiny": True}, seed, "tiny", force=True)
     return path
-
-
-def cols_arr(split, key):
-    return split.columns[key]
 
 
 @pytest.fixture
@@ -160,13 +150,20 @@ def test_dataset_items_and_group_windows(tiny_store, in_memory):
     assert torch.equal(other[(5, 9)]["image"], ds[(5, 9)]["image"])
 
 
-def test_val_batches_whole_canvases(tiny_store):
+def test_val_batches_pad_each_batch_to_its_largest_image(tiny_store):
     data = StoreData(tiny_store)
-    rows = np.array([0, 5, 10])
+    rows = np.array([0, 5, 10, 15])  # sources 0, 1, 2, 3: 27 x 29, 32 x 32, 32 x 32, 27 x 29
     got = list(val_batches(data, rows, batch_size=2))
-    assert [g[0].shape for g in got] == [(2, 1, *data.canvas), (1, 1, *data.canvas)]
-    assert np.array_equal(got[1][0][0, 0].numpy(), data.image[10])
-    assert np.array_equal(got[0][1][1], data.mask[5]) and got[0][2].shape == (2, 2)
+    assert [g[0].shape for g in got] == [(2, 1, 32, 32), (2, 1, 32, 32)]
+    only_small = list(val_batches(data, np.array([0, 15]), batch_size=2))
+    assert only_small[0][0].shape == (2, 1, 27, 29)  # not the store's 32 x 32 canvas
+    image, mask = data.read(0)
+    assert image.shape == (27, 29) and data.canvas == (32, 32)
+    img0, mask0, size0 = got[0]
+    assert np.array_equal(img0[0, 0, :27, :29].numpy(), image) and not img0[0, 0, 27:].any()
+    assert not img0[0, 0, :, 29:].any() and np.array_equal(mask0[0, :27, :29], mask)
+    assert np.array_equal(got[1][0][0, 0].numpy(), data.read(10)[0])
+    assert size0.tolist() == [[27, 29], [32, 32]]
 
 
 def test_not_a_store(tmp_path):
@@ -237,7 +234,7 @@ def test_group_windows_hold_their_box(demo_store):
     assert (boxes[c["kind"] == store.KIND_ORIGINAL] == -1).all()
     for r in np.flatnonzero(c["rotation"] > 0):
         base = np.flatnonzero((g == g[r]) & (c["rotation"] == 0))[0]
-        ys, xs = np.nonzero(data.image[r] != data.image[base])
+        ys, xs = np.nonzero(data.read(r)[0] != data.read(base)[0])
         by, bx = boxes[r]
         assert ((ys >= by) & (ys < by + 3) & (xs >= bx) & (xs < bx + 3)).all()
 
@@ -276,4 +273,111 @@ def test_a_store_replaced_under_a_streaming_reader_is_refused(tmp_path):
     with pytest.raises(store.StoreError, match="was replaced while it was being read"):
         data.read(0)
     again = StoreData(path, in_memory=False)  # a new reader takes the new store
-    assert again.read(0)[0].shape == (32, 32)
+    assert again.read(0)[0].shape == (27, 29)  # the real size of source 0
+
+
+# sha256 of TrainDataset items (image + mask bytes of keys (i, i) and (i, 1000 + i) for every
+# row, flips on) of make_tiny_store(equal=True), computed with the schema-1 store and reader
+# (padded canvases, commit fb248ec): real-size rows must give the very same crops and flips.
+SCHEMA1_ITEMS = {
+    (16, False): "e5e54da5c2cbb94a7d2684f7b26735df0ee8ecb5322f2a4d9e7cbcb1549cd6c5",
+    (16, True): "a163f519458b5e755437a1d83c0f5089c0f3ed6dec56252deaf37b25820136b3",
+    (24, True): "d58ec493fd187d0c4d77dca247a764d66a24bdf30aae454adf1186b418998a36",
+}
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_equal_size_items_identical_to_schema_1(tmp_path, in_memory):
+    import hashlib
+
+    data = StoreData(make_tiny_store(tmp_path / "e.h5", equal=True), in_memory=in_memory)
+    rows = np.arange(len(data))
+    for (crop, group_crops), want in SCHEMA1_ITEMS.items():
+        ds = TrainDataset(data, rows, crop, group_crops=group_crops)
+        h = hashlib.sha256()
+        for i in range(len(rows)):
+            for seed in (i, 1000 + i):
+                item = ds[(i, seed)]
+                h.update(item["image"].numpy().tobytes())
+                h.update(item["mask"].numpy().tobytes())
+        assert h.hexdigest() == want, (crop, group_crops)
+
+
+def test_crops_are_windows_of_the_source_images(tmp_path):
+    """Without flips every item is the crop x crop window of its source image (the rows as
+    written, read back independently) at some position inside the real size, zero padded where
+    the image is smaller than the crop, and its mask is the same window of the mask."""
+    path = make_tiny_store(tmp_path / "m.h5")  # mixed: 27 x 29 and 32 x 32
+    data = StoreData(path, in_memory=False)
+    src = store.read_split(path, "train")
+    rows = np.arange(len(data))
+    for crop in (16, 30):
+        ds = TrainDataset(data, rows, crop, augment=False)
+        for pos in range(0, len(rows), 3):
+            item = ds[(pos, 7 * pos + 1)]
+            image, mask = src.row(pos)
+            h, w = image.shape
+            got_i, got_m = item["image"][0].numpy(), item["mask"][0].numpy()
+            hits = []
+            for y0 in range(max(h - crop, 0) + 1):
+                for x0 in range(max(w - crop, 0) + 1):
+                    want = np.zeros((crop, crop), np.uint8)
+                    win = image[y0 : y0 + crop, x0 : x0 + crop]
+                    want[: win.shape[0], : win.shape[1]] = win
+                    if np.array_equal(want, got_i):
+                        wm = np.zeros_like(want)
+                        wm[: win.shape[0], : win.shape[1]] = mask[y0 : y0 + crop, x0 : x0 + crop]
+                        hits.append(np.array_equal(wm, got_m))
+            assert hits and all(hits), (crop, pos)
+
+
+def _flip_mask_bytes(path, group, row, in_hdf5: bool):
+    """Turn background bytes (0x00) of one row's mask into 0xFF. in_hdf5: through h5py, so the
+    chunk stays valid gzip (only the digest can tell); else in the file's raw bytes (the
+    compressed chunk no longer decodes, or decodes to other bytes)."""
+    import h5py
+
+    with h5py.File(path, "r+" if in_hdf5 else "r") as f:
+        d = f[f"{group}/mask"]
+        a = int(f[f"{group}/offset"][row])
+        if in_hdf5:
+            m = d[a : a + 8]
+            d[a : a + 8] = np.where(m == 0, 0xFF, m)
+            return
+        info = d.id.get_chunk_info_by_coord((a - a % d.chunks[0],))
+    with open(path, "r+b") as fh:
+        fh.seek(info.byte_offset + info.size // 2)
+        b = bytearray(fh.read(8))
+        fh.seek(info.byte_offset + info.size // 2)
+        fh.write(bytes(x ^ 0xFF for x in b))
+
+
+@pytest.mark.parametrize("in_hdf5", [True, False])
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_a_flipped_mask_row_is_refused(tmp_path, in_memory, in_hdf5):
+    path = make_tiny_store(tmp_path / "s.h5")
+    _flip_mask_bytes(path, "train", 7, in_hdf5)
+    row = "7" if in_hdf5 else r"\d+"  # a raw flip spoils the whole (shared) chunk
+    pattern = rf"^{path}: /train row {row}: .*the store is damaged: rebuild the store with"
+    with pytest.raises(store.StoreError, match=pattern) as e:
+        data = StoreData(path, in_memory=in_memory)  # in memory: every row checked on load
+        for r in range(len(data)):  # streaming: each row checked when read
+            data.read(r)
+    assert "\n" not in str(e.value)
+    if not in_memory and in_hdf5:  # the other rows still read; read_mask checks too
+        data = StoreData(path, in_memory=False)
+        assert data.read(6)[0].shape == (32, 32)
+        with pytest.raises(store.StoreError, match="row 7: mask bytes do not match"):
+            data.read_mask(7)
+
+
+def test_a_store_with_wrong_dtypes_is_refused_before_training(tmp_path):
+    import h5py
+
+    path = make_tiny_store(tmp_path / "s.h5")
+    with h5py.File(path, "r+") as f:
+        kind = f["train/kind"][...]
+        del f["train/kind"]
+        f["train/kind"] = kind.astype(np.float32)
+    with pytest.raises(store.StoreError, match="/train/kind is float32 .* the schema says uint8"):
+        StoreData(path, in_memory=False)

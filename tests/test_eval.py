@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -189,6 +190,19 @@ def test_store_without_test_group(demo_store, tmp_path):
     assert r.exit_code == 1 and "no 'test' group" in r.output
     r = invoke("eval", tmp_path / "missing.h5", "--method", "tophat")
     assert r.exit_code == 1 and "missing.h5" in r.output
+
+
+def test_store_with_a_damaged_test_mask_row(demo_store, tmp_path):
+    """A 0x00 -> 0xFF mask byte that HDF5 cannot see: eval refuses the store in one line
+    naming the file, the split and the row (the row's crc32 digest)."""
+    from test_synth_store import flip_mask_byte
+
+    msg = flip_mask_byte(demo_store, tmp_path / "bad.h5", "test", row=2)
+    r = invoke("eval", tmp_path / "bad.h5", "--method", "tophat", "--out", tmp_path / "o")
+    line = r.output.strip().removeprefix("Error: ")
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1
+    assert re.match(msg, line), line
+    assert not (tmp_path / "o").exists()
 
 
 def test_bad_dataset_files_and_skip_bad(demo_source, tmp_path):

@@ -1,4 +1,5 @@
-"""The store contract: atomic writes, schema checks, round trip (sirst5k/store.py, files.py)."""
+"""The store contract: atomic writes, schema checks, round trip, real-size rows and their
+digests (sirst5k/store.py, files.py)."""
 
 import os
 
@@ -9,31 +10,33 @@ import pytest
 from sirst5k.errors import SirstError, StoreError
 from sirst5k.files import atomic_path
 from sirst5k.store import (
+    CHUNK,
     COLUMNS,
     FORMAT,
     TEST_COLUMNS,
     Split,
+    check_file,
     read_attrs,
     read_split,
+    require_group,
     write_store,
 )
 
+PROVENANCE = ("source", "kind", "target", "rotation", "group", "noise_source")
 
-def tiny_splits(n_train=3, n_test=2, canvas=(6, 5)):
-    rng = np.random.default_rng(0)
-    cols = {k: np.arange(n_train * (2 if k == "size" else 1), dtype=v) for k, v in COLUMNS.items()}
-    cols["size"] = cols["size"].reshape(n_train, 2)
-    train = Split(
-        rng.integers(0, 256, (n_train, *canvas), np.uint8),
-        rng.integers(0, 2, (n_train, *canvas), np.uint8),
-        cols,
-    )
-    tcols = {"size": np.full((n_test, 2), 4, np.int32), "source": np.arange(n_test, dtype=np.int32)}
-    test = Split(
-        rng.integers(0, 256, (n_test, *canvas), np.uint8),
-        rng.integers(0, 2, (n_test, *canvas), np.uint8),
-        tcols,
-    )
+
+def tiny_splits(n_train=3, n_test=2, shapes=((6, 5), (4, 7), (6, 5)), seed=0):
+    """Random rows of the given (h, w) shapes (cycled), packed with Split.from_rows."""
+    rng = np.random.default_rng(seed)
+
+    def rows(n):
+        hw = [shapes[i % len(shapes)] for i in range(n)]
+        return ([rng.integers(0, 256, s, np.uint8) for s in hw],
+                [rng.integers(0, 2, s, np.uint8) for s in hw])  # fmt: skip
+
+    cols = {k: np.arange(n_train, dtype=COLUMNS[k]) for k in PROVENANCE}
+    train = Split.from_rows(*rows(n_train), cols)
+    test = Split.from_rows(*rows(n_test), {"source": np.arange(n_test, dtype=np.int32)})
     return train, test
 
 
@@ -45,12 +48,94 @@ def test_round_trip_and_attrs(tmp_path):
     for k in COLUMNS:
         assert np.array_equal(back.columns[k], train.columns[k])
         assert back.columns[k].dtype == COLUMNS[k]
+    assert back.size.tolist() == [[6, 5], [4, 7], [6, 5]] and back.offset.tolist() == [0, 30, 58]
     assert set(read_split(path, "test").columns) == set(TEST_COLUMNS)
     attrs = read_attrs(path)
     assert attrs["params"] == {"alpha": 0.1} and attrs["seed"] == 7
-    assert attrs["canvas"] == (6, 5) and attrs["sources"] == ["a", "b"]
+    assert attrs["canvas"] == (6, 7) and attrs["sources"] == ["a", "b"]
+    assert attrs["schema_version"] == 2
     with h5py.File(path) as f:
-        assert f["train/image"].chunks == (1, 6, 5) and f["train/image"].fletcher32
+        assert f["train/image"].shape == (88,) and f["train/image"].chunks == (CHUNK,)
+        assert f["train/image"].compression is None and f["train/mask"].compression == "gzip"
+        assert f["train/size"].fletcher32 and f["train/digest"].dtype == np.uint32
+
+
+def test_mixed_sizes_round_trip_exact_without_padding(tmp_path):
+    """A 1000 x 1000 image among small ones in each split: every row back bit for bit at its
+    own size, and the file holds the real pixels only (v1 padded all 8 rows: 16 MB)."""
+    shapes = ((1000, 1000), (40, 50), (64, 48), (33, 77), (120, 90))
+    train, test = tiny_splits(n_train=5, n_test=3, shapes=shapes, seed=1)
+    real = len(train.image) + len(test.image)  # image bytes (masks compress to almost nothing)
+    for compress in ("none", "gzip-1", "lzf"):
+        path = write_store(tmp_path / f"{compress}.h5", train, test, ["a"], {}, 0, "src",
+                           compress=compress)  # fmt: skip
+        for name, split in (("train", train), ("test", test)):
+            back = read_split(path, name)
+            for i in range(len(split)):
+                got, want = back.row(i), split.row(i)
+                assert got[0].shape == want[0].shape == tuple(split.size[i])
+                assert np.array_equal(got[0], want[0]) and np.array_equal(got[1], want[1])
+        if compress == "none":
+            # random masks do not compress much either: allow both arrays, plus the last
+            # partial 64 KiB chunk of each array and the metadata
+            assert path.stat().st_size < 1.1 * 2 * real + 4 * CHUNK + 100_000
+            assert path.stat().st_size < 0.2 * 2 * 8 * 1000 * 1000
+
+
+def test_schema_1_store_is_refused_with_the_rebuild_message(tmp_path):
+    """A v1 store (padded (N, H, W) arrays, schema_version 1), as this project wrote it."""
+    path = tmp_path / "v1.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["schema_version"] = 1
+        f.attrs["canvas"] = np.array([8, 8], np.int32)
+        for g in ("train", "test"):
+            f.create_dataset(f"{g}/image", (2, 8, 8), np.uint8, chunks=(1, 8, 8), fletcher32=True)
+            f.create_dataset(f"{g}/mask", (2, 8, 8), np.uint8, chunks=(1, 8, 8), fletcher32=True)
+            f.create_dataset(f"{g}/size", data=np.full((2, 2), 8, np.int32))
+    for name in ("train", "test"):
+        with pytest.raises(StoreError) as e:
+            read_split(path, name)
+        msg = str(e.value)
+        assert "\n" not in msg and str(path) in msg and "schema version 1" in msg
+        assert "rebuild the store with this version's `sirst5k synth`" in msg
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (
+            lambda f: _replace(f, "train/image", f["train/image"][...].astype(np.uint16)),
+            "image is uint16",
+        ),
+        (lambda f: _replace(f, "train/kind", f["train/kind"][...].astype(np.int64)), "kind"),
+        (lambda f: _replace(f, "train/digest", f["train/digest"][...].astype(np.int64)), "dig"),
+        (lambda f: _replace(f, "test/size", f["test/size"][...].T.copy()), "size is int32 .2, 3."),
+        (
+            lambda f: _replace(f, "train/image", f["train/image"][:-1]),
+            "image is uint8 .66,.*says uint8 .67,",
+        ),
+        (lambda f: _replace(f, "train/offset", f["train/offset"][...] + 1), "offset: row 0"),
+        (lambda f: _replace(f, "train/size", f["train/size"][...][::-1].copy()), "offset: row 1"),
+        (lambda f: _replace(f, "train/mask", f["train/mask"][...].reshape(1, -1)), "mask"),
+    ],
+)
+def test_wrong_dtypes_and_shapes_are_refused_at_open(tmp_path, edit, reason):
+    train, test = tiny_splits(n_test=3, shapes=((6, 5), (4, 7), (3, 3)))
+    path = write_store(tmp_path / "s.h5", train, test, ["a"], {}, 0, "src")
+    with h5py.File(path, "r+") as f:
+        edit(f)
+    with pytest.raises(StoreError, match=reason) as e:
+        with check_file(path) as f:
+            for g in ("train", "test"):
+                require_group(f, g)
+    assert "rebuild the store" in str(e.value)
+
+
+def _replace(f, key, data):
+    """Replace dataset `key` by `data` (chunked when 1-D, like the pixel arrays)."""
+    del f[key]
+    f.create_dataset(key, data=data, chunks=True if data.ndim == 1 and data.size else None)
 
 
 def test_existing_output_needs_force(tmp_path):
@@ -97,7 +182,7 @@ def test_reader_rejects_foreign_and_old_files(tmp_path):
 
 
 def test_missing_group_and_corruption(tmp_path):
-    train, test = tiny_splits(canvas=(64, 64))
+    train, test = tiny_splits(shapes=((64, 64),))
     path = write_store(tmp_path / "s.h5", train, test, ["a"], {}, 0, "src")
     with h5py.File(path, "a") as f:
         del f["test"]
@@ -105,11 +190,11 @@ def test_missing_group_and_corruption(tmp_path):
         read_split(path, "test")
     path = write_store(tmp_path / "c.h5", train, test, ["a"], {}, 0, "src")
     with h5py.File(path) as f:
-        offset = f["train/image"].id.get_chunk_info(1).byte_offset
+        offset = f["train/image"].id.get_chunk_info(0).byte_offset
     raw = bytearray(path.read_bytes())
-    raw[offset + 100] ^= 0xFF  # flip one byte inside the second image's chunk
+    raw[offset + 4096 + 100] ^= 0xFF  # flip one byte of the second image (rows of 4096 px)
     path.write_bytes(bytes(raw))
-    with pytest.raises(StoreError, match="damaged"):
+    with pytest.raises(StoreError, match=r"c\.h5: /train row 1: image bytes do not match"):
         read_split(path, "train")
 
 

@@ -32,15 +32,16 @@ def test_demo_store_contents(demo_source, demo_store):
     c = train.columns
     assert (c["kind"][:n] == store.KIND_ORIGINAL).all()
     assert (c["kind"][n:] == store.KIND_NEGATIVE).all()
-    # originals: the source pixels, unpadded at [:h, :w], zero elsewhere
+    # originals: the source pixels at their real size (nothing padded)
     z_total = 0
     for i, p in enumerate(pairs):
         img, mask = ds.read_pair(p)
         h, w = img.shape
         assert tuple(c["size"][i]) == (h, w) and attrs["sources"][c["source"][i]] == p.stem
-        assert (train.image[i, :h, :w] == img).all() and not train.image[i, h:].any()
-        assert (train.mask[i, :h, :w] == mask).all() and not train.mask[i, :, w:].any()
+        got_img, got_mask = train.row(i)
+        assert np.array_equal(got_img, img) and np.array_equal(got_mask, mask)
         z_total += _targets(mask)
+    assert len(train.image) == int(c["size"].astype(np.int64).prod(1).sum())  # no padding
     assert len(train) - n == 4 * z_total
     neg = slice(n, None)
     assert (c["noise_source"][neg] != c["source"][neg]).all() and (
@@ -51,18 +52,17 @@ def test_demo_store_contents(demo_source, demo_store):
     for gid in range(z_total):
         rows = np.flatnonzero(c["group"] == gid)
         assert c["rotation"][rows].tolist() == [0, 90, 180, 270]
-        base = train.image[rows[0]].astype(int)
+        base = train.row(rows[0])[0].astype(int)
         for r in rows[1:]:
-            ys, xs = np.nonzero(train.image[r].astype(int) != base)
+            ys, xs = np.nonzero(train.row(r)[0].astype(int) != base)
             if len(ys):
                 assert ys.max() - ys.min() < 3 and xs.max() - xs.min() < 3
         # rotation 0 holds the original mask (I_mix does not move labels)
-        assert (train.mask[rows[0]] == train.mask[c["source"][rows[0]]]).all()
+        assert (train.row(rows[0])[1] == train.row(c["source"][rows[0]])[1]).all()
     # test split copied unchanged
     for i, p in enumerate(test_pairs):
         img, mask = ds.read_pair(p)
-        h, w = img.shape
-        assert (test.image[i, :h, :w] == img).all() and (test.mask[i, :h, :w] == mask).all()
+        assert np.array_equal(test.row(i)[0], img) and np.array_equal(test.row(i)[1], mask)
         assert attrs["sources"][test.columns["source"][i]] == p.stem
     assert attrs["params"]["alpha"] == 0.1 and attrs["params"]["s"] == 3
     assert attrs["canvas"] == (64, 64) and len(set(map(tuple, c["size"]))) > 1  # mixed sizes
@@ -77,8 +77,9 @@ def test_alpha_zero_s_one_negatives_equal_originals(demo_source, tmp_path):
     neg = np.flatnonzero(c["kind"] == store.KIND_NEGATIVE)
     assert len(neg) and (c["noise_source"][neg] == -1).all()
     src = c["source"][neg]
-    assert (train.image[neg] == train.image[src]).all()
-    assert (train.mask[neg] == train.mask[src]).all()
+    image, mask = train.padded()
+    assert (image[neg] == image[src]).all()
+    assert (mask[neg] == mask[src]).all()
 
 
 def test_mixing_matches_formula_on_store(demo_source, tmp_path):
@@ -90,8 +91,8 @@ def test_mixing_matches_formula_on_store(demo_source, tmp_path):
     c = train.columns
     row = int(np.flatnonzero(c["kind"] == store.KIND_NEGATIVE)[0])
     h, w = c["size"][row]
-    noise_img = train.image[c["noise_source"][row]]  # originals come first, source == row
-    got = train.image[row, :h, :w]
+    noise_img = train.row(c["noise_source"][row])[0]  # originals come first, source == row
+    got = train.row(row)[0]
     # nearest-resized 4x4-grid cell: constant over blocks; its values must all occur in one cell
     nh, nw = c["size"][c["noise_source"][row]] // 4
     cells = [
@@ -143,22 +144,60 @@ def test_existing_store_kept_without_force(demo_source, tmp_path):
 
 
 def _flip_chunk_bytes(path, group, key, row):
+    """XOR 8 raw bytes of the file inside the chunk that holds the start of `row`."""
     with h5py.File(path, "r") as f:
-        info = f[group][key].id.get_chunk_info(row)
+        d = f[group][key]
+        a = int(f[group]["offset"][row])
+        info = d.id.get_chunk_info_by_coord((a - a % d.chunks[0],))
+        at = info.byte_offset + (a % d.chunks[0] if d.compression is None else 10)
     with open(path, "r+b") as fh:
-        fh.seek(info.byte_offset + 10)
+        fh.seek(at)
         b = bytearray(fh.read(8))
-        fh.seek(info.byte_offset + 10)
+        fh.seek(at)
         fh.write(bytes(x ^ 0xFF for x in b))
 
 
-@pytest.mark.parametrize("group,key,row", [("train", "image", 5), ("test", "mask", 0)])
+@pytest.mark.parametrize(
+    "group,key,row", [("train", "image", 5), ("test", "mask", 0), ("train", "mask", 30)]
+)
 def test_inspect_detects_flipped_bytes(demo_store, tmp_path, group, key, row):
     bad = tmp_path / "bad.h5"
     shutil.copy(demo_store, bad)
     _flip_chunk_bytes(bad, group, key, row)
-    with pytest.raises(StoreError, match=f"{bad}.*/{group}"):
+    with pytest.raises(StoreError, match=f"^{bad}: /{group} row"):
         verify(bad)
+
+
+def flip_mask_byte(src, bad, group, row=3):
+    """Copy the store and turn a background byte of a mask row from 0x00 into 0xFF through
+    HDF5, so that every chunk stays valid (HDF5's own checks, fletcher32 in schema 1, cannot
+    see it); return the one-line message readers must give."""
+    shutil.copy(src, bad)
+    with h5py.File(bad, "r+") as f:
+        a = int(f[group]["offset"][row])
+        assert f[group]["mask"][a] == 0
+        f[group]["mask"][a] = 0xFF
+    return (
+        rf"^{bad}: /{group} row {row}: mask bytes do not match their crc32 digest; the store "
+        r"is damaged: rebuild the store with this version's `sirst5k synth`$"
+    )
+
+
+@pytest.mark.parametrize("group", ["train", "test"])
+def test_a_mask_byte_0_to_255_is_found_by_inspect(demo_store, tmp_path, group):
+    """The issue's case (eval's reader: tests/test_eval.py, StoreData: tests/test_data.py)."""
+    msg = flip_mask_byte(demo_store, tmp_path / "bad.h5", group)
+    with pytest.raises(StoreError, match=msg):
+        verify(tmp_path / "bad.h5")
+
+
+def _set_mask_pixel(f, row, value):
+    """Write a mask pixel and the row's new digest: a consistent store with a bad mask value."""
+    g = f["train"]
+    h, w = (int(v) for v in g["size"][row])
+    a = int(g["offset"][row])
+    g["mask"][a] = value
+    g["digest"][row] = store.row_digest(g["image"][a : a + h * w], g["mask"][a : a + h * w])
 
 
 @pytest.mark.parametrize(
@@ -166,11 +205,15 @@ def test_inspect_detects_flipped_bytes(demo_store, tmp_path, group, key, row):
     [
         (lambda f: f["train/rotation"].__setitem__(-1, 45), "rotation"),
         (lambda f: f["train/group"].__setitem__(-1, 0), "group"),
-        (lambda f: f["train/mask"].__setitem__((0, 0, 0), 7), "0/1"),
+        (lambda f: _set_mask_pixel(f, 0, 7), "0/1"),
         (lambda f: f["train/kind"].__setitem__(0, 1), "kind"),
-        (lambda f: f["test/size"].__setitem__(0, [10, 10]), "outside its size"),
+        (lambda f: f["test/size"].__setitem__(0, [10, 10]), "offset: row 1 does not start"),
+        (lambda f: f["train/offset"].__setitem__(2, 5), "offset: row 2 does not start"),
+        (lambda f: f["train/digest"].__setitem__((4, 0), 1), "row 4: image bytes do not match"),
+        (lambda f: f.attrs.__setitem__("canvas", [8, 8]), "outside 1..\\(8, 8\\)"),
         (lambda f: f.attrs.__setitem__("schema_version", 99), "schema version"),
         (lambda f: f["train"].__delitem__("noise_source"), "noise_source"),
+        (lambda f: f["train"].__delitem__("digest"), "lacks digest"),
     ],
 )
 def test_inspect_detects_inconsistent_stores(demo_store, tmp_path, edit, reason):
@@ -252,17 +295,18 @@ def test_every_stored_negative_is_its_sources_box_rotated(demo_store):
         rows = np.flatnonzero(c["group"] == gid)
         src = int(c["source"][rows[0]])
         h, w = c["size"][src]
-        mask = train.mask[src, :h, :w]
+        mask = train.row(src)[1]
+        assert mask.shape == (h, w)
         y0, x0 = _boxes_by_scipy(mask, s)[int(c["target"][rows[0]])]
-        base = train.image[rows[0], :h, :w]
+        base = train.row(rows[0])[0]
         for r in rows:
             k = int(c["rotation"][r]) // 90
             want_img, want_mask = base.copy(), mask.copy()
             want_img[y0 : y0 + s, x0 : x0 + s] = np.rot90(base[y0 : y0 + s, x0 : x0 + s], k)
             want_mask[y0 : y0 + s, x0 : x0 + s] = np.rot90(mask[y0 : y0 + s, x0 : x0 + s], k)
-            assert np.array_equal(train.image[r, :h, :w], want_img), (gid, k)
-            assert np.array_equal(train.mask[r, :h, :w], want_mask), (gid, k)
-            changed += k > 0 and not np.array_equal(train.mask[r, :h, :w], mask)
+            assert np.array_equal(train.row(r)[0], want_img), (gid, k)
+            assert np.array_equal(train.row(r)[1], want_mask), (gid, k)
+            changed += k > 0 and not np.array_equal(train.row(r)[1], mask)
     assert changed > 0  # the rotations do move target pixels: the check above has teeth
 
 

@@ -1,1 +1,5 @@
 """The trainer: model, data streaming from the SIRST-5K store, training loop and evaluation."""
+
+# The names of trainer.peers.MODELS (the model registry), here without torch for the CLI's
+# `--model` choice; trainer/peers.py checks that the two agree.
+MODEL_NAMES = ("aff-unet", "acm", "alcnet", "dna-net", "istdu-net", "uiu-net")

@@ -1,10 +1,12 @@
 """Streaming the SIRST-5K store to the trainer: split, dataset, augmentation, batch sampler.
 
 - StoreData reads the per-sample columns of /train once, and the images too when they fit in
-  memory (`in_memory="auto"`: the store's train images take less than half the available RAM
-  and 16 GiB); otherwise every sample is read from HDF5, one chunk (one image) per read, through
-  a handle each DataLoader worker opens lazily on its first item (h5py handles do not survive
-  fork).
+  memory (`in_memory="auto"`: the store's train images and masks, at their real sizes, take
+  less than half the available RAM and 16 GiB; every row is then checked against its crc32
+  digest once); otherwise every sample is read from HDF5, one read of the row's bytes per flat
+  array (a few 64 KiB chunks), checked against its digest, through a handle each DataLoader
+  worker opens lazily on its first item (h5py handles do not survive fork). Rows come at their
+  real (h, w) size: callers that need a canvas pad themselves.
 - split_by_source carves the validation set from the training ORIGINALS by source image; every
   sample made from a validation image (as source or as noise source) is dropped from training.
 - TrainDataset takes keys (position, seed) from GroupBatchSampler: all randomness of a sample
@@ -12,8 +14,8 @@
   whatever the number of workers, and resumes exactly. The 4 rotations of a group get the SAME
   seed and their crop window is computed from the group's first member, so they see the same
   window and the same flips and differ only by the rotated target patch.
-- Crops: a --crop px window inside the real (unpadded) image; half of them are forced to hold a
-  target pixel (BasicIRSTD's recipe); images smaller than the crop are zero padded.
+- Crops: a --crop px window inside the real image; half of them are forced to hold a target
+  pixel (BasicIRSTD's recipe); images smaller than the crop are zero padded (crop_pad).
   Flips and the transpose go through albumentations (HorizontalFlip, VerticalFlip, Transpose).
 """
 
@@ -22,7 +24,6 @@ from __future__ import annotations
 import os
 
 import albumentations as A
-import h5py
 import numpy as np
 import torch
 
@@ -53,26 +54,31 @@ def available_memory() -> int:
 
 
 class StoreData:
-    """The /train columns of a store, and its images when held in memory."""
+    """The /train columns of a store, and its images when held in memory.
+
+    canvas: the store's largest (h, w) over both splits (the `canvas` attribute; train's
+    `--crop 0` trains on whole images padded to it). Nothing is stored padded.
+    """
 
     def __init__(self, path: str | os.PathLike, in_memory: str | bool = "auto"):
         self.path = str(path)
         with store.check_file(path) as f:
             self.store_id = store.store_id(f)
-            g = store.require_group(f, "train")
+            reader = store.GroupReader(f, "train")  # schema, dtypes, shapes, offsets checked
+            g = f["train"]
             self.columns = {k: g[k][...] for k in KEEP_COLUMNS}
-            n, h, w = g["image"].shape
+            self.offset = reader.offset
+            nbytes = 2 * g["image"].shape[0]  # images + masks at their real sizes
+            self.canvas = tuple(int(v) for v in f.attrs["canvas"])
         self.params = store.read_attrs(path)["params"]
-        self.canvas = (h, w)
-        nbytes = 2 * n * h * w
         if in_memory == "auto":
             in_memory = nbytes < min(available_memory() // 2, 16 << 30)
         self.in_memory = bool(in_memory)
         self.image = self.mask = None
         if self.in_memory:
-            split = store.read_split(path, "train")
+            split = store.read_split(path, "train")  # every row checked against its digest
             self.image, self.mask = split.image, split.mask
-        self._file, self._pid = None, None
+        self._reader, self._pid = None, None
         self.s = int(self.params.get("s", 3))  # side of the rotated box of Eq. 4
 
     def __len__(self) -> int:
@@ -80,40 +86,48 @@ class StoreData:
 
     def __getstate__(self):  # never pickle an open h5py handle (spawned workers)
         d = self.__dict__.copy()
-        d["_file"], d["_pid"] = None, None
+        d["_reader"], d["_pid"] = None, None
         return d
 
     def close(self) -> None:
         """Close this process's HDF5 handle (streaming mode); reads reopen it when needed."""
-        if self._file is not None:
-            self._file.close()
-            self._file, self._pid = None, None
+        if self._reader is not None:
+            self._reader.file.close()
+            self._reader, self._pid = None, None
 
-    def _h5(self) -> h5py.File:
-        """This process's handle; a store replaced since __init__ (synth --force) is refused."""
-        if self._file is None or self._pid != os.getpid():
+    def _h5(self) -> store.GroupReader:
+        """This process's reader; a store replaced since __init__ (synth --force) is refused."""
+        if self._reader is None or self._pid != os.getpid():
             f = store.check_file(self.path)
-            if store.store_id(f) != self.store_id:
+            try:
+                if store.store_id(f) != self.store_id:
+                    raise store.StoreError(
+                        f"{self.path} was replaced while it was being read (a new `sirst5k "
+                        "synth --force`?); restart training on the new store, or resume on the "
+                        "old one"
+                    )
+                self._reader = store.GroupReader(f, "train")
+            except BaseException:
                 f.close()
-                raise store.StoreError(
-                    f"{self.path} was replaced while it was being read (a new `sirst5k synth "
-                    "--force`?); restart training on the new store, or resume on the old one"
-                )
-            self._file, self._pid = f, os.getpid()
-        return self._file
+                raise
+            self._pid = os.getpid()
+        return self._reader
+
+    def _view(self, flat: np.ndarray, row: int) -> np.ndarray:
+        h, w = (int(v) for v in self.columns["size"][row])
+        a = int(self.offset[row])
+        return flat[a : a + h * w].reshape(h, w)
 
     def read(self, row: int) -> tuple[np.ndarray, np.ndarray]:
-        """Image and mask of one /train row, (H, W) uint8 each, padded canvas."""
+        """Image and mask of one /train row, (h, w) uint8 each at the row's real size."""
         if self.in_memory:
-            return self.image[row], self.mask[row]
-        g = self._h5()["train"]
-        try:
-            return g["image"][row], g["mask"][row]
-        except OSError as e:
-            raise store.StoreError(f"{self.path}: train row {row} is damaged ({e})") from e
+            return self._view(self.image, row), self._view(self.mask, row)
+        return self._h5().read(row)  # checked against the row's digest
 
     def read_mask(self, row: int) -> np.ndarray:
-        return self.mask[row] if self.in_memory else self._h5()["train/mask"][row]
+        if self.in_memory:
+            return self._view(self.mask, row)
+        return self._h5().read_mask(row)
 
 
 def split_by_source(
@@ -200,8 +214,7 @@ def negative_boxes(data: StoreData, rows: np.ndarray) -> np.ndarray:
             continue
         src = int(cols["source"][row])
         if src not in cache:
-            h, w = (int(v) for v in cols["size"][row])
-            mask = data.read_mask(orig_row[src])[:h, :w]
+            mask = data.read_mask(orig_row[src])  # real size
             cache[src] = target_boxes(np.ascontiguousarray(mask), s)
         out[j] = cache[src][int(cols["target"][row])]
     return out
@@ -297,9 +310,10 @@ class FreshDataset(torch.utils.data.Dataset):
         sizes = data.columns["size"][self.rows]
         self.size = [(int(h), int(w)) for h, w in sizes]
         self.image, self.mask = [], []
-        for r, (h, w) in zip(self.rows.tolist(), self.size, strict=True):
-            self.image.append(data.read(r)[0][:h, :w].copy())
-            self.mask.append(data.read_mask(r)[:h, :w].copy())
+        for r in self.rows.tolist():
+            image, mask = data.read(r)  # real size
+            self.image.append(image.copy())
+            self.mask.append(mask.copy())
         self.boxes = [target_boxes(m, self.s) for m in self.mask]
         keep = [
             noise_cells(i, m, self.grid, float(p.get("sigma", 50.0)), float(p.get("mu", 255.0)))
@@ -453,12 +467,18 @@ class GroupBatchSampler(torch.utils.data.Sampler):
 def val_batches(data: StoreData, rows: np.ndarray, batch_size: int):
     """Yield (image (B, 1, H, W) uint8 tensor, mask (B, H, W) uint8 numpy, size (B, 2)).
 
-    Whole padded canvases; metrics ignore everything outside each image's real size.
+    H x W is the largest size in the batch, each image zero-padded at the bottom/right to it
+    (the model pads further to its stride itself); metrics ignore everything outside each
+    image's real size.
     """
     for i in range(0, len(rows), batch_size):
         chunk = rows[i : i + batch_size]
-        image = np.zeros((len(chunk), 1, *data.canvas), np.uint8)
-        mask = np.zeros((len(chunk), *data.canvas), np.uint8)
+        sizes = data.columns["size"][chunk]
+        hw = sizes.max(0)
+        image = np.zeros((len(chunk), 1, *hw), np.uint8)
+        mask = np.zeros((len(chunk), *hw), np.uint8)
         for j, row in enumerate(chunk.tolist()):
-            image[j, 0], mask[j] = data.read(row)
-        yield torch.from_numpy(image), mask, data.columns["size"][chunk]
+            im, m = data.read(row)
+            image[j, 0, : im.shape[0], : im.shape[1]] = im
+            mask[j, : m.shape[0], : m.shape[1]] = m
+        yield torch.from_numpy(image), mask, sizes

@@ -1,12 +1,13 @@
 """Evaluation and prediction: the library behind `sirst5k eval` and `sirst5k predict`.
 
-eval: iterate the test images of a store (its test group, cropped to each real size) or of a
-dataset folder (dataset.load_split), run a predictor (a checkpoint or a classical method from
-trainer.detectors), accumulate trainer.metrics, and write metrics.json, per_image.csv, roc.csv,
-pd_fa.png and overlays of the worst images. predict: the same predictors on a user's files.
+eval: iterate the test images of a store (its test group: real-size rows, each checked against
+its crc32 digest) or of a dataset folder (dataset.load_split), run a predictor (a checkpoint or
+a classical method from trainer.detectors), accumulate trainer.metrics, and write metrics.json,
+per_image.csv, roc.csv, pd_fa.png and overlays of the worst images. predict: the same
+predictors on a user's files.
 
-Networks see each image zero-padded at the bottom/right to a multiple of `model.stride` (as the
-store's canvas pads images for training: trainer.model.pad_to_stride); the logits are cropped
+Networks see each image zero-padded at the bottom/right to a multiple of `model.stride`
+(trainer.model.pad_to_stride, as in validation during training); the logits are cropped
 back before the sigmoid, so only real pixels are ever scored. Images of one batch are grouped by
 padded shape. On the CPU the default batch is 1, which makes every image's prediction
 independent of the others (eval and predict then agree bit for bit); on CUDA the default is 16,
@@ -136,16 +137,16 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
     if split is not None:
         raise UserError(f"--split {split}: a store's test group is fixed; --split is for folders")
     try:
-        test = read_split(path, "test")
+        test = read_split(path, "test")  # real sizes; every row checked against its digest
         names = read_attrs(path)["sources"]
     except StoreError as e:
         raise UserError(str(e)) from e
 
     def get_store(i: int) -> EvalImage:
-        h, w = (int(v) for v in test.size[i])
         src = int(test.columns["source"][i])
         stem = names[src] if 0 <= src < len(names) else f"test-{i:05d}"
-        return EvalImage(stem, test.image[i, :h, :w], test.mask[i, :h, :w], i)
+        image, mask = test.row(i)
+        return EvalImage(stem, image, mask, i)
 
     return EvalData(path, "store", "store:test", len(test), get_store, skip_bad)
 

@@ -148,6 +148,11 @@ class DecoderNode(nn.Module):
 
 
 class AFFUNet(nn.Module):
+    Config = ModelConfig  # the registry's interface (trainer/peers.py)
+    stride = 16
+    paper = "Lu et al., SIRST-5K (the AFF U-Net of section III-C)"
+    reported_m = None
+
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
@@ -168,6 +173,10 @@ class AFFUNet(nn.Module):
         n_heads = 4 if cfg.deep_supervision else 1
         self.heads = nn.ModuleList(nn.Conv2d(w[i], 1, 1) for i in range(n_heads))
         self.reset_parameters()
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.heads)
 
     def reset_parameters(self):
         """Xavier initialisation of every conv (IV-C), zero biases, BN at identity."""
@@ -195,12 +204,16 @@ class AFFUNet(nn.Module):
         return [head(feats[i]) for i, head in enumerate(self.heads)]
 
 
-def build_model(cfg: ModelConfig | dict | None = None) -> AFFUNet:
+def build_model(cfg: ModelConfig | dict | None = None) -> nn.Module:
+    """The AFF U-Net of a ModelConfig, or the model a config dict names: its "name" picks one of
+    trainer.peers.MODELS ("aff-unet" when absent, as in every older config and checkpoint)."""
     if cfg is None:
         cfg = ModelConfig()
-    elif isinstance(cfg, dict):
-        cfg = ModelConfig.from_dict(cfg)
-    return AFFUNet(cfg)
+    if isinstance(cfg, ModelConfig):
+        return AFFUNet(cfg)
+    from trainer.peers import build
+
+    return build(cfg)
 
 
 def count_params(model: nn.Module) -> int:

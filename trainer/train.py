@@ -50,16 +50,16 @@ from trainer.losses import NEG_MODES, SirstLoss
 from trainer.metrics import Metrics
 from trainer.model import (
     SCHEMA,
-    ModelConfig,
     build_model,
     count_params,
     predict_probs,
     resolve_device,
     save_checkpoint,
 )
+from trainer.peers import model_config, model_stride
 from trainer.plots import training_curves
 
-HEADS = 4  # deep-supervision heads logged (full, 1/2, 1/4, 1/8 resolution)
+HEADS = 4  # deep-supervision heads logged (AFF U-Net: full, 1/2, 1/4, 1/8 resolution)
 HEAD_FIELDS = tuple(f"p_mean_{i}" for i in range(HEADS)) + tuple(
     f"pos_frac_{i}" for i in range(HEADS)
 )
@@ -120,7 +120,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training step's model (falls back to eager)
     max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
     preset: str = ""  # the PRESETS entry this config started from
-    model: dict = field(default_factory=lambda: ModelConfig().to_dict())
+    # the model: "name" (trainer.peers.MODELS; absent = "aff-unet") and that model's options
+    model: dict = field(default_factory=model_config)
 
     def __post_init__(self):
         def bad(msg):
@@ -132,8 +133,6 @@ class TrainConfig:
             bad(f"--val-every {self.val_every}: must be >= 1")
         if self.batch_size < 1 or self.val_batch_size < 1:
             bad(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.crop < 0 or self.crop % 16:
-            bad(f"--crop {self.crop}: use a multiple of 16 (the model's stride), or 0 for whole")
         if self.neg_loss not in NEG_MODES:
             bad(f"--neg-loss {self.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
         self.alpha_range = tuple(float(a) for a in self.alpha_range)
@@ -156,9 +155,15 @@ class TrainConfig:
         if self.warmup < 0:
             bad(f"--warmup {self.warmup}: must be >= 0")
         try:
-            self.model = ModelConfig.from_dict(dict(self.model)).to_dict()
+            self.model = model_config(self.model)
         except (TypeError, ValueError) as e:
             bad(f"model options: {e}")
+        stride = model_stride(self.model)
+        if self.crop < 0 or self.crop % stride:
+            bad(
+                f"--crop {self.crop}: use a multiple of {stride} (the model's stride), "
+                "or 0 for whole"
+            )
 
     @property
     def groups_used(self) -> bool:
@@ -174,17 +179,25 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+def _merge_model(base: dict, new: dict) -> dict:
+    """Model options over the model dict so far; naming another model starts from its defaults
+    (a preset's AFF U-Net widths do not carry over to a peer)."""
+    if new.get("name", base.get("name")) != base.get("name"):
+        return dict(new)
+    return dict(base, **new)
+
+
 def make_config(preset: str = "", **overrides) -> TrainConfig:
     """A TrainConfig from a preset, then explicit overrides (None = not given)."""
     if preset and preset not in PRESETS:
         raise TrainError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
     d = TrainConfig().to_dict()
     for k, v in PRESETS.get(preset, {}).items():
-        d[k] = dict(d["model"], **v) if k == "model" else v
+        d[k] = _merge_model(d["model"], v) if k == "model" else v
     for k, v in overrides.items():
         if v is None:
             continue
-        d[k] = dict(d["model"], **v) if k == "model" else v
+        d[k] = _merge_model(d["model"], v) if k == "model" else v
     if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
         d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
     d["preset"] = preset
@@ -415,7 +428,8 @@ def build_data(cfg: TrainConfig, ddp: Dist):
     )
     if len(train_rows) == 0:
         raise TrainError(f"{cfg.store}: no training samples left after the validation split")
-    crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % 16
+    stride = model_stride(cfg.model)
+    crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % stride
     if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
         dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
     else:
@@ -445,7 +459,8 @@ def build_data(cfg: TrainConfig, ddp: Dist):
 
 
 def build_model_and_optimizer(cfg: TrainConfig, device: torch.device):
-    """The AFF U-Net (Xavier init from the seed: identical on every rank) and its optimizer."""
+    """The config's model (initialised from the seed: identical on every rank; the AFF U-Net
+    Xavier, the peers PyTorch's defaults) and its optimizer."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model).to(device)
     if device.type == "cuda":
@@ -481,12 +496,13 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
             loss.backward()
             run.optimizer.step()
             run.step += 1
+            logged = outputs[:HEADS]  # a peer may have more heads (UIU-Net: 7); log the first 4
             stats = torch.stack(
-                [loss.detach(), main.detach(), neg.detach(), *head_stats(outputs)]
+                [loss.detach(), main.detach(), neg.detach(), *head_stats(logged)]
             ).tolist()
             for k, v in zip(("loss", "loss_main", "loss_neg"), stats, strict=False):
                 partial[k] += v
-            for k, v in zip(head_keys(len(outputs)), stats[3:], strict=True):
+            for k, v in zip(head_keys(len(logged)), stats[3:], strict=True):
                 partial[k] += v
             partial["n"] += 1
             partial["samples"] += len(x) * ddp.world
@@ -596,7 +612,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     info |= dict(
         params=count_params(model), device=str(ddp.device), world=ddp.world,
         in_memory=data.in_memory, epochs=cfg.epochs, boundary=True,
-        heads=HEADS if model.cfg.deep_supervision else 1,
+        heads=min(model.n_outputs, HEADS),
     )  # fmt: skip
     criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
     run = Run(cfg, ddp, out, data, val_rows, sampler, loader, model, net, optimizer, criterion,
