@@ -142,6 +142,16 @@ def table(rows: list[dict], variants: list[str]) -> str:
     return "\n".join(lines)
 
 
+def run_table(rows: list[dict]) -> str:
+    """One markdown row per run: best epoch, then the COLUMNS."""
+    head = ["run", "best epoch", *(c[1] for c in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [f"{r[k] * s:.2f}" if k in r else "-" for k, _, s in COLUMNS]
+        lines.append("| " + " | ".join([r["name"], str(r["best_epoch"]), *cells]) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--store", default="data/nudt.h5")
@@ -183,6 +193,8 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(table(rows, variants))
+    print()
+    print(run_table(rows))
     print(f"\nwrote {out}")
 
 
