@@ -341,3 +341,18 @@ def test_full_disk_during_training_is_one_line(tiny_store, tmp_path):
         assert not list((mnt / "run").glob("*.partial")) and not list((mnt / "run").glob(".*"))
     finally:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_batch_that_cannot_fit_is_refused_before_anything_is_written(tiny_store, tmp_path):
+    """The paper's batch 256 at crop 256 on the default model needs ~63 GiB of activations:
+    refused with one line naming a batch that fits, and --out stays untouched."""
+    from trainer.model import build_model
+    from trainer.train import activation_bytes
+
+    per_sample = activation_bytes(build_model(), 256)
+    assert 150 * 2**20 < per_sample < 200 * 2**20  # 168 MiB of leaf outputs at 256 x 256
+    out = tmp_path / "run"
+    r = _cli("train", tiny_store, "--out", out, "--device", "cpu", "--crop", "0",
+             "--batch-size", "100000")  # fmt: skip
+    assert r.exit_code == 1 and "GiB for activations" in r.output and "fits" in r.output
+    assert not out.exists()
