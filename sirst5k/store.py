@@ -256,11 +256,19 @@ def check_file(path: str | os.PathLike) -> h5py.File:
         f = h5py.File(path, "r")
     except OSError as e:
         raise StoreError(f"{path}: not an HDF5 file ({e}); rebuild it with `sirst5k synth`") from e
-    fmt = f.attrs.get("format")
+    try:
+        fmt = f.attrs.get("format")
+        version = int(f.attrs.get("schema_version", -1))
+    except (OSError, KeyError, ValueError, TypeError) as e:  # damaged root metadata
+        f.close()
+        what = str(e).splitlines()[0][:100]
+        raise StoreError(
+            f"{path}: damaged store metadata ({type(e).__name__}: {what}); rebuild it with "
+            "`sirst5k synth`"
+        ) from None
     if fmt != FORMAT:
         f.close()
         raise StoreError(f"{path}: not a SIRST-5K store (format={fmt!r}); build one with synth")
-    version = int(f.attrs.get("schema_version", -1))
     if version != SCHEMA_VERSION:
         f.close()
         raise StoreError(
@@ -378,12 +386,20 @@ def read_split(path: str | os.PathLike, name: str) -> Split:
 
 
 def read_attrs(path: str | os.PathLike) -> dict:
-    """Root attributes, with params and versions decoded from JSON."""
+    """Root attributes, with params and versions decoded from JSON; damaged or missing
+    metadata is a one-line StoreError, never a traceback."""
     with check_file(path) as f:
-        attrs = {k: f.attrs[k] for k in f.attrs}
-        names = [s.decode() if isinstance(s, bytes) else s for s in f["sources/name"][...]]
-    attrs["params"] = json.loads(attrs["params"])
-    attrs["versions"] = json.loads(attrs["versions"])
-    attrs["canvas"] = tuple(int(v) for v in attrs["canvas"])
+        try:
+            attrs = {k: f.attrs[k] for k in f.attrs}
+            names = [s.decode() if isinstance(s, bytes) else s for s in f["sources/name"][...]]
+            attrs["params"] = json.loads(attrs["params"])
+            attrs["versions"] = json.loads(attrs["versions"])
+            attrs["canvas"] = tuple(int(v) for v in attrs["canvas"])
+        except (KeyError, OSError, ValueError, TypeError) as e:
+            what = str(e).splitlines()[0][:100]
+            raise StoreError(
+                f"{path}: damaged store metadata ({type(e).__name__}: {what}); rebuild it with "
+                "`sirst5k synth`"
+            ) from None
     attrs["sources"] = names
     return attrs

@@ -348,3 +348,27 @@ def test_two_synths_to_one_output_one_wins(demo_source, tmp_path):
     assert "exists" in loser or "created by another process" in loser
     assert verify(out)["negatives"] > 0
     assert not list(tmp_path.glob(".*partial"))
+
+
+def test_damaged_metadata_is_one_line_naming_the_store(demo_store, tmp_path):
+    """Broken params JSON, a missing sources list: train and eval say the STORE is damaged
+    (not the run or output folder), in one line, exit 1."""
+    from click.testing import CliRunner
+
+    from sirst5k_cli.cli import main
+
+    for name, edit in (
+        ("json", lambda f: f.attrs.__setitem__("params", "{not json")),
+        ("sources", lambda f: f.__delitem__("sources/name")),
+    ):
+        bad = tmp_path / f"{name}.h5"
+        shutil.copy(demo_store, bad)
+        with h5py.File(bad, "r+") as f:
+            edit(f)
+        for args in (["train", str(bad), "--out", str(tmp_path / "run"), "--preset", "demo",
+                      "--device", "cpu"], ["eval", str(bad), "--method", "tophat", "--out",
+                                           str(tmp_path / "ev")]):  # fmt: skip
+            r = CliRunner().invoke(main, args)
+            assert r.exit_code == 1, r.output
+            assert f"{bad}: damaged store metadata" in r.output and "Traceback" not in r.output
+        assert not (tmp_path / "run").exists()

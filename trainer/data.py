@@ -61,6 +61,18 @@ class StoreData:
     """
 
     def __init__(self, path: str | os.PathLike, in_memory: str | bool = "auto"):
+        try:
+            self._open(path, in_memory)
+        except (OSError, KeyError, ValueError) as e:  # HDF5's own errors: blame the store
+            if isinstance(e, store.StoreError):
+                raise
+            what = str(e).splitlines()[0][:100]
+            raise store.StoreError(
+                f"{path}: damaged store ({type(e).__name__}: {what}); rebuild it with "
+                "`sirst5k synth`"
+            ) from None
+
+    def _open(self, path: str | os.PathLike, in_memory: str | bool) -> None:
         self.path = str(path)
         with store.check_file(path) as f:
             self.store_id = store.store_id(f)

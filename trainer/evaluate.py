@@ -141,6 +141,11 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
         names = read_attrs(path)["sources"]
     except StoreError as e:
         raise UserError(str(e)) from e
+    except (OSError, KeyError, ValueError) as e:  # HDF5's own errors: the store, not --out
+        what = str(e).splitlines()[0][:100]
+        raise StoreError(
+            f"{path}: damaged store ({type(e).__name__}: {what}); rebuild it with `sirst5k synth`"
+        ) from None
 
     def get_store(i: int) -> EvalImage:
         src = int(test.columns["source"][i])
