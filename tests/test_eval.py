@@ -339,3 +339,20 @@ def test_legacy_fa_needs_256_images():
     m.update(np.ones((2, 256, 256)), np.zeros((2, 256, 256), np.uint8))
     r = m.compute()
     assert r["fa_legacy"] == r["fa_corrected"] == 1.0  # every pixel false, both definitions
+
+
+def test_predict_failing_part_way_says_what_it_wrote(tmp_path):
+    """A corrupt image in the middle, no --skip-bad: one line that counts the masks written
+    before it; those masks are whole PNGs, and no temporary file is left."""
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(4):
+        img = np.full((20, 20), 50, np.uint8)
+        img[8:10, 8:10] = 250
+        cv2.imwrite(str(src / f"im{i}.png"), img)
+    (src / "im2.png").write_bytes(b"not a png")
+    out = tmp_path / "o"
+    r = invoke("predict", src, "--method", "tophat", "-o", out, "--no-overlay", "--k", "3")
+    assert r.exit_code == 1 and "predict stopped: 2 of 4 masks were written" in r.output
+    assert sorted(p.name for p in out.iterdir()) == ["im0.png", "im1.png"]
+    assert all(cv2.imread(str(out / n)) is not None for n in ("im0.png", "im1.png"))

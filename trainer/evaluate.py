@@ -385,7 +385,10 @@ def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path
 
 def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=False,
             write_overlays=True, batch_size=None, progress=None) -> dict:  # fmt: skip
-    """Write OUT/<name>.png (0/255 mask at the real size) and OUT/overlays/<name>.png."""
+    """Write OUT/<name>.png (0/255 mask at the real size) and OUT/overlays/<name>.png.
+
+    Every PNG is written atomically (whole or not at all); a failure part-way says how many
+    masks were written before it."""
     import cv2
 
     from trainer.plots import overlay, write_png
@@ -394,30 +397,37 @@ def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=Fa
     items = collect_images(inputs, out)[: limit or None]
     batch_size = batch_size or default_batch(predictor)
     written, targets, skipped, t_pred, t0 = 0, 0, [], 0.0, time.perf_counter()
-    decoded = prefetch(lambda item: read_image(item[0]), items)
-    for batch in _chunks(decoded, batch_size):
-        images, kept = [], []
-        for (_, rel), got in batch:
-            if isinstance(got, UserError):
-                if not skip_bad:
-                    raise got
-                skipped.append(str(got))
-            else:
-                images.append(got)
-                kept.append(rel)
-        if images:
-            t1 = time.perf_counter()
-            probs = predictor(images)
-            t_pred += time.perf_counter() - t1
-            for im, rel, p in zip(images, kept, probs, strict=True):
-                pred = p > threshold
-                write_png(out / rel, pred.astype(np.uint8) * 255)
-                if write_overlays:
-                    write_png(out / "overlays" / rel, overlay(im, pred))
-                targets += cv2.connectedComponents(pred.astype(np.uint8), connectivity=8)[0] - 1
-                written += 1
-        if progress:
-            progress(len(batch))
+    try:
+        for batch in _chunks(prefetch(lambda item: read_image(item[0]), items), batch_size):
+            images, kept = [], []
+            for (_, rel), got in batch:
+                if isinstance(got, UserError):
+                    if not skip_bad:
+                        raise got
+                    skipped.append(str(got))
+                else:
+                    images.append(got)
+                    kept.append(rel)
+            if images:
+                t1 = time.perf_counter()
+                probs = predictor(images)
+                t_pred += time.perf_counter() - t1
+                for im, rel, p in zip(images, kept, probs, strict=True):
+                    pred = p > threshold
+                    write_png(out / rel, pred.astype(np.uint8) * 255)
+                    if write_overlays:
+                        write_png(out / "overlays" / rel, overlay(im, pred))
+                    n_components = cv2.connectedComponents(pred.astype(np.uint8), connectivity=8)[0]
+                    targets += n_components - 1
+                    written += 1
+            if progress:
+                progress(len(batch))
+    except (UserError, OSError) as e:
+        why = str(e).splitlines()[0]
+        raise UserError(
+            f"{why} (predict stopped: {written} of {len(items)} masks were written to {out}; "
+            "--skip-bad skips unreadable images)"
+        ) from None
     return {
         "out": str(out),
         "written": written,

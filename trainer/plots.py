@@ -189,12 +189,14 @@ def legend(width: int, height: int = 20) -> np.ndarray:
 
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
-    """cv2.imwrite that works with any path (encode, then write bytes)."""
+    """cv2.imwrite that works with any path, atomically (encode, write beside, rename)."""
+    from sirst5k.files import atomic_path
+
     ok, buf = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"{path}: could not encode PNG")
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    buf.tofile(str(path))
+    with atomic_path(path, force=True) as tmp:
+        buf.tofile(str(tmp))
 
 
 def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str) -> None:
