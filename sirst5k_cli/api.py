@@ -75,7 +75,12 @@ def train_config(
         if not store or not out:
             raise TrainError("give STORE and --out DIR (or --resume DIR)")
         return make_config(preset, store=str(store), out=str(out), **options), None
-    fix = f"{resume} holds no run to resume; start one with `sirst5k train --out DIR`"
+    fix = f"{resume} holds no run to resume; start one with `sirst5k train STORE --out DIR`"
+    if (Path(resume) / "config.json").exists():  # a run killed in its first epoch
+        fix = (
+            f"{resume} holds a run that never finished its first epoch (no last.pt): start it "
+            f"again with `sirst5k train STORE --out {resume} --force`"
+        )
     ckpt = read_checkpoint(Path(resume) / "last.pt", fix=fix)
     ignored = [
         k for k, v in options.items() if v not in (None, False, {}) and k not in RESUME_OPTIONS

@@ -356,3 +356,18 @@ def test_a_batch_that_cannot_fit_is_refused_before_anything_is_written(tiny_stor
              "--batch-size", "100000")  # fmt: skip
     assert r.exit_code == 1 and "GiB for activations" in r.output and "fits" in r.output
     assert not out.exists()
+
+
+def test_a_run_killed_in_its_first_epoch_points_to_force(tiny_store, tmp_path):
+    """config.json written, no last.pt: neither --out nor --resume sends the user to the other."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text("{}")
+    r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
+    assert r.exit_code == 1 and "never finished its first epoch" in r.output
+    assert "--force" in r.output and "--resume" not in r.output
+    r = _cli("train", "--resume", out)
+    assert r.exit_code == 1 and "never finished its first epoch" in r.output
+    assert f"--out {out} --force" in r.output
+    r = _cli("train", tiny_store, "--out", out, *TINY_ARGS, "--force")
+    assert r.exit_code == 0, r.output

@@ -301,6 +301,11 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
     if resume:
         return
     existing = [f for f in RUN_FILES if (out / f).exists()]
+    if existing and not force and not (out / "last.pt").exists():
+        raise TrainError(
+            f"{out} holds a run that never finished its first epoch (no last.pt, nothing to "
+            f"resume); start it again with --force, or choose another --out"
+        )
     if existing and not force:
         raise TrainError(
             f"{out} already holds a run ({', '.join(existing)}); pass --resume {out} to continue "
