@@ -6,7 +6,7 @@ from sirst5k import __version__
 
 __all__ = ["__version__", "synthesize", "train", "evaluate", "predict", "load_model"]
 
-_API = ("synthesize", "train", "evaluate", "predict", "export", "load_model")
+_API = ("synthesize", "train", "evaluate", "predict", "export", "compare", "load_model")
 
 
 def __getattr__(name: str):

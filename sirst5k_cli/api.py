@@ -207,3 +207,65 @@ def load_model(checkpoint: PathLike, device: str = "cpu"):
     from trainer.model import resolve_device
 
     return load(resolve(checkpoint), resolve_device(device))[0]
+
+
+def compare(
+    data: PathLike,
+    *,
+    checkpoints: list[PathLike] = (),
+    methods: list[str] = (),
+    out: PathLike = "runs/compare",
+    split: PathLike | None = None,
+    device: str = "auto",
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every checkpoint (a run folder means its best.pt) and classical method on the
+    same DATA with the same metrics, like the paper's Table I; write OUT/compare.csv and
+    OUT/compare.md and each evaluation into OUT/<name>/. Returns one row per entry."""
+    import csv
+
+    from sirst5k.errors import UserError
+
+    entries = [("method", m, m) for m in methods]
+    for c in checkpoints:
+        path = Path(c) / "best.pt" if Path(c).is_dir() else Path(c)
+        entries.append(
+            ("checkpoint", path, path.parent.name if path.name == "best.pt" else path.stem)
+        )
+    if not entries:
+        raise UserError("compare: give at least one run, checkpoint or --method")
+    out = Path(out)
+    rows = []
+    for kind, what, name in entries:
+        if progress:
+            progress(name)
+        kw = {"method": what} if kind == "method" else {"checkpoint": what}
+        r = evaluate(data, out=out / name, split=split, device=device, worst=0, **kw)
+        pu = r["paper_units"]
+        rows.append({
+            "name": name, "iou": pu["iou_x1e2"], "niou": pu["niou_x1e2"], "pd": pu["pd_x1e2"],
+            "fa": pu["fa_x1e6"], "params_m": r["params"] / 1e6 if r["params"] else None,
+            "images_per_s": r["timing"]["images_per_s"], "images": r["images"],
+        })  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(rows[0])
+    with open(out / "compare.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, keys)
+        w.writeheader()
+        w.writerows(rows)
+
+    def fmt(v, digits=2):
+        return "-" if v is None else f"{v:.{digits}f}"
+
+    md = [
+        f"Data: {data} ({rows[0]['images']} images). IoU, nIoU, Pd x1e2; Fa x1e6 (corrected).",
+        "",
+        "| method | IoU | nIoU | Pd | Fa | params (M) | images/s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        cells = [fmt(r["iou"]), fmt(r["niou"]), fmt(r["pd"]), fmt(r["fa"], 1)]
+        cells += [fmt(r["params_m"]), fmt(r["images_per_s"], 1)]
+        md.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+    (out / "compare.md").write_text("\n".join(md) + "\n")
+    return rows

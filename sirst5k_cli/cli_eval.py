@@ -242,3 +242,42 @@ def export_cmd(checkpoint, out, opset):
         else "not checked: pip install 'sirst5k[onnx]' for ONNX Runtime"
     )
     click.echo(f"wrote {out} (opset {opset}, {s['params']:,} parameters); {check}")
+
+
+@click.command("compare")
+@click.argument("data", type=click.Path(path_type=Path))
+@click.argument("runs", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--method", "methods", multiple=True, type=method_choice(),
+              help="A classical method to add (repeat the option for several).")  # fmt: skip
+@click.option("--split", type=click.Path(path_type=Path), help="Test split file (folders only).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("runs/compare"), show_default=True)  # fmt: skip
+@click.option("--device", type=DEVICE, default="auto", show_default=True)
+def compare_cmd(data, runs, methods, split, out, device):
+    """One table of RUNS (run folders or checkpoints) and --method detectors on DATA.
+
+    The same test images and metrics for all, as the paper's Table I reads; writes
+    OUT/compare.csv, OUT/compare.md and each evaluation in OUT/NAME/.
+    """
+    from rich.table import Table
+
+    from sirst5k_cli.api import compare
+
+    try:
+        rows = compare(data, checkpoints=list(runs), methods=list(methods), out=out,
+                       split=split, device=device,
+                       progress=lambda n: click.echo(f"evaluating {n} ...", err=True))  # fmt: skip
+    except SirstError as e:
+        raise click.ClickException(str(e)) from e
+    except OSError as e:
+        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    t = Table(title=f"{data} ({rows[0]['images']} images)")
+    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "params M", "img/s"):
+        t.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    for r in rows:
+        t.add_row(r["name"], _fmt(r["iou"]), _fmt(r["niou"]), _fmt(r["pd"]), _fmt(r["fa"], 1),
+                  _fmt(r["params_m"]), _fmt(r["images_per_s"], 1))  # fmt: skip
+    from rich.console import Console
+
+    Console(width=None if Console().is_terminal else 120).print(t)
+    click.echo(f"wrote {out}/compare.csv and {out}/compare.md")

@@ -52,3 +52,21 @@ def test_api_errors_are_the_cli_lines(demo_source, tmp_path):
         train(tmp_path / "missing.h5", tmp_path / "run")
     with pytest.raises(SirstError, match="no such checkpoint"):
         load_model(tmp_path / "none.pt")
+
+
+def test_compare_is_one_table_of_the_same_evaluations(demo_source, tmp_path):
+    import csv
+
+    from sirst5k_cli import compare
+
+    rows = compare(demo_source, methods=["tophat", "tllcm"], out=tmp_path / "cmp")
+    assert [r["name"] for r in rows] == ["tophat", "tllcm"]
+    single = evaluate(demo_source, method="tllcm", out=tmp_path / "one", worst=0)
+    assert rows[1]["iou"] == pytest.approx(single["paper_units"]["iou_x1e2"])
+    with open(tmp_path / "cmp" / "compare.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["name"] for r in table] == ["tophat", "tllcm"]
+    assert float(table[1]["pd"]) == pytest.approx(single["paper_units"]["pd_x1e2"])
+    assert "| tllcm |" in (tmp_path / "cmp" / "compare.md").read_text()
+    r = CliRunner().invoke(main, ["compare", str(demo_source)])
+    assert r.exit_code == 1 and "at least one run" in r.output
