@@ -137,7 +137,8 @@ def table(rows: list[dict], variants: list[str]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
         rs = [r for r in rows if r["variant"] == v]
-        cells = [cell([r[k] for r in rs if k in r], s) for k, _, s in COLUMNS]
+        rs = [r for r in rs if all(k in r for k, _, _ in COLUMNS)]  # fully evaluated runs only
+        cells = [cell([r[k] for r in rs], s) for k, _, s in COLUMNS]
         lines.append("| " + " | ".join([v, str(len(rs)), *cells]) + " |")
     return "\n".join(lines)
 
