@@ -6,9 +6,11 @@ scores each best checkpoint (chosen on the validation split) on the NUDT-SIRST t
 predicted pixel is false) on its 102 target-free frames. Writes benchmarks/out/<--name>.json and
 prints a table of the per-variant mean and spread.
 
-A run whose summary.json says completed is not trained again, an evaluation whose metrics.json
-exists is not run again; several instances may share --runs (a lock folder per run), so a
-long ablation can be resumed, or run on two lanes started at different times.
+A run whose summary.json says completed is not trained again, an interrupted one (a last.pt,
+no completed summary) is resumed exactly, an evaluation whose metrics.json exists is not run
+again; several instances may share --runs (a lock folder per run holding its instance's pid; a
+lock whose process is gone is taken over), so a long ablation can be resumed across sessions,
+or run on two lanes started at different times.
 
     python benchmarks/ablation_negatives.py --variants orig,off,group,fresh --seeds 42,43,44
 
@@ -69,7 +71,12 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
     try:
         lock.mkdir()
     except FileExistsError:
-        return None
+        owner = (lock / "pid").read_text().strip() if (lock / "pid").exists() else ""
+        if owner.isdigit() and Path(f"/proc/{owner}").exists():
+            return None  # another instance is on it
+        shutil.rmtree(lock, ignore_errors=True)  # its instance is gone (a session ended)
+        lock.mkdir()
+    (lock / "pid").write_text(str(os.getpid()))
     try:
         env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
         cli = [sys.executable, "-m", "sirst5k_cli"]
@@ -77,7 +84,11 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
         done = summary.exists() and json.loads(summary.read_text())["status"] == "completed"
         t0 = time.perf_counter()
         with open(f"{out}.log", "a") as log:
-            if not done:
+            if not done and (out / "last.pt").exists():
+                # an interrupted run (Ctrl-C, kill, a session that ended): continue it exactly
+                cmd = [*cli, "train", args.store, "--resume", str(out)]
+                subprocess.run(cmd, env=env, stdout=log, stderr=log, check=True)
+            elif not done:
                 e = STORE_EPOCHS[args.budget]
                 opts = [o.format(E=e, E6=6 * e) for o in VARIANTS[variant]]
                 cmd = [*cli, "train", args.store, "--out", str(out), "--preset", "cpu30"]
