@@ -11,6 +11,8 @@
   link that fails if dest appeared meanwhile), so of two writers one wins and the other says
   so. Temporary files are named `.NAME.<pid>.<random>.partial`; those of processes that no
   longer run (kill -9) are removed by the next atomic_path to the same dest.
+- `DeferredInterrupt`: the first Ctrl-C only sets `asked` (the trainer reads it between
+  batches, so its saved state is a whole number of steps); a second one raises at once.
 - `check_free_space(dest, nbytes)`: a one-line error before writing what cannot fit.
 """
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -53,6 +57,32 @@ def interruptible(signals: tuple[int, ...] = BOTH) -> Iterator[Callable[[], None
     finally:
         for sig, h in previous.items():
             signal.signal(sig, h)
+
+
+class DeferredInterrupt:
+    """Context manager: the first SIGINT sets `self.asked` (and prints `message` when announce);
+    a second one raises KeyboardInterrupt. Outside the main thread it installs nothing."""
+
+    message = ""
+
+    def __init__(self, announce: bool = False):
+        self.asked, self.announce, self._old = False, announce, None
+
+    def _handler(self, signum, frame):
+        if self.asked:
+            raise KeyboardInterrupt
+        self.asked = True
+        if self.announce and self.message:
+            print(self.message, file=sys.stderr)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
 
 
 @contextmanager

@@ -26,8 +26,6 @@ import math
 import os
 import random
 import signal
-import sys
-import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -37,7 +35,7 @@ import torch
 import torch.distributed as dist
 
 from sirst5k.errors import TrainError
-from sirst5k.files import atomic_path
+from sirst5k.files import DeferredInterrupt, atomic_path
 from trainer.data import (
     FreshDataset,
     GroupBatchSampler,
@@ -236,29 +234,12 @@ def setup(cfg: TrainConfig) -> Dist:
     return Dist(0, 1, torch.device(want))
 
 
-class StopRequest:
+class StopRequest(DeferredInterrupt):
     """Ctrl-C (SIGINT) asks the loop to stop at the next batch boundary, where the state saved
     is a whole number of steps and resumes exactly; a second Ctrl-C stops at once (last.pt is
     then the previous epoch's). Under DDP every rank stops after the same step."""
 
-    def __init__(self, announce: bool = False):
-        self.asked, self.announce, self._old = False, announce, None
-
-    def _handler(self, signum, frame):
-        if self.asked:
-            raise KeyboardInterrupt
-        self.asked = True
-        if self.announce:
-            print("\nCtrl-C: saving after this batch (Ctrl-C again: stop now)", file=sys.stderr)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+    message = "\nCtrl-C: saving after this batch (Ctrl-C again: stop now)"
 
     def now(self, ddp: Dist, device: torch.device) -> bool:
         """Whether a stop was asked for, on any rank."""
