@@ -45,3 +45,27 @@ def demo_store(demo_source, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("store") / "demo.h5"
     build_store(demo_source, out, SynthConfig())
     return out
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """mount(size_bytes, fill_bytes=0) -> a folder on a tmpfs of that size, partly filled, so
+    that writes there run out of space; skips where tmpfs cannot be mounted (not root)."""
+    import subprocess
+
+    mounted = []
+
+    def mount(size: int, fill: int = 0) -> Path:
+        mnt = tmp_path / f"disk{len(mounted)}"
+        mnt.mkdir()
+        cmd = ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)]
+        if subprocess.run(cmd, capture_output=True).returncode:
+            pytest.skip("cannot mount a tmpfs here")
+        mounted.append(mnt)
+        if fill:
+            (mnt / "filler").write_bytes(b"\0" * fill)
+        return mnt
+
+    yield mount
+    for mnt in mounted:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -310,26 +310,19 @@ def test_every_stored_negative_is_its_sources_box_rotated(demo_store):
     assert changed > 0  # the rotations do move target pixels: the check above has teeth
 
 
-def test_full_disk_is_refused_before_writing(demo_source, tmp_path):
+def test_full_disk_is_refused_before_writing(demo_source, small_disk):
     """A store that cannot fit (a 1 MB tmpfs): one line, exit 1, nothing left behind, an
     existing store untouched. (HDF5 itself segfaults on a write that fails half-way.)"""
     import subprocess
     import sys
 
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:  # fmt: skip
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        (mnt / "s.h5").write_bytes(b"an existing store")
-        cmd = [sys.executable, "-m", "sirst5k_cli", "synth", str(demo_source), "-o"]
-        r = subprocess.run([*cmd, str(mnt / "s.h5"), "--force"], capture_output=True, text=True)
-        assert r.returncode == 1 and "MB free" in r.stderr and "Traceback" not in r.stderr
-        assert (mnt / "s.h5").read_bytes() == b"an existing store"
-        assert sorted(p.name for p in mnt.iterdir()) == ["s.h5"]
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    mnt = small_disk(1024 * 1024)
+    (mnt / "s.h5").write_bytes(b"an existing store")
+    cmd = [sys.executable, "-m", "sirst5k_cli", "synth", str(demo_source), "-o"]
+    r = subprocess.run([*cmd, str(mnt / "s.h5"), "--force"], capture_output=True, text=True)
+    assert r.returncode == 1 and "MB free" in r.stderr and "Traceback" not in r.stderr
+    assert (mnt / "s.h5").read_bytes() == b"an existing store"
+    assert sorted(p.name for p in mnt.iterdir()) == ["s.h5"]
 
 
 def test_two_synths_to_one_output_one_wins(demo_source, tmp_path):

@@ -325,22 +325,14 @@ def _train_eager(store, out):
     return out / "best.pt"
 
 
-def test_full_disk_during_training_is_one_line(tiny_store, tmp_path):
+def test_full_disk_during_training_is_one_line(tiny_store, small_disk):
     """A run folder on a full file system (a 1 MB tmpfs): one line, exit 1, no partial files."""
-    mnt = tmp_path / "full"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                      capture_output=True).returncode:  # fmt: skip
-        pytest.skip("cannot mount a tmpfs here")
-    try:
-        (mnt / "filler").write_bytes(b"\0" * (1024 * 1024 - 64 * 1024))  # leave ~64 KB
-        r = _cli("train", tiny_store, "--out", mnt / "run", *TINY_ARGS)
-        assert r.exit_code == 1, r.output
-        assert "No space left on device" in r.output and "Traceback" not in r.output
-        assert len(r.output.strip().splitlines()[-1]) > 20  # the error is the last line
-        assert not list((mnt / "run").glob("*.partial")) and not list((mnt / "run").glob(".*"))
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    mnt = small_disk(1024 * 1024, fill=1024 * 1024 - 64 * 1024)  # leave ~64 KB
+    r = _cli("train", tiny_store, "--out", mnt / "run", *TINY_ARGS)
+    assert r.exit_code == 1, r.output
+    assert "No space left on device" in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()[-1]) > 20  # the error is the last line
+    assert not list((mnt / "run").glob("*.partial")) and not list((mnt / "run").glob(".*"))
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_anything_is_written(tiny_store, tmp_path):

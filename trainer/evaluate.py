@@ -191,16 +191,24 @@ class ModelPredictor:
 
         from trainer.model import predict_probs
 
-        out: list[np.ndarray | None] = [None] * len(images)
-        shapes: dict[tuple, list[int]] = {}
-        for i, im in enumerate(images):
-            shapes.setdefault(im.shape, []).append(i)
-        for idx in shapes.values():
-            x = torch.from_numpy(np.stack([images[i] for i in idx]))[:, None]
-            probs = predict_probs(self.model, x.to(self.device)).cpu().numpy()
-            for j, i in enumerate(idx):
-                out[i] = probs[j]
-        return out
+        def run(batch: np.ndarray) -> np.ndarray:  # (B, H, W) uint8 -> (B, H, W) probabilities
+            x = torch.from_numpy(batch)[:, None].to(self.device)
+            return predict_probs(self.model, x).cpu().numpy()
+
+        return by_shape(images, run)
+
+
+def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
+    """run(stack) on the images grouped by shape (one forward per shape), back in input order."""
+    out: list[np.ndarray | None] = [None] * len(images)
+    shapes: dict[tuple, list[int]] = {}
+    for i, im in enumerate(images):
+        shapes.setdefault(im.shape, []).append(i)
+    for idx in shapes.values():
+        probs = run(np.stack([images[i] for i in idx]))
+        for j, i in enumerate(idx):
+            out[i] = probs[j]
+    return out
 
 
 def make_predictor(checkpoint=None, method=None, device="auto", k=None):

@@ -113,13 +113,9 @@ class OnnxPredictor:
         self.info = {"checkpoint": str(path), "engine": "onnxruntime"}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        out: list[np.ndarray | None] = [None] * len(images)
-        shapes: dict[tuple, list[int]] = {}
-        for i, im in enumerate(images):
-            shapes.setdefault(im.shape, []).append(i)
-        for idx in shapes.values():
-            x = np.stack([images[i] for i in idx])[:, None].astype(np.float32)
-            probs = self.session.run(None, {"image": x})[0][:, 0]
-            for j, i in enumerate(idx):
-                out[i] = probs[j]
-        return out
+        from trainer.evaluate import by_shape
+
+        def run(batch: np.ndarray) -> np.ndarray:
+            return self.session.run(None, {"image": batch[:, None].astype(np.float32)})[0][:, 0]
+
+        return by_shape(images, run)
