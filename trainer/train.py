@@ -382,6 +382,7 @@ class Run:
     best: dict = field(default_factory=lambda: {"epoch": -1, "val_iou": -1.0})
     rows: list = field(default_factory=list)  # log rows of the completed epochs
     partial: dict = field(default_factory=dict)  # running sums of the current epoch
+    boundary: bool = True  # the state is a whole number of steps: last.pt may be written
 
     def checkpoint(self) -> dict:
         return {
@@ -515,7 +516,7 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
     t0 = time.time()
     try:
         for batch in run.loader:
-            run.info["boundary"] = False
+            run.boundary = False
             x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
             y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
             g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
@@ -540,7 +541,7 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
                 partial[k] += v
             partial["n"] += 1
             partial["samples"] += len(x) * ddp.world
-            run.info["boundary"] = True
+            run.boundary = True
             if ddp.main and hooks:
                 sec = partial["sec"] + time.time() - t0
                 hooks.on_step(
@@ -566,9 +567,9 @@ def end_epoch(run: Run, hooks) -> None:
     if run.ddp.main and len(run.val_rows) and due:
         m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
         row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
-    run.info["boundary"] = False
+    run.boundary = False
     run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
-    run.info["boundary"] = True
+    run.boundary = True
     if not run.ddp.main:
         return
     run.rows.append(row)
@@ -646,7 +647,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         net = torch.compile(net)
     info |= dict(
         params=count_params(model), device=str(ddp.device), world=ddp.world,
-        in_memory=data.in_memory, epochs=cfg.epochs, boundary=True,
+        in_memory=data.in_memory, epochs=cfg.epochs,
         heads=min(model.n_outputs, HEADS),
     )  # fmt: skip
     criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
@@ -680,7 +681,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
                     break
         except KeyboardInterrupt:
             stopped = "interrupted"
-            if ddp.main and info["boundary"]:  # resume skips the batches done in this epoch
+            if ddp.main and run.boundary:  # resume skips the batches done in this epoch
                 save_checkpoint(run.checkpoint(), out / "last.pt")
         data.close()
         summary = summarize(run, stopped, t_start)
