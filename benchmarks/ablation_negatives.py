@@ -22,6 +22,8 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   group     the store, L_Neg "group" (one Soft-IoU over each group's 4 members), weight 1
   sum       the store, L_Neg "sum" (the paper's Eq. 9), weight 1
   fresh     on-the-fly synthesis: a new negative per sample (alpha in [0, 0.2])
+  scale     fresh, every crop zoomed by a factor in [0.5, 2] (log-uniform)
+  vary      scale, plus photometric variation (gamma, gain and offset, blur, noise)
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up.
 """
 
@@ -50,6 +52,9 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "min": ["--epochs", "{E}", "--neg-loss", "min"],
     "sum-w0": ["--epochs", "{E}", "--neg-loss", "sum", "--neg-weight", "0"],
     "fresh": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off"],
+    "scale": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--scale-range", "0.5,2"],
+    "vary": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--scale-range", "0.5,2"]
+    + ["--photometric"],
 }
 KEYS = ("iou", "niou", "pd", "fa")
 
@@ -194,6 +199,9 @@ def main() -> None:
     result = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip(),
         "store": args.store,
         "source": args.source,
         "real": args.real,

@@ -110,13 +110,13 @@ def _summary_table(s: dict):
     return t
 
 
-def _alpha_range(ctx, param, value):
+def _range(ctx, param, value):
     if value is None:
         return None
     try:
         lo, hi = (float(v) for v in value.split(","))
     except ValueError:
-        raise click.BadParameter(f"{value!r}: give two numbers LO,HI, e.g. 0,0.2") from None
+        raise click.BadParameter(f"{value!r}: give two numbers LO,HI, e.g. 0.5,2") from None
     return (lo, hi)
 
 
@@ -171,8 +171,20 @@ def _alpha_range(ctx, param, value):
 )
 @click.option(
     "--alpha-range",
-    callback=_alpha_range,
+    callback=_range,
     help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
+)
+@click.option(
+    "--scale-range",
+    callback=_range,
+    help="Zoom every training crop by a factor drawn log-uniformly from LO,HI, so targets come "
+    "in more sizes, e.g. 0.5,2 [1,1: none].",
+)
+@click.option(
+    "--photometric/--no-photometric",
+    default=None,
+    help="Vary every training crop's gamma, gain and offset, blur and sensor noise (image only) "
+    "[off].",
 )
 @click.option(
     "--model",

@@ -12,7 +12,11 @@ from trainer.data import (
     TrainDataset,
     crop_pad,
     crop_window,
+    make_augment,
+    make_photometric,
     negative_boxes,
+    sample_crop,
+    seed_each,
     split_by_source,
     val_batches,
 )
@@ -273,33 +277,6 @@ def test_a_store_replaced_under_a_streaming_reader_is_refused(tmp_path):
     assert again.read(0)[0].shape == (27, 29)  # the real size of source 0
 
 
-# sha256 of TrainDataset items (image + mask bytes of keys (i, i) and (i, 1000 + i) for every
-# row, flips on) of make_tiny_store(equal=True), computed with the schema-1 store and reader
-# (padded canvases, commit fb248ec): real-size rows must give the very same crops and flips.
-SCHEMA1_ITEMS = {
-    (16, False): "e5e54da5c2cbb94a7d2684f7b26735df0ee8ecb5322f2a4d9e7cbcb1549cd6c5",
-    (16, True): "a163f519458b5e755437a1d83c0f5089c0f3ed6dec56252deaf37b25820136b3",
-    (24, True): "d58ec493fd187d0c4d77dca247a764d66a24bdf30aae454adf1186b418998a36",
-}
-
-
-@pytest.mark.parametrize("in_memory", [True, False])
-def test_equal_size_items_identical_to_schema_1(tmp_path, in_memory):
-    import hashlib
-
-    data = StoreData(make_tiny_store(tmp_path / "e.h5", equal=True), in_memory=in_memory)
-    rows = np.arange(len(data))
-    for (crop, group_crops), want in SCHEMA1_ITEMS.items():
-        ds = TrainDataset(data, rows, crop, group_crops=group_crops)
-        h = hashlib.sha256()
-        for i in range(len(rows)):
-            for seed in (i, 1000 + i):
-                item = ds[(i, seed)]
-                h.update(item["image"].numpy().tobytes())
-                h.update(item["mask"].numpy().tobytes())
-        assert h.hexdigest() == want, (crop, group_crops)
-
-
 def test_crops_are_windows_of_the_source_images(tmp_path):
     """Without flips every item is the crop x crop window of its source image (the rows as
     written, read back independently) at some position inside the real size, zero padded where
@@ -378,3 +355,94 @@ def test_a_store_with_wrong_dtypes_is_refused_before_training(tmp_path):
         f["train/kind"] = kind.astype(np.float32)
     with pytest.raises(store.StoreError, match="/train/kind is float32 .* the schema says uint8"):
         StoreData(path, in_memory=False)
+
+
+def test_sample_crop_without_zoom_is_the_plain_window():
+    """scale (1, 1) draws nothing more than crop_window: the default items stay as they were."""
+    img = np.arange(40 * 40, dtype=np.uint32).reshape(40, 40).astype(np.uint8)
+    mask = np.zeros((40, 40), np.uint8)
+    mask[30, 5] = 1
+    r1, r2 = np.random.default_rng(7), np.random.default_rng(7)
+    got_i, got_m = sample_crop(img, mask, (40, 40), 16, r1, True, None)
+    y0, x0 = crop_window(mask, (40, 40), 16, r2, True)
+    assert np.array_equal(got_i, crop_pad(img, y0, x0, (40, 40), 16))
+    assert np.array_equal(got_m, crop_pad(mask, y0, x0, (40, 40), 16))
+    assert r1.integers(1 << 30) == r2.integers(1 << 30)  # the same draws, no more
+
+
+def test_sample_crop_zoom_two_doubles_a_target_by_hand():
+    """Zoom 2 on a 64 crop: a 32 px window holding the 4 x 4 box, resized bilinearly.
+
+    Worked by hand: output pixel x samples the window at x/2 - 0.25, so the 4 x 4 block of a
+    0/255 mask at window offset a is >= 128 exactly for x in 2a .. 2a + 7: an 8 x 8 block.
+    """
+    mask = np.zeros((100, 100), np.uint8)
+    mask[50:54, 60:64] = 1
+    img = (mask * 200 + 20).astype(np.uint8)
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        im, m = sample_crop(img, mask, (100, 100), 64, rng, True, (50, 60, 4), (2.0, 2.0))
+        assert im.shape == m.shape == (64, 64) and m.sum() == 64
+        ys, xs = np.nonzero(m)
+        assert np.ptp(ys) == 7 and np.ptp(xs) == 7  # one 8 x 8 block
+        assert im.max() == 220 and im.min() == 20
+    # zoom 1/2: a 128 px window shrunk by area, which keeps the total intensity / 4: a 4 x 4
+    # target of 200 sums to 16 * 200 / 4 = 800 (+- rounding of the <= 9 pixels it touches);
+    # its mask covers 2 x 2 (even offsets) to 3 x 3 pixels (a half-covered pixel is 127.5).
+    mask2 = np.zeros((200, 200), np.uint8)
+    mask2[100:104, 100:104] = 1
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        im, m = sample_crop(mask2 * 200, mask2, (200, 200), 64, rng, True, None, (0.5, 0.5))
+        assert abs(int(im.sum()) - 800) <= 5 and 4 <= m.sum() <= 9
+
+
+def test_flips_reach_all_8_orientations():
+    """The 8 images of the dihedral group of a 4 x 4 ramp, worked out with numpy, each drawn
+    about 1/8 of the time; albumentations' own Compose.set_random_seed gives only 2 of them."""
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    group = {np.ascontiguousarray(np.rot90(f, k)).tobytes() for f in (img, img.T) for k in range(4)}
+    assert len(group) == 8
+    aug, rng = make_augment(), np.random.default_rng(0)
+    seen, library = {}, set()
+    for _ in range(800):
+        seed_each(aug, rng)
+        key = aug(image=img, mask=img)["image"].tobytes()
+        seen[key] = seen.get(key, 0) + 1
+        aug.set_random_seed(int(rng.integers(2**31)))  # the library's way: one seed for all
+        library.add(aug(image=img, mask=img)["image"].tobytes())
+    assert set(seen) == group and min(seen.values()) >= 60  # 100 expected, sd about 9.4
+    assert len(library) == 2
+
+
+def test_photometric_changes_the_image_only_and_is_seeded():
+    rng = np.random.default_rng(0)
+    img = rng.integers(40, 200, (64, 64)).astype(np.uint8)
+    mask = (img > 190).astype(np.uint8)
+    photo = make_photometric()
+    outs = []
+    for seed in (1, 1, 2):
+        seed_each(photo, np.random.default_rng(seed))
+        outs.append(photo(image=img.copy())["image"])
+    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+    changed = 0
+    for _ in range(200):
+        seed_each(photo, rng)
+        out = photo(image=img, mask=mask)
+        assert out["image"].dtype == np.uint8 and np.array_equal(out["mask"], mask)
+        changed += not np.array_equal(out["image"], img)
+    # nothing applied with probability 0.5 * 0.5 * 0.75 * 0.7 = 13 %: 174 of 200 expected
+    assert 150 <= changed <= 195
+
+
+def test_variation_reaches_both_datasets(demo_store):
+    data = StoreData(demo_store, in_memory=True)
+    train, _ = split_by_source(data.columns, 0.2, seed=0)
+    plain = TrainDataset(data, train, crop=32)
+    varied = TrainDataset(data, train, crop=32, scale_range=(0.5, 2.0), photometric=True)
+    fresh = FreshDataset(data, train, 32, 20, scale_range=(0.5, 2.0), photometric=True)
+    a, b = plain[(4, 9)], varied[(4, 9)]
+    assert a["image"].shape == b["image"].shape == (1, 32, 32)
+    assert not torch.equal(a["image"], b["image"])
+    assert torch.equal(varied[(4, 9)]["image"], b["image"])  # still a function of the key
+    assert fresh[(3, 5)]["mask"].shape == (1, 32, 32)

@@ -120,6 +120,10 @@ def test_config_errors(tiny_store, tmp_path):
         _cfg(tiny_store, tmp_path, model=dict(widths=[4, 4]))
     with pytest.raises(TrainError, match="--preset"):
         make_config("huge")
+    with pytest.raises(TrainError, match="0.125 <= LO <= HI <= 8"):
+        _cfg(tiny_store, tmp_path, scale_range=(2.0, 1.0))
+    with pytest.raises(TrainError, match="give a --crop > 0"):
+        _cfg(tiny_store, tmp_path, crop=0, scale_range=(0.5, 2.0))
 
 
 def _cli(*args):
@@ -186,6 +190,10 @@ def test_cli_bad_inputs(tiny_store, tmp_path):
     r = _cli("train", tiny_store, "--out", tmp_path / "o", "--widths", "1,2")
     assert r.exit_code == 2 and "5 positive integers" in r.output
     assert len(r.output.strip().splitlines()) <= 4
+    r = _cli("train", tiny_store, "--out", tmp_path / "o", "--scale-range", "2")
+    assert r.exit_code == 2 and "two numbers LO,HI" in r.output
+    r = _cli("train", tiny_store, "--out", tmp_path / "o", "--scale-range", "0.01,2")
+    assert r.exit_code == 1 and "--scale-range" in r.output
 
 
 def _torchrun(*args):
@@ -266,11 +274,13 @@ def test_stop_request_defers_the_first_ctrl_c():
 
 
 def test_on_the_fly_resumes_exactly_and_differs_by_epoch(demo_store, tmp_path):
-    """On-the-fly negatives are drawn from (seed, epoch): a run stopped mid-epoch and resumed
-    ends with the weights of an uninterrupted one; the two epochs saw different samples."""
+    """On-the-fly negatives, zoom and photometric variation are drawn from (seed, epoch): a run
+    stopped mid-epoch and resumed ends with the weights of an uninterrupted one; the two epochs
+    saw different samples."""
     from trainer.data import FreshDataset, GroupBatchSampler, StoreData, split_by_source
 
     kw = dict(epochs=2, on_the_fly=True, neg_loss="off", batch_size=8)
+    kw |= dict(scale_range=(0.5, 2.0), photometric=True)
     train(_cfg(demo_store, tmp_path / "a", **kw))
     out = train(_cfg(demo_store, tmp_path / "b", **kw), hooks=_StopAt(step=3))
     assert out["status"] == "interrupted"

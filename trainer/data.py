@@ -17,6 +17,10 @@
 - Crops: a --crop px window inside the real image; half of them are forced to hold a target
   pixel (BasicIRSTD's recipe); images smaller than the crop are zero padded (crop_pad).
   Flips and the transpose go through albumentations (HorizontalFlip, VerticalFlip, Transpose).
+- Variation beyond the paper, off by default (issue 8): scale_range zooms each crop by a factor
+  drawn log-uniformly (the window is crop/scale px, resized to crop), so targets come in more
+  sizes; photometric varies gamma, gain and offset, blur and sensor noise (image only). Both
+  draw from the item's seed only when on, so the default items stay what they were.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import os
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 
@@ -203,8 +208,67 @@ def crop_pad(img: np.ndarray, y0: int, x0: int, size: tuple[int, int], crop: int
     return out
 
 
+def seed_each(compose: A.Compose, rng: np.random.Generator) -> None:
+    """Seed every transform of compose with its own draw of rng.
+
+    Not compose.set_random_seed(seed): albumentations 2.0.8 hands that SAME seed to every child,
+    so the children's first draws (whether to apply) coincide, and three p = 0.5 flips give 2
+    of the 8 orientations instead of all 8 (tests/test_data.py shows both).
+    """
+    for t in compose.transforms:
+        t.set_random_seed(int(rng.integers(2**31)))
+
+
 def make_augment() -> A.Compose:
     return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)])
+
+
+def make_photometric() -> A.Compose:
+    """Sensor variation on the image alone (the mask is untouched): gamma, gain and offset,
+    blur, noise. Ranges fixed a priori (docs/training.md), not tuned on any evaluation set."""
+    return A.Compose(
+        [
+            A.RandomGamma(gamma_limit=(67, 150), p=0.5),
+            A.RandomBrightnessContrast(brightness_limit=0.1, contrast_limit=0.3, p=0.5),
+            A.GaussianBlur(blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=0.25),
+            A.GaussNoise(std_range=(0.005, 0.03), p=0.3),
+        ]
+    )
+
+
+def sample_crop(
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: tuple[int, int],
+    crop: int,
+    rng: np.random.Generator,
+    force: bool,
+    box: tuple[int, int, int] | None,
+    scale_range: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray]:
+    """The crop x crop (image, mask) of one item (crop_window's rules).
+
+    With scale_range != (1, 1), a zoom factor z is drawn log-uniformly from it: the window is
+    round(crop / z) px (a box it can no longer hold falls back to one of the box's target
+    pixels), resized to crop (area for shrinking, bilinear for growing; the mask is
+    thresholded at half).
+    """
+    side = crop
+    if tuple(scale_range) != (1.0, 1.0):
+        lo, hi = np.log(scale_range[0]), np.log(scale_range[1])
+        side = max(4, int(round(crop / float(np.exp(rng.uniform(lo, hi))))))
+        if box is not None and side < box[2]:
+            box, force = None, True
+    y0, x0 = crop_window(mask, size, side, rng, force, box)
+    image = crop_pad(image, y0, x0, size, side)
+    mask = crop_pad(mask, y0, x0, size, side)
+    if side != crop:
+        how = cv2.INTER_AREA if side > crop else cv2.INTER_LINEAR
+        image = cv2.resize(image, (crop, crop), interpolation=how)
+        mask = (cv2.resize(mask * np.uint8(255), (crop, crop), interpolation=how) >= 128).astype(
+            np.uint8
+        )
+    return image, mask
 
 
 def negative_boxes(data: StoreData, rows: np.ndarray) -> np.ndarray:
@@ -232,12 +296,18 @@ def negative_boxes(data: StoreData, rows: np.ndarray) -> np.ndarray:
     return out
 
 
-def flip_and_pack(image: np.ndarray, mask: np.ndarray, augment, rng, group: int) -> dict:
-    """Seeded flips/transpose (albumentations), then the item dict of uint8 (1, c, c) tensors."""
+def flip_and_pack(
+    image: np.ndarray, mask: np.ndarray, augment, rng, group: int, photometric=None
+) -> dict:
+    """Seeded flips/transpose (albumentations), the photometric variation when given, then the
+    item dict of uint8 (1, c, c) tensors."""
     if augment is not None:
-        augment.set_random_seed(int(rng.integers(2**31)))
+        seed_each(augment, rng)
         out = augment(image=image, mask=mask)
         image, mask = out["image"], out["mask"]
+    if photometric is not None:
+        seed_each(photometric, rng)
+        image = photometric(image=image)["image"]
     return {
         "image": torch.from_numpy(np.ascontiguousarray(image))[None],  # (1, c, c) uint8
         "mask": torch.from_numpy(np.ascontiguousarray(mask))[None],
@@ -261,9 +331,13 @@ class TrainDataset(torch.utils.data.Dataset):
         crop: int,
         augment: bool = True,
         group_crops: bool = False,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+        photometric: bool = False,
     ):
         self.data, self.rows, self.crop = data, np.asarray(rows), int(crop)
         self.augment = make_augment() if augment else None
+        self.scale_range = tuple(scale_range)
+        self.photometric = make_photometric() if photometric else None
         self.groups = data.columns["group"][self.rows]
         self.boxes = negative_boxes(data, self.rows)
         self.group_crops = group_crops
@@ -280,10 +354,8 @@ class TrainDataset(torch.utils.data.Dataset):
         force = bool(rng.random() < 0.5)
         by, bx = self.boxes[pos]
         box = (by, bx, self.data.s) if by >= 0 and (force or self.group_crops) else None
-        y0, x0 = crop_window(mask, size, self.crop, rng, force, box)
-        image = crop_pad(image, y0, x0, size, self.crop)
-        mask = crop_pad(mask, y0, x0, size, self.crop)
-        return flip_and_pack(image, mask, self.augment, rng, self.groups[pos])
+        image, mask = sample_crop(image, mask, size, self.crop, rng, force, box, self.scale_range)
+        return flip_and_pack(image, mask, self.augment, rng, self.groups[pos], self.photometric)
 
 
 class FreshDataset(torch.utils.data.Dataset):
@@ -306,6 +378,8 @@ class FreshDataset(torch.utils.data.Dataset):
         length: int,
         alpha_range: tuple[float, float] = (0.0, 0.2),
         augment: bool = True,
+        scale_range: tuple[float, float] = (1.0, 1.0),
+        photometric: bool = False,
     ):
         p = data.params
         self.grid, self.s = int(p.get("grid", 8)), data.s
@@ -319,6 +393,8 @@ class FreshDataset(torch.utils.data.Dataset):
             )
         self.crop, self.length, self.alpha_range = int(crop), int(length), alpha_range
         self.augment = make_augment() if augment else None
+        self.scale_range = tuple(scale_range)
+        self.photometric = make_photometric() if photometric else None
         sizes = data.columns["size"][self.rows]
         self.size = [(int(h), int(w)) for h, w in sizes]
         self.image, self.mask = [], []
@@ -364,11 +440,11 @@ class FreshDataset(torch.utils.data.Dataset):
         rng = np.random.default_rng(seed)
         image, mask, box = self.synthesize(i, rng)
         force = bool(rng.random() < 0.5)
-        size = self.size[i]
-        y0, x0 = crop_window(mask, size, self.crop, rng, force, box if force else None)
-        image = crop_pad(image, y0, x0, size, self.crop)
-        mask = crop_pad(mask, y0, x0, size, self.crop)
-        return flip_and_pack(image, mask, self.augment, rng, -1)
+        box = box if force else None
+        image, mask = sample_crop(
+            image, mask, self.size[i], self.crop, rng, force, box, self.scale_range
+        )
+        return flip_and_pack(image, mask, self.augment, rng, -1, self.photometric)
 
 
 class GroupBatchSampler(torch.utils.data.Sampler):

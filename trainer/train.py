@@ -107,6 +107,8 @@ class TrainConfig:
     originals_only: bool = False  # train on the original images only (no synthesized negatives)
     on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
     alpha_range: tuple[float, float] = (0.0, 0.2)  # on the fly: Eq. 3's alpha drawn from this
+    scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
+    photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
     val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
     val_every: int = 1  # validate every N epochs (and after the last one)
     val_batch_size: int = 16
@@ -137,6 +139,12 @@ class TrainConfig:
         self.alpha_range = tuple(float(a) for a in self.alpha_range)
         if len(self.alpha_range) != 2 or not 0 <= self.alpha_range[0] <= self.alpha_range[1] <= 1:
             bad(f"--alpha-range {self.alpha_range}: give LO,HI with 0 <= LO <= HI <= 1")
+        self.scale_range = tuple(float(a) for a in self.scale_range)
+        lo, hi = (self.scale_range + (0.0, 0.0))[:2]
+        if len(self.scale_range) != 2 or not 0.125 <= lo <= hi <= 8:
+            bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
+        if self.scale_range != (1.0, 1.0) and self.crop == 0:
+            bad("--scale-range zooms crops: give a --crop > 0 with it")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
@@ -419,9 +427,15 @@ def build_data(cfg: TrainConfig, ddp: Dist):
     stride = model_stride(cfg.model)
     crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % stride
     if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
-        dataset = FreshDataset(data, train_rows, crop, len(train_rows), cfg.alpha_range)
+        dataset = FreshDataset(
+            data, train_rows, crop, len(train_rows), cfg.alpha_range,
+            scale_range=cfg.scale_range, photometric=cfg.photometric,
+        )  # fmt: skip
     else:
-        dataset = TrainDataset(data, train_rows, crop, group_crops=cfg.groups_used)
+        dataset = TrainDataset(
+            data, train_rows, crop, group_crops=cfg.groups_used,
+            scale_range=cfg.scale_range, photometric=cfg.photometric,
+        )  # fmt: skip
     if cfg.groups_used and cfg.batch_size // ddp.world < 4:
         raise TrainError(
             f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
