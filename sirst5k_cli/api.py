@@ -137,6 +137,8 @@ def evaluate(
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
+    tile: int = 2048,
+    tile_halo: int = 128,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
@@ -145,11 +147,12 @@ def evaluate(
     """Score a checkpoint or a classical method on DATA's test images (a store or a dataset
     folder); write metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays into OUT
     (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
-    progress(n, total) is called as batches of n images are done."""
+    progress(n, total) is called as batches of n images are done. A network runs frames with a
+    side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled)."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
-    predictor = ev.make_predictor(checkpoint, method, device, k)
+    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo)
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
         bundled = not checkpoint or path in BUNDLED.values()
@@ -171,6 +174,8 @@ def predict(
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
+    tile: int = 2048,
+    tile_halo: int = 128,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,
@@ -181,7 +186,7 @@ def predict(
     from trainer import evaluate as ev
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
-    predictor = ev.make_predictor(checkpoint, method, device, k)
+    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo)
     return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
                       batch_size, progress=progress)  # fmt: skip
 

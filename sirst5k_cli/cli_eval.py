@@ -16,7 +16,8 @@ from sirst5k_cli.cli_options import DEVICE, method_choice
 
 
 def _predictor_options(f):
-    """--checkpoint/--method/--k/--threshold/--device/--batch-size/--skip-bad, shared."""
+    """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/
+    --skip-bad, shared."""
     options = [
         click.option(
             "--checkpoint",
@@ -50,6 +51,21 @@ def _predictor_options(f):
             type=click.IntRange(1),
             default=None,
             help="Images per forward pass (default 1 on CPU, 16 on CUDA).",
+        ),
+        click.option(
+            "--tile",
+            type=click.IntRange(0),
+            default=2048,
+            show_default=True,
+            help="A network runs frames with a side over N px as N x N tiles (bounded "
+            "memory); a multiple of 32, 0 = never.",
+        ),
+        click.option(
+            "--tile-halo",
+            type=click.IntRange(0),
+            default=128,
+            show_default=True,
+            help="Px of context around each tile, a multiple of 32.",
         ),
         click.option(
             "--skip-bad",
@@ -145,8 +161,8 @@ def _print_table(report: dict) -> None:
 @click.option("--legacy-fa", is_flag=True, help="Report DNA-Net's legacy Fa as 'fa' (papers).")
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
-def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_bad, split, out,
-             legacy_fa, worst):  # fmt: skip
+def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
+             skip_bad, split, out, legacy_fa, worst):  # fmt: skip
     """Evaluate a checkpoint or a classical method on DATA's test images.
 
     DATA is a store (its test group) or a dataset folder (its test split, any layout sirst5k
@@ -160,8 +176,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
             task = bar.add_task("eval", total=None)
             report = evaluate(
                 data, checkpoint=checkpoint, method=method, out=out, split=split,
-                threshold=threshold, device=device, k=k, batch_size=batch_size,
-                legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
+                threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
+                tile_halo=tile_halo, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
                 progress=lambda n, total: bar.update(task, advance=n, total=total),
             )  # fmt: skip
     except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
@@ -184,8 +200,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, skip_ba
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
-def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, skip_bad, out,
-                limit, overlay):  # fmt: skip
+def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
+                skip_bad, out, limit, overlay):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively).
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
@@ -199,8 +215,9 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, sk
             task = bar.add_task("predict", total=n)
             s = predict(
                 list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
-                device=device, k=k, batch_size=batch_size, limit=limit, overlay=overlay,
-                skip_bad=skip_bad, progress=lambda n: bar.advance(task, n),
+                device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
+                limit=limit, overlay=overlay, skip_bad=skip_bad,
+                progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e

@@ -173,18 +173,64 @@ class MethodPredictor:
         return [detect(self.name, im, self.k) for im in images]
 
 
-class ModelPredictor:
-    """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back."""
+TILE, HALO = 2048, 128  # frames with a side over TILE px run in tiles (see tiled)
+TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto"):
+
+def check_tiling(tile: int, halo: int) -> None:
+    if tile < 0 or tile % TILE_STEP or halo < 0 or halo % TILE_STEP:
+        raise UserError(
+            f"--tile {tile} --tile-halo {halo}: use multiples of {TILE_STEP} (tile 0 = never tile)"
+        )
+
+
+def tiled(run, tile: int = TILE, halo: int = HALO):
+    """run (a (B, H, W) uint8 -> (B, H, W) probability function) on frames with a side over
+    `tile` px as tiles of tile x tile px, each with `halo` px of the frame around it as context
+    (less at the frame's edges); frames that fit run whole.
+
+    Tiles start on multiples of 32, so a network's pooling grid and its zero padding at the
+    frame's edges are those of the whole frame: where the network's receptive field reaches at
+    most `halo` px, the tiled result equals the whole-frame one (tests/test_tiling.py). The AFF
+    U-Net's channel attention pools over the whole input, so for it tiles see their own
+    statistics and the result differs slightly (docs/evaluation.md); tiling bounds memory.
+    """
+    check_tiling(tile, halo)
+
+    def go(batch: np.ndarray) -> np.ndarray:
+        b, h, w = batch.shape
+        if tile == 0 or (h <= tile and w <= tile):
+            return run(batch)
+        out = np.empty((b, h, w), np.float32)
+        for y in range(0, h, tile):
+            for x in range(0, w, tile):
+                y0, x0 = max(0, y - halo), max(0, x - halo)
+                y1, x1 = min(h, y + tile + halo), min(w, x + tile + halo)
+                probs = run(np.ascontiguousarray(batch[:, y0:y1, x0:x1]))
+                ty, tx = min(tile, h - y), min(tile, w - x)
+                out[:, y : y + ty, x : x + tx] = probs[
+                    :, y - y0 : y - y0 + ty, x - x0 : x - x0 + tx
+                ]
+        return out
+
+    return go
+
+
+class ModelPredictor:
+    """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back; frames
+    larger than `tile` px run in tiles (tiled)."""
+
+    def __init__(self, checkpoint: str | Path, device: str = "auto", tile=TILE, halo=HALO):
         from trainer.model import count_params, load_model, resolve_device
 
+        check_tiling(tile, halo)
         device = resolve_device(device)
         self.model, ckpt = load_model(checkpoint, device)
         self.device, self.name = device, Path(checkpoint).name
         self.params = count_params(self.model)
+        self.tile, self.halo = tile, halo
         self.info = {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}
-        self.info["best"] = ckpt.get("best")
+        self.info |= {"best": ckpt.get("best"), "tile": tile, "tile_halo": halo}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -195,7 +241,7 @@ class ModelPredictor:
             x = torch.from_numpy(batch)[:, None].to(self.device)
             return predict_probs(self.model, x).cpu().numpy()
 
-        return by_shape(images, run)
+        return by_shape(images, tiled(run, self.tile, self.halo))
 
 
 def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
@@ -211,9 +257,10 @@ def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
     return out
 
 
-def make_predictor(checkpoint=None, method=None, device="auto", k=None):
+def make_predictor(checkpoint=None, method=None, device="auto", k=None, tile=TILE, halo=HALO):
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
-    "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py)."""
+    "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
+    A network runs frames with a side over `tile` px in tiles with `halo` px of context."""
     from trainer.bundled import default_checkpoint, resolve
 
     if checkpoint is None and method is None:
@@ -231,8 +278,8 @@ def make_predictor(checkpoint=None, method=None, device="auto", k=None):
     if Path(checkpoint).suffix.lower() == ".onnx":  # an exported model: ONNX Runtime
         from trainer.export import OnnxPredictor
 
-        return OnnxPredictor(checkpoint)
-    return ModelPredictor(checkpoint, device)
+        return OnnxPredictor(checkpoint, tile, halo)
+    return ModelPredictor(checkpoint, device, tile, halo)
 
 
 def default_batch(predictor) -> int:

@@ -107,15 +107,20 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
 class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tile: int = 2048, halo: int = 128):
+        from trainer.evaluate import check_tiling
+
+        check_tiling(tile, halo)
         self.session = session(path)
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
-        self.info = {"checkpoint": str(path), "engine": "onnxruntime"}
+        self.tile, self.halo = tile, halo
+        self.info = {"checkpoint": str(path), "engine": "onnxruntime", "tile": tile}
+        self.info["tile_halo"] = halo
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        from trainer.evaluate import by_shape
+        from trainer.evaluate import by_shape, tiled
 
         def run(batch: np.ndarray) -> np.ndarray:
             return self.session.run(None, {"image": batch[:, None].astype(np.float32)})[0][:, 0]
 
-        return by_shape(images, run)
+        return by_shape(images, tiled(run, self.tile, self.halo))
