@@ -55,15 +55,16 @@ def _predictor_options(f):
         click.option(
             "--tile",
             type=click.IntRange(0),
-            default=2048,
+            default=256,
             show_default=True,
-            help="A network runs frames with a side over N px as N x N tiles (bounded "
-            "memory); a multiple of 32, 0 = never.",
+            help="A network runs frames with a side over N px as N x N tiles: the input size "
+            "its attention was validated at, and bounded memory (docs/evaluation.md); a "
+            "multiple of 32, 0 = never.",
         ),
         click.option(
             "--tile-halo",
             type=click.IntRange(0),
-            default=128,
+            default=64,
             show_default=True,
             help="Px of context around each tile, a multiple of 32.",
         ),

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from sirst5k.errors import UserError
 from sirst5k_cli.cli import main
-from trainer.evaluate import make_predictor
+from trainer.evaluate import ModelPredictor, make_predictor
 from trainer.export import OnnxPredictor, export_onnx
 from trainer.model import SCHEMA, build_model, predict_probs, save_checkpoint
 
@@ -34,7 +34,7 @@ def test_onnx_matches_pytorch_on_odd_sizes(checkpoint, tmp_path):
     model = build_model(CFG)
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     model.eval()
-    onnx = OnnxPredictor(out)
+    onnx = OnnxPredictor(out, tile=0)  # whole frames, like predict_probs below
     rng = np.random.default_rng(0)
     for h, w in ((37, 53), (100, 129), (16, 16), (257, 31)):
         images = [rng.integers(0, 256, (h, w), dtype=np.uint8) for _ in range(2)]
@@ -42,6 +42,10 @@ def test_onnx_matches_pytorch_on_odd_sizes(checkpoint, tmp_path):
         got = np.stack(onnx(images))
         assert got.shape == (2, h, w)
         assert np.abs(got - want).max() < 1e-5, (h, w)
+    # both engines tile a frame over 256 px the same way
+    frame = rng.integers(0, 256, (300, 40), dtype=np.uint8)
+    torch_tiled = ModelPredictor(checkpoint, "cpu")([frame])[0]
+    assert np.abs(OnnxPredictor(out)([frame])[0] - torch_tiled).max() < 1e-5
 
 
 def test_onnx_predictor_in_predict_and_eval(checkpoint, tmp_path, demo_source):

@@ -173,7 +173,7 @@ class MethodPredictor:
         return [detect(self.name, im, self.k) for im in images]
 
 
-TILE, HALO = 2048, 128  # frames with a side over TILE px run in tiles (see tiled)
+TILE, HALO = 256, 64  # frames with a side over TILE px run in tiles (see tiled)
 TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
 
 
@@ -191,9 +191,13 @@ def tiled(run, tile: int = TILE, halo: int = HALO):
 
     Tiles start on multiples of 32, so a network's pooling grid and its zero padding at the
     frame's edges are those of the whole frame: where the network's receptive field reaches at
-    most `halo` px, the tiled result equals the whole-frame one (tests/test_tiling.py). The AFF
-    U-Net's channel attention pools over the whole input, so for it tiles see their own
-    statistics and the result differs slightly (docs/evaluation.md); tiling bounds memory.
+    most `halo` px, the tiled result equals the whole-frame one (tests/test_tiling.py).
+
+    The AFF U-Net's channel attention pools over its whole input, so its output depends on the
+    input's size: trained on 64 px crops and chosen on 256 x 256 images, on 1024 x 1280 frames
+    it loses a third of its IoU (benchmarks/bench_tiling.py). The default, 256 px tiles with
+    64 px of context (chosen on mosaics of validation images, docs/evaluation.md), gives it
+    inputs of the size it was chosen at; it also bounds memory.
     """
     check_tiling(tile, halo)
 

@@ -107,7 +107,7 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
 class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
 
-    def __init__(self, path: str | Path, tile: int = 2048, halo: int = 128):
+    def __init__(self, path: str | Path, tile: int = 256, halo: int = 64):
         from trainer.evaluate import check_tiling
 
         check_tiling(tile, halo)
