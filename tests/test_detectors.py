@@ -8,10 +8,12 @@ from trainer import lowrank as lr
 from trainer.detectors import (
     DETECTORS,
     cell_means,
+    cell_top_means,
     detect,
     maxmedian,
     tllcm,
     to_probability,
+    top_k_mean,
     tophat,
     wslcm,
 )
@@ -80,14 +82,23 @@ def test_flat_image_gives_empty_mask_and_every_detector_runs():
         assert not (detect(name, np.full((16, 16), 9, np.uint8)) > 0.5).any()
     # 64 x 64, not smaller: a map that is the 2 x 2 target alone passes mean + k std only for
     # k < sqrt(pixels / 4) (16 at 32 x 32), and some default k are 20
-    img = np.full((64, 64), 20, np.uint8)
-    img[10:12, 20:22] = 220
-    mask = np.zeros_like(img)
-    mask[10:12, 20:22] = 1
     for name in DETECTORS:
+        # WSLCM's 3 x 3 median prefilter (the reference's) erases a 2 x 2 target: 3 x 3 for it
+        side = 3 if name == "wslcm" else 2
+        img = np.full((64, 64), 20, np.uint8)
+        img[10 : 10 + side, 20 : 20 + side] = 220
+        mask = np.zeros_like(img)
+        mask[10 : 10 + side, 20 : 20 + side] = 1
         m = Metrics()
         m.update(detect(name, img)[None], mask[None])
         assert m.compute()["pd"] == 1.0, name
+
+
+def test_wslcm_median_prefilter_erases_a_2x2_target():
+    # every 3 x 3 window holds at most 4 of the 4 target pixels: the median is the background
+    img = np.full((40, 40), 20, np.uint8)
+    img[18:20, 18:20] = 220
+    assert not wslcm(img).any()
 
 
 def test_unknown_method():
@@ -222,14 +233,144 @@ def test_local_contrast_cells_worked_out_by_hand():
     np.testing.assert_array_equal(cell_means(img, 3)[:, 4, 4], np.arange(9) * 10)
 
 
+def _top9_by_sorting(window: np.ndarray, k: int = 9) -> float:
+    return float(np.sort(window, axis=None)[-k:].mean())
+
+
+@pytest.mark.parametrize("size", [3, 5, 9, 11])
+@pytest.mark.parametrize("k", [1, 4, 9])
+def test_top_k_mean_matches_explicit_sorting(size, k):
+    # few grey levels: many ties; zeros outside the image (MATLAB's ordfilt2)
+    img = (np.random.default_rng(10).integers(0, 6, (13, 17)) * 40).astype(np.uint8)
+    r = size // 2
+    pad = np.pad(img.astype(float), r)
+    ref = np.array(
+        [[_top9_by_sorting(pad[y : y + size, x : x + size], k) for x in range(17)]
+         for y in range(13)]
+    )  # fmt: skip
+    np.testing.assert_allclose(top_k_mean(img, size, k), ref, rtol=1e-12)
+
+
+def test_cell_top_means_worked_out_by_hand():
+    # 27 x 27 of 9 x 9 cells, background 10; the top-left cell also holds 9 scattered pixels
+    # of 90 (top-9 mean 90, cell mean 18.9), the right cell 3 of 70 (top-9: (3 70 + 6 10) / 9
+    # = 30), the central cell a single 200 (top-9: (200 + 8 10) / 9)
+    img = np.full((27, 27), 10, np.uint8)
+    img[[0, 1, 2, 3, 4, 5, 6, 7, 8], [0, 3, 6, 1, 4, 7, 2, 5, 8]] = 90
+    img[[10, 13, 16], [20, 23, 26]] = 70
+    img[13, 13] = 200
+    expected = [90, 10, 10, 10, 280 / 9, 30, 10, 10, 10]
+    np.testing.assert_allclose(cell_top_means(img, (9,))[9][:, 13, 13], expected)
+    assert cell_means(img, 9)[0, 13, 13] == pytest.approx((9 * 90 + 72 * 10) / 81)
+
+
 def test_tllcm_worked_out_by_hand():
-    # 27 x 27 window: background 20, the top-left 9 x 9 cell 40, a 3 x 3 core of 100.
-    # Core 3: Gaussian mean of the core = 100; B = max of the 8 cell means = 40;
-    # TLLCM = 100 (100 - 40) / 40 = 150 (cores 5 and 7 mix in background: smaller)
+    # 27 x 27 window: background 20, 9 scattered pixels of 60 in the top-left 9 x 9 cell, a
+    # 3 x 3 core of 100. C = [1 2 1]/16 Gaussian at the centre = 100; B = max of the 8 cells'
+    # top-9 means = 60 (a cell mean would give 24.4); TLLCM = 100 (100 - 60) / 60
     img = np.full((27, 27), 20, np.uint8)
-    img[:9, :9] = 40
+    img[[0, 1, 2, 3, 4, 5, 6, 7, 8], [8, 1, 6, 3, 4, 5, 2, 7, 0]] = 60
     img[12:15, 12:15] = 100
-    assert tllcm(img)[13, 13] == pytest.approx(150.0)
+    assert tllcm(img)[13, 13] == pytest.approx(100 * 40 / 60)
+    # one pixel left: C = 100 3/4 + 20 1/4 = 80; the cells move left with it, and the 60 at
+    # (0, 8) leaves the top-left cell: B = (8 60 + 20) / 9 = 500 / 9; TLLCM = C (C - B) / B
+    b = 500 / 9
+    assert tllcm(img)[13, 12] == pytest.approx(80 * (80 - b) / b)
+
+
+def test_wslcm_worked_out_by_hand():
+    # 35 x 35, background 10, a 3 x 3 target of 100 at the centre. The 3 x 3 median keeps its
+    # plus (centre and 4 edge neighbours: 5 or 6 of 9 pixels bright), drops its corners (4 of
+    # 9). g at the centre = (4 100 + 4 2 100 + 4 1 10) / 16 = 77.5. Every surrounding cell is
+    # flat 10: M_i = 10 = BE, RIL_i = 0, WB = max(5, std 0) = 5; SLCM = 77.5^2 / 10 - 77.5.
+    # Central cell: top-9 = (5 100 + 4 10) / 9 = 60; its mean (500 + 10 (l^2 - 5)) / l^2;
+    # W_l = RIL_0 (RIL_0 - 0) / 5. The largest cell l = 11 wins (smallest mean). (35, not 33:
+    # the median's zero padding darkens the image corners, which 33 x 33 cells would reach.)
+    img = np.full((35, 35), 10, np.uint8)
+    img[16:19, 16:19] = 100
+    slcm = 77.5**2 / 10 - 77.5
+    scores = []
+    for size in (5, 7, 9, 11):
+        ril0 = 60 - (500 + 10 * (size * size - 5)) / size**2
+        scores.append(ril0 * ril0 / 5 * slcm)
+    assert scores[-1] == max(scores)
+    assert wslcm(img)[17, 17] == pytest.approx(scores[-1], rel=1e-6)
+
+
+def _wslcm_loop(img: np.ndarray) -> np.ndarray:
+    """run_WSLCM.m pixel by pixel: medfilt2 (zeros outside), imfilter 'replicate', ordfilt2
+    (zeros outside) over the 8 + 1 cells, sample std, floor 5, max over the scales."""
+    h, w = img.shape
+    zp = np.pad(img.astype(float), 1)
+    f = np.array([[np.median(zp[y : y + 3, x : x + 3]) for x in range(w)] for y in range(h)])
+    ep = np.pad(f, 1, mode="edge")
+    kern = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    g = np.array([[(ep[y : y + 3, x : x + 3] * kern).sum() for x in range(w)] for y in range(h)])
+    out = np.full((h, w), -np.inf)
+    sur = [0, 1, 2, 3, 5, 6, 7, 8]
+    for size in (5, 7, 9, 11):
+        p, r = size + size // 2, size // 2
+        fz, fe = np.pad(f, p), np.pad(f, p, mode="edge")
+        for y in range(h):
+            for x in range(w):
+                top, mean = [], []
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        cy, cx = y + p + dy * size, x + p + dx * size
+                        top.append(_top9_by_sorting(fz[cy - r : cy + r + 1, cx - r : cx + r + 1]))
+                        mean.append(fe[cy - r : cy + r + 1, cx - r : cx + r + 1].mean())
+                top = np.array(top)
+                ril = top - np.array(mean)
+                be = top[sur].max()
+                slcm = max(0.0, g[y, x] ** 2 / be - g[y, x]) if be > 0 else 0.0
+                wd = max(0.0, ril[4] - ril[sur].max())
+                wb = max(float(np.std(ril[sur], ddof=1)), 5.0)
+                out[y, x] = max(out[y, x], ril[4] * wd / wb * slcm)
+    return out
+
+
+def _tllcm_loop(img: np.ndarray) -> np.ndarray:
+    """run_TLLCM.m pixel by pixel."""
+    h, w = img.shape
+    ep = np.pad(img.astype(float), 1, mode="edge")
+    kern = np.array([[1, 2, 1], [2, 4, 2], [1, 2, 1]]) / 16
+    zp = np.pad(img.astype(float), 13)
+    out = np.zeros((h, w))
+    for y in range(h):
+        for x in range(w):
+            c = (ep[y : y + 3, x : x + 3] * kern).sum()
+            b = max(
+                _top9_by_sorting(zp[y + 9 * i : y + 9 * i + 9, x + 9 * j : x + 9 * j + 9])
+                for i in range(3)
+                for j in range(3)
+                if (i, j) != (1, 1)
+            )
+            out[y, x] = max(0.0, c * c / b - c) if b > 0 else 0.0
+    return out
+
+
+def _clutter(seed: int, shape: tuple[int, int]) -> np.ndarray:
+    """Noise on a slope, a dark corner of zeros, a 3 x 3 target and a bright bar low down."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(60, 12, shape) + np.arange(shape[1]) * 1.5
+    img[:4, :4] = 0
+    img[10:13, 11:14] += 90
+    img[-3, 15:] += 70
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def test_wslcm_matches_a_loop_reference():
+    img = _clutter(11, (22, 25))
+    ref = _wslcm_loop(img)
+    assert (ref > 0).sum() > 10 and ref.max() > 1000  # not a trivial map
+    np.testing.assert_allclose(wslcm(img), ref, rtol=1e-5, atol=1e-3)
+
+
+def test_tllcm_matches_a_loop_reference():
+    img = _clutter(12, (30, 34))
+    ref = _tllcm_loop(img)
+    assert (ref > 0).sum() > 5 and ref.argmax() == np.ravel_multi_index((11, 12), img.shape)
+    np.testing.assert_allclose(tllcm(img), ref, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("fn", [wslcm, tllcm])

@@ -22,6 +22,7 @@ parameters and where it departs from its paper.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,10 +34,8 @@ from trainer import lowrank as lr
 
 TOPHAT_SIZE = 5  # white top-hat, 5x5 square structuring element
 MAXMEDIAN_SIZE = 15  # Max-Median window (Deshpande et al. 1999)
-WSLCM_SCALES = (5, 7, 9, 11)  # cell sizes (Han et al. 2021)
-WSLCM_BLOCK = 3  # a cell's K = 9 largest pixels: its brightest 3 x 3 block (see wslcm)
-TLLCM_CELL = 9  # 27 x 27 window of 3 x 3 cells (Han et al. 2019)
-TLLCM_CORES = (3, 5, 7)  # core layer sizes inside the central cell (rest: reserve layer)
+WSLCM_SCALES = (5, 7, 9, 11)  # cell sizes (Han et al. 2021; run_WSLCM.m: scs)
+TLLCM_CELL = 9  # 27 x 27 window of 3 x 3 cells (Han et al. 2019; run_TLLCM.m: masks m91..m98)
 
 
 def tophat(image: np.ndarray) -> np.ndarray:
@@ -70,77 +69,230 @@ def maxmedian(image: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Local contrast (WSLCM, TLLCM): 3 x 3 cells of size l centred on every pixel
+# Local contrast (WSLCM, TLLCM): 3 x 3 cells of size l centred on every pixel. Both follow the
+# authors' MATLAB code (as collected in Linaom1214/ISTD-Benchmark, detector/WSLCM/run_WSLCM.m
+# and detector/TLLCM/run_TLLCM.m) on 0-255 grey levels, with MATLAB's borders: medfilt2 and
+# ordfilt2 pad with zeros, imfilter(..., 'replicate') repeats the edge pixels.
+
+TOP_K = 9  # ordfilt2 orders l^2 .. l^2 + 1 - K: the K largest pixels of a cell
+GAUSS_121 = np.array([0.25, 0.5, 0.25])  # [1 2 1; 2 4 2; 1 2 1] / 16 = outer product of this
+WB_FLOOR = 5.0  # WSLCM: xi = 5, the floor of the RIL spread WB (grey levels)
+
+
+def _cells(padded: np.ndarray, pad: int, size: int, h: int, w: int) -> list[np.ndarray]:
+    """9 views (h, w) of a padded per-pixel map read at the 9 cell centres (y + dy size,
+    x + dx size), dy, dx in (-1, 0, 1), row-major: index 4 is the central cell."""
+    return [
+        padded[pad + dy * size : pad + dy * size + h, pad + dx * size : pad + dx * size + w]
+        for dy in (-1, 0, 1)
+        for dx in (-1, 0, 1)
+    ]
 
 
 def _cell_views(padded: np.ndarray, pad: int, size: int, h: int, w: int) -> np.ndarray:
-    """(9, h, w): a per-pixel map of the padded image read at the 9 cell centres (y + dy size,
-    x + dx size), dy, dx in (-1, 0, 1), row-major: index 4 is the central cell."""
-    return np.stack(
-        [
-            padded[pad + dy * size : pad + dy * size + h, pad + dx * size : pad + dx * size + w]
-            for dy in (-1, 0, 1)
-            for dx in (-1, 0, 1)
-        ]
-    )
+    """(9, h, w): the 9 cell views of `_cells` stacked."""
+    return np.stack(_cells(padded, pad, size, h, w))
 
 
 def _pad(image: np.ndarray, size: int) -> tuple[np.ndarray, int]:
     pad = size + size // 2  # the farthest pixel of a neighbouring cell
-    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REFLECT_101), pad
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), pad
 
 
 def cell_means(image: np.ndarray, size: int) -> np.ndarray:
-    """(9, H, W) float32: the means of the 3 x 3 cells of size x size pixels centred on every
-    pixel (index 4: the central cell), borders mirrored (reflect-101)."""
-    padded, pad = _pad(image.astype(np.float32), size)
+    """(9, H, W) float64: the means of the 3 x 3 cells of size x size pixels centred on every
+    pixel (index 4: the central cell), edge pixels replicated outside the image (MATLAB's
+    imfilter(img, mask, 'replicate') / size^2)."""
+    padded, pad = _pad(image.astype(np.float64), size)
     return _cell_views(cv2.blur(padded, (size, size)), pad, size, *image.shape)
+
+
+def _gauss121(image: np.ndarray) -> np.ndarray:
+    """imfilter(img, [1 2 1; 2 4 2; 1 2 1] / 16, 'replicate'), float64."""
+    img = image.astype(np.float64)
+    return cv2.sepFilter2D(img, -1, GAUSS_121, GAUSS_121, borderType=cv2.BORDER_REPLICATE)
+
+
+def _median3(image: np.ndarray) -> np.ndarray:
+    """medfilt2(img, [3 3]): 3 x 3 median, zeros outside the image (MATLAB's default)."""
+    padded = cv2.copyMakeBorder(image, 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+    return cv2.medianBlur(padded, 3)[1:-1, 1:-1]
+
+
+# Exact top-K of every window without sorting every window: lists of the K largest values of
+# each run of 1, 2, 4, 8 pixels (sorted, descending, along axis 0) are merged pairwise by a
+# bitonic merge network (elementwise max / min of whole planes), first down the columns, then
+# along the rows; a window of l pixels is the union of disjoint runs (11 = 8 + 2 + 1).
+
+
+def _run(x: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
+    return x[:, start : start + length] if axis == 1 else x[:, :, start : start + length]
+
+
+def _merge(a: np.ndarray, b: np.ndarray, keep: int) -> np.ndarray:
+    """The min(keep, len a + len b) largest of the union of two lists of planes, each sorted
+    descending along axis 0 (values >= 0: zero planes pad them), sorted descending."""
+    out = min(keep, len(a) + len(b))
+    n = 1 << (out - 1).bit_length()  # a power of two >= out >= len a, len b
+    shape = a.shape[1:]
+    x = np.zeros((n, *shape), a.dtype)
+    x[: len(a)] = a
+    # max(a_i, b_(n-1-i)): the n largest of the union, a bitonic sequence (half-cleaner)
+    np.maximum(x[n - len(b) :], b[::-1], out=x[n - len(b) :])
+    y = np.empty_like(x)
+    s = n // 2
+    while s:  # bitonic merge: compare-exchange at distance s = n/2, ..., 1
+        xv = x.reshape(n // (2 * s), 2, s, *shape)
+        yv = y.reshape(n // (2 * s), 2, s, *shape)
+        np.maximum(xv[:, 0], xv[:, 1], out=yv[:, 0])
+        np.minimum(xv[:, 0], xv[:, 1], out=yv[:, 1])
+        x, y = y, x
+        s //= 2
+    return x[:out]
+
+
+def _top_sum(a: np.ndarray, b: np.ndarray, keep: int) -> np.ndarray:
+    """Sum (float64) of the keep largest of the union of two sorted lists, keep <= len a +
+    len b: max(a_i, b_(keep-1-i)) are those keep values, unsorted."""
+    x = np.zeros((keep, *a.shape[1:]), a.dtype)
+    x[: len(a)] = a
+    np.maximum(x[keep - len(b) :], b[::-1], out=x[keep - len(b) :])
+    return x.sum(axis=0, dtype=np.float64)
+
+
+def _doubling(x: np.ndarray, axis: int, upto: int, keep: int) -> dict[int, np.ndarray]:
+    """{h: top-keep lists of the runs of h = 1, 2, 4, ... <= upto pixels along axis, indexed
+    by the run's first pixel}."""
+    runs, h = {1: x}, 1
+    while 2 * h <= upto:
+        r = runs[h]
+        n = r.shape[axis] - h
+        runs[2 * h] = _merge(_run(r, axis, 0, n), _run(r, axis, h, n), keep)
+        h *= 2
+    return runs
+
+
+def _window(runs: dict[int, np.ndarray], size: int, axis: int, keep: int, total: bool):
+    """Top-keep lists (or, total: their sums) of the windows of `size` pixels along axis,
+    indexed by the window's first pixel: the union of disjoint runs (binary digits of size)."""
+    n = runs[1].shape[axis] - size + 1
+    parts, off = [], 0
+    for h in sorted(runs, reverse=True):
+        if size - off >= h:
+            parts.append(_run(runs[h], axis, off, n))
+            off += h
+    acc = parts.pop()
+    while parts:
+        part = parts.pop()
+        if total and not parts:
+            return _top_sum(part, acc, keep)
+        acc = _merge(part, acc, keep)
+    return acc[:keep].sum(axis=0, dtype=np.float64) if total else acc
+
+
+def _top_sums(padded: np.ndarray, sizes: tuple[int, ...], keep: int) -> dict[int, np.ndarray]:
+    """{l: the sum of the keep largest pixels of every l x l window of a uint8 image, indexed
+    by the window's top-left pixel, shape (H - l + 1, W - l + 1)}, exact (ties included)."""
+    columns = _doubling(padded[None], 1, max(sizes), keep)
+    out = {}
+    for size in sizes:
+        col = _window(columns, size, 1, keep, total=False)  # runs of `size` rows
+        out[size] = _window(_doubling(col, 2, size, keep), size, 2, keep, total=True)
+    return out
+
+
+def top_k_mean(image: np.ndarray, size: int, k: int = TOP_K) -> np.ndarray:
+    """(H, W) float64: the mean of the k largest pixels of the size x size window (size odd,
+    k <= size^2) centred on every pixel of a uint8 image, zeros outside the image: the mean of
+    ordfilt2(img, size^2 + 1 - j, ones(size)) over j = 1..k."""
+    r = size // 2
+    padded = cv2.copyMakeBorder(image, r, r, r, r, cv2.BORDER_CONSTANT, value=0)
+    return _top_sums(padded, (size,), k)[size] / k
+
+
+def cell_top_means(image: np.ndarray, sizes: tuple[int, ...]) -> dict[int, np.ndarray]:
+    """{l: (9, H, W) float64, the mean of the K = 9 largest pixels of each of the 3 x 3 cells
+    of l x l centred on every pixel of a uint8 image (index 4: the central cell), zeros outside
+    the image}: ordfilt2(img, l^2 + 1 - j, mask_i), j = 1..9, averaged (the reference's
+    M0..M8, I_mean_1..8)."""
+    h, w = image.shape
+    pad = max(s + s // 2 for s in sizes)
+    padded = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    out = {}
+    for size, sums in _top_sums(padded, tuple(sizes), TOP_K).items():
+        # window top-left = centre - size // 2: the padded-image map of the window centres
+        off = pad - size // 2
+        out[size] = _cell_views(sums / TOP_K, off, size, h, w)
+    return out
 
 
 _SURROUND = [0, 1, 2, 3, 5, 6, 7, 8]
 
 
+def _surround_max(cells) -> np.ndarray:
+    """Max over the 8 surrounding cells of 9 cell maps (index 4 left out)."""
+    return functools.reduce(np.maximum, [cells[i] for i in _SURROUND])  # views, no stacking
+
+
+def _contrast(core: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """max(0, core^2 / background - core); 0 where background = 0 (the reference divides by
+    zero there: Inf or NaN)."""
+    ratio = np.divide(core * core, background, out=core.copy(), where=background > 0)
+    return np.maximum(ratio - core, 0.0)
+
+
 def wslcm(image: np.ndarray) -> np.ndarray:
-    """Weighted strengthened local contrast measure (Han et al. 2021), our reading. The image is
-    first smoothed by a 3 x 3 Gaussian (the target-matched filter), g. At each scale l in 5, 7,
-    9, 11, with m_i the means of g over the 8 cells of l x l around the pixel's own cell:
-        SLCM_l = g * max(0, min_i (g - m_i))          (difference contrast strengthened by g)
-        RIL    = (mean of the K largest) - (mean), for every cell (regional intensity level)
-        W_l    = max(0, RIL_centre - max_i RIL_i)    (the improved RIL: a peak in the central
-                                                      cell only, not along an edge)
-    WSLCM = max over l of SLCM_l * W_l. The mean of a cell's K = 9 largest pixels is taken as
-    its brightest 3 x 3 block (a box mean, then a max filter): the same 9 pixels for a compact
-    target, and far cheaper than sorting every window."""
+    """Weighted strengthened local contrast measure (Han et al. 2021), following the authors'
+    code (Linaom1214/ISTD-Benchmark, detector/WSLCM/run_WSLCM.m) on 0-255 grey levels. The
+    image is 3 x 3 median filtered (medfilt2, zeros outside), f, then smoothed by the
+    [1 2 1; 2 4 2; 1 2 1] / 16 Gaussian (replicated edges), g. At each cell size l in 5, 7, 9,
+    11, for the 3 x 3 cells of l x l around the pixel (0: its own, 1..8: the surrounding ones):
+        M_i   = mean of the K = 9 largest pixels of f in cell i (exact; zeros outside)
+        BE    = max_i>0 M_i
+        SLCM  = max(0, g^2 / BE - g)                  (0 where BE = 0)
+        RIL_i = M_i - (mean of f in cell i)           (regional intensity level; the mean
+                                                      with replicated edges, so RIL_0 can
+                                                      be < 0 at the border, as there)
+        WD    = max(0, RIL_0 - max_i>0 RIL_i)
+        WB    = max(5, sample std of RIL_1..8)        (xi = 5 grey levels)
+        W     = RIL_0 * WD / WB
+    WSLCM = max over l of W * SLCM."""
     h, w = image.shape
-    g = cv2.GaussianBlur(image.astype(np.float32), (3, 3), 0)
-    out = np.zeros((h, w), np.float32)
+    f = _median3(image)
+    g = _gauss121(f)
+    pad = max(s + s // 2 for s in WSLCM_SCALES)
+    zeros = cv2.copyMakeBorder(f, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    edges = cv2.copyMakeBorder(f.astype(np.float64), pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+    sums = _top_sums(zeros, WSLCM_SCALES, TOP_K)
+    out = None
     for size in WSLCM_SCALES:
-        padded, pad = _pad(g, size)
-        means = _cell_views(cv2.blur(padded, (size, size)), pad, size, h, w)
-        b = WSLCM_BLOCK
-        inner = np.ones((size - b + 1, size - b + 1), np.uint8)  # centres of the blocks inside
-        top = _cell_views(cv2.dilate(cv2.blur(padded, (b, b)), inner), pad, size, h, w)
-        slcm = g * np.maximum(g[None] - means[_SURROUND], 0.0).min(axis=0)
-        ril = top - means
-        weight = np.maximum(ril[4] - ril[_SURROUND].max(axis=0), 0.0)
-        out = np.maximum(out, slcm * weight)
-    return out
+        r = size // 2
+        top = sums[size] / TOP_K  # M at padded centre (y, x) is top[y - r, x - r]
+        mean = cv2.blur(edges, (size, size))[r : r + top.shape[0], r : r + top.shape[1]]
+        m = _cells(top, pad - r, size, h, w)
+        ril = _cells(top - mean, pad - r, size, h, w)
+        slcm = _contrast(g, _surround_max(m))
+        wd = np.maximum(ril[4] - _surround_max(ril), 0.0)
+        n = len(_SURROUND)
+        total = functools.reduce(np.add, [ril[i] for i in _SURROUND])
+        squares = functools.reduce(np.add, [ril[i] * ril[i] for i in _SURROUND])
+        var = np.maximum(squares - total * total / n, 0.0) / (n - 1)  # MATLAB std: N - 1
+        wb = np.maximum(np.sqrt(var), WB_FLOOR)
+        score = ril[4] * wd / wb * slcm
+        out = score if out is None else np.maximum(out, score)
+    return out.astype(np.float32)
 
 
 def tllcm(image: np.ndarray) -> np.ndarray:
-    """Tri-layer local contrast measure (Han et al. 2019), our reading: a 27 x 27 window of
-    3 x 3 cells of 9 x 9. Core layer: the centre s x s (s = 3, 5, 7) weighted by an s x s
-    Gaussian (the matched filter, OpenCV's default sigma for that size), C_s; reserve layer: the
-    rest of the central cell, ignored (room for targets larger than the core); surrounding
-    layer: the 8 outer cells, B = the largest of their means (at least 1 grey level). Ratio and
-    difference combined: TLLCM_s = C_s (C_s - B) / B; TLLCM = max(0, max over s)."""
-    img = image.astype(np.float32)
-    background = np.maximum(cell_means(img, TLLCM_CELL)[_SURROUND].max(axis=0), 1.0)
-    out = np.zeros(img.shape, np.float32)
-    for s in TLLCM_CORES:
-        core = cv2.GaussianBlur(img, (s, s), 0, borderType=cv2.BORDER_REFLECT_101)
-        out = np.maximum(out, core * (core - background) / background)
-    return out
+    """Tri-layer local contrast measure (Han et al. 2019), following the authors' code
+    (Linaom1214/ISTD-Benchmark, detector/TLLCM/run_TLLCM.m) on 0-255 grey levels: a 27 x 27
+    window of 3 x 3 cells of 9 x 9. Core C = the image smoothed by the [1 2 1; 2 4 2; 1 2 1] /
+    16 Gaussian (replicated edges); B = the largest, over the 8 surrounding cells, of the mean
+    of the cell's 9 largest pixels (exact; zeros outside the image). TLLCM = max(0, C^2 / B -
+    C) = max(0, C (C - B) / B), 0 where B = 0 (no floor on B)."""
+    core = _gauss121(image)
+    background = _surround_max(cell_top_means(image, (TLLCM_CELL,))[TLLCM_CELL])
+    return _contrast(core, background).astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,8 +416,8 @@ class Detector:
 DETECTORS: dict[str, Detector] = {
     "tophat": Detector("tophat", tophat, 12.0, "Top-Hat, white top-hat with a 5x5 square"),
     "maxmedian": Detector("maxmedian", maxmedian, 15.0, "Max-Median, 15x15 window, 4 directions"),
-    "wslcm": Detector("wslcm", wslcm, 15.0, "WSLCM, cells 5/7/9/11, K = 9"),
-    "tllcm": Detector("tllcm", tllcm, 15.0, "TLLCM, 27x27 window of 9x9 cells, cores 3/5/7"),
+    "wslcm": Detector("wslcm", wslcm, 12.0, "WSLCM, cells 5/7/9/11, K = 9"),
+    "tllcm": Detector("tllcm", tllcm, 25.0, "TLLCM, 27x27 window of 9x9 cells, top-9 means"),
     "ipi": Detector("ipi", ipi, 15.0, "IPI, 50x50 patches step 10, RPCA by inexact ALM"),
     "nram": Detector("nram", nram, 20.0, "NRAM, 50x50 patches step 10, gamma norm + l2,1"),
     "ript": Detector("ript", ript, 15.0, "RIPT, 30x30 patch tensor step 10, SNN, h = 1"),
