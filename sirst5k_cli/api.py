@@ -137,8 +137,8 @@ def evaluate(
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
-    tile: int = 256,
-    tile_halo: int = 64,
+    tile: int | None = None,
+    tile_halo: int | None = None,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
@@ -148,7 +148,8 @@ def evaluate(
     folder); write metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays into OUT
     (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
     progress(n, total) is called as batches of n images are done. A network runs frames with a
-    side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled)."""
+    side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
+    its defaults, 256 and 64)."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
@@ -174,8 +175,8 @@ def predict(
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
-    tile: int = 256,
-    tile_halo: int = 64,
+    tile: int | None = None,
+    tile_halo: int | None = None,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,

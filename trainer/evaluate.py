@@ -227,7 +227,6 @@ class ModelPredictor:
     def __init__(self, checkpoint: str | Path, device: str = "auto", tile=TILE, halo=HALO):
         from trainer.model import count_params, load_model, resolve_device
 
-        check_tiling(tile, halo)
         device = resolve_device(device)
         self.model, ckpt = load_model(checkpoint, device)
         self.device, self.name = device, Path(checkpoint).name
@@ -261,12 +260,15 @@ def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
     return out
 
 
-def make_predictor(checkpoint=None, method=None, device="auto", k=None, tile=TILE, halo=HALO):
+def make_predictor(checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None):
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
-    A network runs frames with a side over `tile` px in tiles with `halo` px of context."""
+    A network runs frames with a side over `tile` px (None: TILE) in tiles with `halo` px of
+    context (None: HALO); bad values are refused here, before anything runs."""
     from trainer.bundled import default_checkpoint, resolve
 
+    tile, halo = TILE if tile is None else tile, HALO if halo is None else halo
+    check_tiling(tile, halo)
     if checkpoint is None and method is None:
         checkpoint = default_checkpoint()
         if checkpoint is None:

@@ -107,10 +107,10 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
 class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
 
-    def __init__(self, path: str | Path, tile: int = 256, halo: int = 64):
-        from trainer.evaluate import check_tiling
+    def __init__(self, path: str | Path, tile: int | None = None, halo: int | None = None):
+        from trainer.evaluate import HALO, TILE
 
-        check_tiling(tile, halo)
+        tile, halo = TILE if tile is None else tile, HALO if halo is None else halo
         self.session = session(path)
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
         self.tile, self.halo = tile, halo
