@@ -24,7 +24,9 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   fresh     on-the-fly synthesis: a new negative per sample (alpha in [0, 0.2])
   scale     fresh, every crop zoomed by a factor in [0.5, 2] (log-uniform)
   vary      scale, plus photometric variation (gamma, gain and offset, blur, noise)
---budget short gives the older 10-epoch (36,000 samples) runs without warm-up.
+--budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
+twice the gate's samples (does the store's value grow with the budget?). --model trains a
+peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STORE_EPOCHS = {"gate": 25, "short": 10}
+STORE_EPOCHS = {"gate": 25, "short": 10, "long": 50}
 VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "orig": ["--originals-only", "--epochs", "{E6}", "--val-every", "6"],
     "off": ["--epochs", "{E}", "--neg-loss", "off"],
@@ -98,12 +100,14 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
                 opts = [o.format(E=e, E6=6 * e) for o in VARIANTS[variant]]
                 cmd = [*cli, "train", args.store, "--out", str(out), "--preset", "cpu30"]
                 cmd += [*opts, "--seed", str(seed), "--max-minutes", "0", "--device", "cpu"]
+                cmd += ["--model", args.model]
                 cmd += ["--warmup", "0"] if args.budget == "short" else []
                 subprocess.run([*cmd, "--force"], env=env, stdout=log, stderr=log, check=True)
             for ev, ev_args in evals(args).items():
                 if not (out / f"eval-{ev}" / "metrics.json").exists():
                     cmd = [*cli, "eval", *ev_args, "--checkpoint", str(out / "best.pt")]
                     cmd += ["--out", str(out / f"eval-{ev}"), "--worst", "0", "--device", "cpu"]
+                    cmd += ["--tile", str(args.tile)] if args.tile is not None else []
                     subprocess.run(cmd, env=env, stdout=log, stderr=log, check=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
@@ -177,6 +181,8 @@ def main() -> None:
     ap.add_argument("--variants", default="orig,off,group,fresh")
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--budget", choices=list(STORE_EPOCHS), default="gate")
+    ap.add_argument("--model", default="aff-unet", help="the network (sirst5k train --model)")
+    ap.add_argument("--tile", type=int, help="eval --tile (0: whole frames, as runs/gate2)")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
     ap.add_argument("--runs", default="runs/gate")
     ap.add_argument("--name", default="ablation_negatives", help="benchmarks/out/NAME.json")
@@ -206,6 +212,7 @@ def main() -> None:
         "source": args.source,
         "real": args.real,
         "budget": args.budget,
+        "model": args.model,
         "seeds": seeds,
         "runs": rows,
     }
