@@ -3,11 +3,12 @@
     python benchmarks/bench_tiling.py [--checkpoint nudt] [--source ../shared/data/NUDT-SIRST]
 
 Builds 1024 x 1280 mosaics of 4 x 5 test images of the source (a large frame with targets),
-runs the model whole and in tiles (--tile 256 and 512, halo 128), and reports the largest
-probability difference, the pixels whose mask differs, and the IoU of the tiled masks with the
-whole-frame ones. The AFF U-Net's channel attention pools over its whole input, so tiles differ
-from the whole frame; a network without global pooling gives the same pixels (tests). Writes
-benchmarks/out/bench_tiling.json and prints a table.
+runs the model whole, in tiles (512, 256 and 128 px, --halo of context), and whole with its
+channel attention pooled over 512, 256 and 128 px cells (set_attention_window); reports the IoU
+with the ground truth, the largest probability difference from the plain whole frame, the
+pixels whose mask differs and their masks' IoU. The AFF U-Net's channel attention pools over
+its whole input, so tiles differ from the whole frame; a network without global pooling gives
+the same pixels (tests). Writes benchmarks/out/bench_tiling.json and prints a table.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from sirst5k.io import load_split, read_pair  # noqa: E402
 from trainer.bundled import resolve  # noqa: E402
 from trainer.evaluate import tiled  # noqa: E402
-from trainer.model import load_model, predict_probs  # noqa: E402
+from trainer.model import load_model, predict_probs, set_attention_window  # noqa: E402
 
 
 def main() -> None:
@@ -63,10 +64,12 @@ def main() -> None:
     t = time.perf_counter()
     whole = np.concatenate([run(f[None]) for f in frames])
     base_s = (time.perf_counter() - t) / len(frames)
-    rows.append({"tile": 0, "max_abs_dprob": 0.0, "mask_pixels_differing": 0,
+    rows.append({"tile": 0, "attention_window": 0, "max_abs_dprob": 0.0, "mask_pixels_differing": 0,
                  "mask_iou_with_whole": 1.0, "iou_with_truth": gt_iou(whole > 0.5),
                  "s_per_frame": base_s})  # fmt: skip
-    for tile in (512, 256, 128):
+    configs = [(tile, 0) for tile in (512, 256, 128)] + [(0, px) for px in (512, 256, 128)]
+    for tile, window in configs:
+        set_attention_window(model, window)
         go = tiled(run, tile, args.halo)
         t = time.perf_counter()
         got = np.concatenate([go(f[None]) for f in frames])
@@ -74,6 +77,7 @@ def main() -> None:
         a, b = got > 0.5, whole > 0.5
         rows.append({
             "tile": tile,
+            "attention_window": window,
             "max_abs_dprob": float(np.abs(got - whole).max()),
             "mask_pixels_differing": int((a != b).sum()),
             "mask_iou_with_whole": float((a & b).sum() / max((a | b).sum(), 1)),
@@ -86,11 +90,12 @@ def main() -> None:
            "whole_mask_pixels": int((whole > 0.5).sum()), "threads": 1, "rows": rows}  # fmt: skip
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
-    print("| tile | max abs dprob | mask pixels differing | mask IoU with whole | IoU with truth "
-          "| s/frame |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("| tile | attention window | max abs dprob | mask pixels differing | mask IoU with "
+          "whole | IoU with truth | s/frame |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['tile'] or 'whole'} | {r['max_abs_dprob']:.4f} | "
+        print(f"| {r['tile'] or 'whole'} | {r['attention_window'] or 'whole input'} | "
+              f"{r['max_abs_dprob']:.4f} | "
               f"{r['mask_pixels_differing']} | {r['mask_iou_with_whole']:.4f} | "
               f"{r['iou_with_truth']:.4f} | "
               f"{r['s_per_frame']:.2f} |")  # fmt: skip

@@ -139,6 +139,7 @@ def evaluate(
     batch_size: int | None = None,
     tile: int | None = None,
     tile_halo: int | None = None,
+    attention_window: int = 256,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
@@ -149,11 +150,12 @@ def evaluate(
     (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
     progress(n, total) is called as batches of n images are done. A network runs frames with a
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
-    its defaults, 256 and 64)."""
+    the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
+    cells (0: the whole input; trainer.model.set_attention_window)."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
-    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo)
+    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo, attention_window)
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
         bundled = not checkpoint or path in BUNDLED.values()
@@ -177,6 +179,7 @@ def predict(
     batch_size: int | None = None,
     tile: int | None = None,
     tile_halo: int | None = None,
+    attention_window: int = 256,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,
@@ -187,18 +190,21 @@ def predict(
     from trainer import evaluate as ev
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
-    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo)
+    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo, attention_window)
     return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
                       batch_size, progress=progress)  # fmt: skip
 
 
-def export(checkpoint: PathLike, out: PathLike, *, opset: int = 17) -> dict[str, Any]:
-    """Write the checkpoint's model as ONNX (trainer/export.py); return a summary with the
-    largest difference from PyTorch on an odd-sized input (None without ONNX Runtime)."""
+def export(
+    checkpoint: PathLike, out: PathLike, *, opset: int = 17, attention_window: int = 256
+) -> dict[str, Any]:
+    """Write the checkpoint's model as ONNX (trainer/export.py), the AFF U-Net's attention
+    window built in; return a summary with the largest difference from PyTorch on odd-sized
+    inputs (None without ONNX Runtime)."""
     from trainer.bundled import resolve
     from trainer.export import export_onnx
 
-    return export_onnx(resolve(checkpoint), out, opset)
+    return export_onnx(resolve(checkpoint), out, opset, attention_window)
 
 
 def load_model(checkpoint: PathLike, device: str = "cpu"):

@@ -17,7 +17,7 @@ from sirst5k_cli.cli_options import DEVICE, method_choice
 
 def _predictor_options(f):
     """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/
-    --skip-bad, shared."""
+    --attention-window/--skip-bad, shared."""
     options = [
         click.option(
             "--checkpoint",
@@ -55,18 +55,26 @@ def _predictor_options(f):
         click.option(
             "--tile",
             type=click.IntRange(0),
-            default=256,
-            show_default=True,
-            help="A network runs frames with a side over N px as N x N tiles: the input size "
-            "its attention was validated at, and bounded memory (docs/evaluation.md); a "
-            "multiple of 32, 0 = never.",
+            default=None,
+            help="A network runs frames with a side over N px as N x N tiles; a multiple of "
+            "32, 0 = never [2048, a memory bound, for the AFF U-Net with its attention "
+            "window; 256, the input size it was chosen at, for a network that pools over its "
+            "whole input] (docs/evaluation.md).",
         ),
         click.option(
             "--tile-halo",
             type=click.IntRange(0),
-            default=64,
+            default=None,
+            help="Px of context around each tile, a multiple of 32 [256 with the window, 64].",
+        ),
+        click.option(
+            "--attention-window",
+            type=click.IntRange(0),
+            default=256,
             show_default=True,
-            help="Px of context around each tile, a multiple of 32.",
+            help="The AFF U-Net's channel attention pools over N x N px cells of a frame, not "
+            "the whole frame: large frames run whole as the 256 x 256 images it was chosen on; "
+            "0 = the whole input (Eq. 5). An .onnx export has its own (export option).",
         ),
         click.option(
             "--skip-bad",
@@ -163,7 +171,7 @@ def _print_table(report: dict) -> None:
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
 def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-             skip_bad, split, out, legacy_fa, worst):  # fmt: skip
+             attention_window, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
     """Evaluate a checkpoint or a classical method on DATA's test images.
 
     DATA is a store (its test group) or a dataset folder (its test split, any layout sirst5k
@@ -178,7 +186,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
             report = evaluate(
                 data, checkpoint=checkpoint, method=method, out=out, split=split,
                 threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
-                tile_halo=tile_halo, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
+                tile_halo=tile_halo, attention_window=attention_window, legacy_fa=legacy_fa,
+                worst=worst, skip_bad=skip_bad,
                 progress=lambda n, total: bar.update(task, advance=n, total=total),
             )  # fmt: skip
     except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
@@ -202,7 +211,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-                skip_bad, out, limit, overlay):  # fmt: skip
+                attention_window, skip_bad, out, limit, overlay):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively).
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
@@ -217,7 +226,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
             s = predict(
                 list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
                 device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
-                limit=limit, overlay=overlay, skip_bad=skip_bad,
+                attention_window=attention_window, limit=limit, overlay=overlay,
+                skip_bad=skip_bad,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     except SirstError as e:
@@ -240,7 +250,10 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The .onnx file to write.")  # fmt: skip
 @click.option("--opset", type=click.IntRange(13), default=17, show_default=True)
-def export_cmd(checkpoint, out, opset):
+@click.option("--attention-window", type=click.IntRange(0), default=256, show_default=True,
+              help="Built into the graph: the AFF U-Net's channel attention pools over N x N "
+              "px cells (as eval's default); 0 = the whole input.")  # fmt: skip
+def export_cmd(checkpoint, out, opset, attention_window):
     """Export CHECKPOINT as ONNX: raw grey 0..255 (B, 1, H, W) in, probabilities out.
 
     Dynamic batch, height and width; normalisation, padding and sigmoid inside the graph. Use the
@@ -249,17 +262,19 @@ def export_cmd(checkpoint, out, opset):
     from sirst5k_cli.api import export
 
     try:
-        s = export(checkpoint, out, opset=opset)
+        s = export(checkpoint, out, opset=opset, attention_window=attention_window)
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     check = (
-        f"ONNX Runtime matches PyTorch to {s['max_abs_diff']:.1e} on a 37 x 53 input"
+        f"ONNX Runtime matches PyTorch to {s['max_abs_diff']:.1e} on odd-sized inputs"
         if s["max_abs_diff"] is not None
         else "not checked: pip install 'sirst5k[onnx]' for ONNX Runtime"
     )
-    click.echo(f"wrote {out} (opset {opset}, {s['params']:,} parameters); {check}")
+    window = f"attention window {s['attention_window']} px" if s["attention_window"] else ""
+    click.echo(f"wrote {out} (opset {opset}, {s['params']:,} parameters{', ' * bool(window)}"
+               f"{window}); {check}")  # fmt: skip
 
 
 @click.command("compare")

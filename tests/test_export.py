@@ -12,7 +12,7 @@ from sirst5k.errors import UserError
 from sirst5k_cli.cli import main
 from trainer.evaluate import ModelPredictor, make_predictor
 from trainer.export import OnnxPredictor, export_onnx
-from trainer.model import SCHEMA, build_model, predict_probs, save_checkpoint
+from trainer.model import SCHEMA, build_model, predict_probs, save_checkpoint, set_attention_window
 
 pytest.importorskip("onnxruntime")
 CFG = dict(widths=[4, 8, 8, 16, 16], blocks=1)
@@ -34,6 +34,7 @@ def test_onnx_matches_pytorch_on_odd_sizes(checkpoint, tmp_path):
     model = build_model(CFG)
     model.load_state_dict(torch.load(checkpoint, weights_only=True)["model"])
     model.eval()
+    set_attention_window(model, 256)  # as the export (257 px: two cells)
     onnx = OnnxPredictor(out, tile=0)  # whole frames, like predict_probs below
     rng = np.random.default_rng(0)
     for h, w in ((37, 53), (100, 129), (16, 16), (257, 31)):
@@ -42,10 +43,17 @@ def test_onnx_matches_pytorch_on_odd_sizes(checkpoint, tmp_path):
         got = np.stack(onnx(images))
         assert got.shape == (2, h, w)
         assert np.abs(got - want).max() < 1e-5, (h, w)
-    # both engines tile a frame over 256 px the same way
+    # a frame over 256 px: the export has eval's attention window built in (its metadata says
+    # so) and gives PyTorch's windowed result; exported with 0, it tiles as PyTorch with 0
     frame = rng.integers(0, 256, (300, 40), dtype=np.uint8)
-    torch_tiled = ModelPredictor(checkpoint, "cpu")([frame])[0]
-    assert np.abs(OnnxPredictor(out)([frame])[0] - torch_tiled).max() < 1e-5
+    windowed = OnnxPredictor(out)
+    assert windowed.info["attention_window"] == 256 and windowed.tile == 2048
+    assert np.abs(windowed([frame])[0] - ModelPredictor(checkpoint, "cpu")([frame])[0]).max() < 1e-5
+    export_onnx(checkpoint, tmp_path / "w0.onnx", window=0)
+    plain = OnnxPredictor(tmp_path / "w0.onnx")
+    assert plain.info["attention_window"] is None and (plain.tile, plain.halo) == (256, 64)
+    torch_tiled = ModelPredictor(checkpoint, "cpu", window=0)([frame])[0]
+    assert np.abs(plain([frame])[0] - torch_tiled).max() < 1e-5
 
 
 def test_onnx_predictor_in_predict_and_eval(checkpoint, tmp_path, demo_source):

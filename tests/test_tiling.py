@@ -1,4 +1,5 @@
-"""Tiled inference of large frames: the same pixels as the whole frame where the context fits."""
+"""Large frames: tiled inference gives the same pixels as the whole frame where the context
+fits; the AFF U-Net's windowed channel attention gates each cell by that cell alone."""
 
 import cv2
 import numpy as np
@@ -8,8 +9,15 @@ from click.testing import CliRunner
 
 from sirst5k.errors import UserError
 from sirst5k_cli.cli import main
-from trainer.evaluate import tiled
-from trainer.model import build_model, predict_probs
+from trainer.evaluate import ModelPredictor, make_predictor, tiled
+from trainer.model import (
+    SCHEMA,
+    ChannelAttention,
+    build_model,
+    predict_probs,
+    save_checkpoint,
+    set_attention_window,
+)
 
 
 def box3(batch: np.ndarray) -> np.ndarray:
@@ -76,4 +84,66 @@ def test_bad_tiling_is_one_line(tmp_path):
     r = CliRunner().invoke(main, ["predict", str(tmp_path), "-o", str(tmp_path / "o"),
                                   "--tile", "100"])  # fmt: skip
     assert r.exit_code == 1 and "multiples of 32" in r.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_windowed_channel_attention_gates_each_cell_by_itself():
+    """With a 32 px window, channel attention on a 40 x 70 map equals Eq. 5 (global pools) run
+    on each cell alone, the partial cells at the bottom and right included."""
+    torch.manual_seed(0)
+    attn = ChannelAttention(8).eval()
+    x = torch.randn(2, 8, 40, 70)
+    attn.window = 32
+    with torch.no_grad():
+        got = attn(x)
+        attn.window = 0
+        want = torch.empty_like(x)
+        for y0 in (0, 32):
+            for x0 in (0, 32, 64):
+                want[..., y0 : y0 + 32, x0 : x0 + 32] = attn(x[..., y0 : y0 + 32, x0 : x0 + 32])
+        assert torch.allclose(got, want, atol=1e-6)
+        assert (got - attn(x)).abs().max() > 1e-3  # and it is not the global gate
+
+
+def test_attention_window_levels_and_small_inputs():
+    """Each decoder level pools over its share of the window (256 px: 256, 128, 64, 32); an
+    input that fits in one cell gives Eq. 5's result; a larger one does not."""
+    torch.manual_seed(1)
+    model = build_model(dict(widths=[4, 8, 8, 16, 16], blocks=1)).eval()
+    x = torch.rand(1, 1, 96, 160) * 255
+    big = torch.rand(1, 1, 320, 192) * 255
+    whole, whole_big = predict_probs(model, x), predict_probs(model, big)
+    assert set_attention_window(model, 256)
+    assert [d.aff.channel.window for d in model.decoder] == [256, 128, 64, 32]
+    assert torch.allclose(predict_probs(model, x), whole, atol=1e-6)
+    assert (predict_probs(model, big) - whole_big).abs().max() > 1e-4
+    with pytest.raises(UserError, match="multiple of 8"):
+        set_attention_window(model, 100)
+    plain = build_model(dict(widths=[4, 8, 8, 16, 16], blocks=1, attention=False))
+    assert not set_attention_window(plain, 256)
+
+
+def test_predictor_defaults_follow_the_window(tmp_path):
+    """The AFF U-Net with its window runs frames whole up to 2048 px; with --attention-window 0,
+    or for a network without that attention, frames over 256 px run in 256 px tiles."""
+    cfgs = {"aff": dict(widths=[4, 8, 8, 16, 16], blocks=1), "plain": dict(attention=False)}
+    paths = {}
+    for name, cfg in cfgs.items():
+        cfg = {**cfgs["aff"], **cfg}
+        paths[name] = tmp_path / f"{name}.pt"
+        state = {"schema": SCHEMA, "model": build_model(cfg).state_dict(), "model_config": cfg}
+        save_checkpoint(state, paths[name])
+    p = ModelPredictor(paths["aff"], "cpu")
+    assert (p.tile, p.halo, p.info["attention_window"]) == (2048, 256, 256)
+    p = ModelPredictor(paths["aff"], "cpu", window=0)
+    assert (p.tile, p.halo, p.info["attention_window"]) == (256, 64, None)
+    p = ModelPredictor(paths["plain"], "cpu", tile=512)
+    assert (p.tile, p.halo, p.info["attention_window"]) == (512, 64, None)
+    with pytest.raises(UserError, match="--attention-window 100"):
+        make_predictor(paths["aff"], window=100)
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8), np.uint8))
+    args = ["predict", str(tmp_path / "a.png"), "-o", str(tmp_path / "o")]
+    args += ["--checkpoint", str(paths["aff"]), "--attention-window", "40"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1 and "multiple of 32" in r.output
     assert not (tmp_path / "o").exists()

@@ -173,7 +173,12 @@ class MethodPredictor:
         return [detect(self.name, im, self.k) for im in images]
 
 
-TILE, HALO = 256, 64  # frames with a side over TILE px run in tiles (see tiled)
+# A network whose attention pools over its whole input (peers, or --attention-window 0) runs
+# frames with a side over TILE px in tiles with HALO px of context, the input size it was chosen
+# at; the AFF U-Net pools over WINDOW px cells instead and runs frames whole up to WINDOW_TILE px
+# (a memory bound), in tiles of it beyond. Chosen on validation mosaics: docs/evaluation.md.
+TILE, HALO = 256, 64
+WINDOW, WINDOW_TILE, WINDOW_HALO = 256, 2048, 256
 TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
 
 
@@ -182,6 +187,15 @@ def check_tiling(tile: int, halo: int) -> None:
         raise UserError(
             f"--tile {tile} --tile-halo {halo}: use multiples of {TILE_STEP} (tile 0 = never tile)"
         )
+
+
+def default_tiling(tile: int | None, halo: int | None, windowed: bool) -> tuple[int, int]:
+    """(tile, halo) with None replaced by the defaults for a network with windowed attention
+    pooling or without; checked."""
+    t, h = (WINDOW_TILE, WINDOW_HALO) if windowed else (TILE, HALO)
+    tile, halo = t if tile is None else tile, h if halo is None else halo
+    check_tiling(tile, halo)
+    return tile, halo
 
 
 def tiled(run, tile: int = TILE, halo: int = HALO):
@@ -224,16 +238,18 @@ class ModelPredictor:
     """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back; frames
     larger than `tile` px run in tiles (tiled)."""
 
-    def __init__(self, checkpoint: str | Path, device: str = "auto", tile=TILE, halo=HALO):
-        from trainer.model import count_params, load_model, resolve_device
+    def __init__(self, checkpoint, device="auto", tile=None, halo=None, window=WINDOW):
+        from trainer.model import count_params, load_model, resolve_device, set_attention_window
 
         device = resolve_device(device)
         self.model, ckpt = load_model(checkpoint, device)
         self.device, self.name = device, Path(checkpoint).name
         self.params = count_params(self.model)
-        self.tile, self.halo = tile, halo
+        windowed = set_attention_window(self.model, window) and window > 0
+        self.tile, self.halo = default_tiling(tile, halo, windowed)
         self.info = {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}
-        self.info |= {"best": ckpt.get("best"), "tile": tile, "tile_halo": halo}
+        self.info |= {"best": ckpt.get("best"), "tile": self.tile, "tile_halo": self.halo}
+        self.info["attention_window"] = window if windowed else None
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -260,15 +276,20 @@ def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
     return out
 
 
-def make_predictor(checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None):
+def make_predictor(
+    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=WINDOW
+):
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
-    A network runs frames with a side over `tile` px (None: TILE) in tiles with `halo` px of
-    context (None: HALO); bad values are refused here, before anything runs."""
+    A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
+    the defaults above); the AFF U-Net's channel attention pools over `window` px cells (0: its
+    whole input; an ONNX export has its window built in). Bad values are refused here, before
+    anything runs."""
     from trainer.bundled import default_checkpoint, resolve
 
-    tile, halo = TILE if tile is None else tile, HALO if halo is None else halo
-    check_tiling(tile, halo)
+    default_tiling(tile, halo, False)
+    if window < 0 or window % TILE_STEP:
+        raise UserError(f"--attention-window {window}: use a multiple of {TILE_STEP} (0 = none)")
     if checkpoint is None and method is None:
         checkpoint = default_checkpoint()
         if checkpoint is None:
@@ -285,7 +306,7 @@ def make_predictor(checkpoint=None, method=None, device="auto", k=None, tile=Non
         from trainer.export import OnnxPredictor
 
         return OnnxPredictor(checkpoint, tile, halo)
-    return ModelPredictor(checkpoint, device, tile, halo)
+    return ModelPredictor(checkpoint, device, tile, halo, window)
 
 
 def default_batch(predictor) -> int:

@@ -4,8 +4,11 @@ model.onnx` in eval and predict).
 The exported graph is the whole inference path: raw 0..255 grey images (B, 1, H, W) float32 in,
 probabilities (B, 1, H, W) out. Inside it: the model's own normalisation (mean/std buffers),
 zero padding at the bottom/right to a multiple of the stride, the network's main head, the crop
-back to H x W and the sigmoid. Batch, height and width are dynamic. Opset 17, written by
-PyTorch's TorchScript-based exporter (the newer torch.export one needs the onnxscript package).
+back to H x W and the sigmoid. Batch, height and width are dynamic. The AFF U-Net's channel
+attention pools over cells of --attention-window px (256 by default, as eval; 0: the whole
+input), built into the graph and recorded in its metadata (sirst5k.attention_window). Opset
+17, written by PyTorch's TorchScript-based exporter (the newer torch.export one needs the
+onnxscript package).
 onnx and onnxruntime are the optional extra `sirst5k[onnx]` (in `dev` too).
 """
 
@@ -24,6 +27,7 @@ from sirst5k.errors import UserError
 from sirst5k.files import atomic_path
 
 OPSET = 17
+META_WINDOW = "sirst5k.attention_window"  # ONNX metadata: the built-in attention window (0: none)
 
 
 class ProbabilityModel(nn.Module):
@@ -67,12 +71,20 @@ def session(path: str | os.PathLike, threads: int | None = None):
         ) from e
 
 
-def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET) -> dict:
-    """Write the checkpoint's model as ONNX to OUT (atomically); check it against PyTorch on an
-    odd-sized input when ONNX Runtime is there. Returns a summary dict."""
-    from trainer.model import count_params, load_model
+def export_onnx(
+    checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET, window=None
+) -> dict:
+    """Write the checkpoint's model as ONNX to OUT (atomically); check it against PyTorch on
+    odd-sized inputs (one larger than the attention window) when ONNX Runtime is there. Returns
+    a summary dict."""
+    import onnx
+
+    from trainer.evaluate import WINDOW
+    from trainer.model import count_params, load_model, set_attention_window
 
     model, ckpt = load_model(checkpoint, "cpu")
+    window = WINDOW if window is None else window
+    window = window if set_attention_window(model, window) else 0
     wrapped = ProbabilityModel(model).eval()
     example = torch.rand(1, 1, 64, 64, generator=torch.Generator().manual_seed(0)) * 255
     dynamic = {0: "batch", 2: "height", 3: "width"}
@@ -84,9 +96,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
             dynamic_axes={"image": dynamic, "prob": dynamic}, opset_version=opset,
             dynamo=False,
         )  # fmt: skip
+        graph = onnx.load(str(tmp))
+        onnx.helper.set_model_props(graph, {META_WINDOW: str(window)})
+        onnx.save(graph, str(tmp))
     summary = {
         "onnx": str(out),
         "opset": opset,
+        "attention_window": window or None,
         "params": count_params(model),
         "checkpoint": str(checkpoint),
         "epoch": ckpt.get("epoch"),
@@ -96,11 +112,13 @@ def export_onnx(checkpoint: str | os.PathLike, out: str | os.PathLike, opset: in
         _ort()
     except UserError:
         return summary
-    x = torch.rand(2, 1, 37, 53, generator=torch.Generator().manual_seed(1)) * 255
-    with torch.inference_mode():
-        ref = wrapped(x).numpy()
-    got = session(out).run(None, {"image": x.numpy()})[0]
-    summary["max_abs_diff"] = float(np.abs(got - ref).max())
+    gen, diffs, sess = torch.Generator().manual_seed(1), [], session(out)
+    for shape in [(2, 1, 37, 53), (1, 1, window + 37, window + 53)][: 2 if window else 1]:
+        x = torch.rand(shape, generator=gen) * 255
+        with torch.inference_mode():
+            ref = wrapped(x).numpy()
+        diffs.append(np.abs(sess.run(None, {"image": x.numpy()})[0] - ref).max())
+    summary["max_abs_diff"] = float(max(diffs))
     return summary
 
 
@@ -108,14 +126,15 @@ class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
 
     def __init__(self, path: str | Path, tile: int | None = None, halo: int | None = None):
-        from trainer.evaluate import HALO, TILE
+        from trainer.evaluate import default_tiling
 
-        tile, halo = TILE if tile is None else tile, HALO if halo is None else halo
         self.session = session(path)
+        meta = self.session.get_modelmeta().custom_metadata_map
+        window = int(meta.get(META_WINDOW, 0))  # exports before the window: 0
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
-        self.tile, self.halo = tile, halo
-        self.info = {"checkpoint": str(path), "engine": "onnxruntime", "tile": tile}
-        self.info["tile_halo"] = halo
+        self.tile, self.halo = default_tiling(tile, halo, window > 0)
+        self.info = {"checkpoint": str(path), "engine": "onnxruntime", "tile": self.tile}
+        self.info |= {"tile_halo": self.halo, "attention_window": window or None}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         from trainer.evaluate import by_shape, tiled

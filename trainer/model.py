@@ -95,7 +95,12 @@ class ResBlock(nn.Module):
 
 
 class ChannelAttention(nn.Module):
-    """Eq. 5: sigmoid(MLP(maxpool(F)) + MLP(avgpool(F))) * F, the MLP shared."""
+    """Eq. 5: sigmoid(MLP(maxpool(F)) + MLP(avgpool(F))) * F, the MLP shared. The pools span the
+    whole input, or with `window` > 0 each window x window cell of a grid from its top-left
+    corner, each cell gated by its own statistics (set_attention_window: inference on frames
+    larger than the model was trained and chosen at)."""
+
+    window = 0  # px of this level's feature map; 0: the whole input (Eq. 5 as written)
 
     def __init__(self, channels: int, reduction: int = 4):
         super().__init__()
@@ -105,8 +110,14 @@ class ChannelAttention(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
-        gate = self.mlp(x.amax(dim=(2, 3), keepdim=True)) + self.mlp(x.mean((2, 3), keepdim=True))
-        return x * torch.sigmoid(gate)  # gate (B, C, 1, 1)
+        k = self.window
+        if not k:
+            gate = self.mlp(x.amax(dim=(2, 3), keepdim=True)) + self.mlp(x.mean((2, 3), True))
+            return x * torch.sigmoid(gate)  # gate (B, C, 1, 1)
+        # ceil_mode: a partial cell at the bottom/right pools over its own pixels only
+        mx, avg = F.max_pool2d(x, k, k, ceil_mode=True), F.avg_pool2d(x, k, k, ceil_mode=True)
+        gate = F.interpolate(self.mlp(mx) + self.mlp(avg), scale_factor=float(k), mode="nearest")
+        return x * torch.sigmoid(gate[..., : x.shape[-2], : x.shape[-1]])  # gate per cell
 
 
 class SpatialAttention(nn.Module):
@@ -202,6 +213,22 @@ class AFFUNet(nn.Module):
             x = self.decoder[i](x, skips[i])
             feats[i] = x
         return [head(feats[i]) for i, head in enumerate(self.heads)]
+
+
+def set_attention_window(model: nn.Module, px: int) -> bool:
+    """Make the AFF U-Net's channel attention pool over px x px cells of the input (each decoder
+    level over its share: px / 2^level) instead of over the whole input; 0 restores Eq. 5.
+    Trained on crops and chosen on 256 x 256 images, the model sees on a large frame what it was
+    chosen at, at the cost of one whole-frame pass (docs/evaluation.md). Inputs of at most px
+    give the same result either way. Returns whether the model has such attention (peers and
+    the U-Net without AFF do not)."""
+    nodes = [d for d in getattr(model, "decoder", []) if isinstance(getattr(d, "aff", None), AFF)]
+    step = 2 ** max(len(nodes) - 1, 0)  # the deepest level's cells must be whole pixels
+    if px < 0 or px % step:
+        raise UserError(f"--attention-window {px}: use a multiple of {step} (0 = whole input)")
+    for level, node in enumerate(model.decoder if nodes else []):
+        node.aff.channel.window = px >> level
+    return bool(nodes)
 
 
 def build_model(cfg: ModelConfig | dict | None = None) -> nn.Module:
