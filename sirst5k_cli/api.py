@@ -139,6 +139,7 @@ def evaluate(
     batch_size: int | None = None,
     tile: int | None = None,
     tile_halo: int | None = None,
+    tta: bool = False,
     attention_window: int = 256,
     legacy_fa: bool = False,
     worst: int = 8,
@@ -151,11 +152,14 @@ def evaluate(
     progress(n, total) is called as batches of n images are done. A network runs frames with a
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
     the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
-    cells (0: the whole input; trainer.model.set_attention_window)."""
+    cells (0: the whole input; trainer.model.set_attention_window); `tta` averages a network
+    over the 8 flips and rotations of each image."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
-    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo, attention_window)
+    predictor = ev.make_predictor(
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta
+    )
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
         bundled = not checkpoint or path in BUNDLED.values()
@@ -179,6 +183,7 @@ def predict(
     batch_size: int | None = None,
     tile: int | None = None,
     tile_halo: int | None = None,
+    tta: bool = False,
     attention_window: int = 256,
     limit: int | None = None,
     overlay: bool = True,
@@ -190,7 +195,9 @@ def predict(
     from trainer import evaluate as ev
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
-    predictor = ev.make_predictor(checkpoint, method, device, k, tile, tile_halo, attention_window)
+    predictor = ev.make_predictor(
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta
+    )
     return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
                       batch_size, progress=progress)  # fmt: skip
 

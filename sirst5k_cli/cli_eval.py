@@ -16,7 +16,7 @@ from sirst5k_cli.cli_options import DEVICE, method_choice
 
 
 def _predictor_options(f):
-    """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/
+    """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/--tta/
     --attention-window/--skip-bad, shared."""
     options = [
         click.option(
@@ -66,6 +66,12 @@ def _predictor_options(f):
             type=click.IntRange(0),
             default=None,
             help="Px of context around each tile, a multiple of 32 [256 with the window, 64].",
+        ),
+        click.option(
+            "--tta",
+            is_flag=True,
+            help="Test-time augmentation: average a network over the 8 flips and rotations "
+            "of each image (8x the time; +2 to +4 IoU on validation, docs/evaluation.md).",
         ),
         click.option(
             "--attention-window",
@@ -170,7 +176,7 @@ def _print_table(report: dict) -> None:
 @click.option("--legacy-fa", is_flag=True, help="Report DNA-Net's legacy Fa as 'fa' (papers).")
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
-def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
+def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo, tta,
              attention_window, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
     """Evaluate a checkpoint or a classical method on DATA's test images.
 
@@ -186,8 +192,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
             report = evaluate(
                 data, checkpoint=checkpoint, method=method, out=out, split=split,
                 threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
-                tile_halo=tile_halo, attention_window=attention_window, legacy_fa=legacy_fa,
-                worst=worst, skip_bad=skip_bad,
+                tile_halo=tile_halo, tta=tta, attention_window=attention_window,
+                legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
                 progress=lambda n, total: bar.update(task, advance=n, total=total),
             )  # fmt: skip
     except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
@@ -211,7 +217,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-                attention_window, skip_bad, out, limit, overlay):  # fmt: skip
+                tta, attention_window, skip_bad, out, limit, overlay):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively).
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
@@ -226,7 +232,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
             s = predict(
                 list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
                 device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
-                attention_window=attention_window, limit=limit, overlay=overlay,
+                tta=tta, attention_window=attention_window, limit=limit, overlay=overlay,
                 skip_bad=skip_bad,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip

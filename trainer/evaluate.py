@@ -263,6 +263,35 @@ class ModelPredictor:
         return by_shape(images, tiled(run, self.tile, self.halo))
 
 
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips and 90-degree rotations (k in 0..7): transposed when k & 4, then
+    rotated k & 3 quarter turns counter-clockwise."""
+    return np.rot90(image.T if k & 4 else image, k & 3)
+
+
+def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of dihedral(., k)."""
+    back = np.rot90(image, -(k & 3))
+    return back.T if k & 4 else back
+
+
+class TTAPredictor:
+    """Test-time augmentation: a network's mean probability over the 8 flips and 90-degree
+    rotations of each image (8x the time). Chosen on validation: docs/evaluation.md."""
+
+    def __init__(self, base):
+        self.base, self.name, self.params = base, base.name, base.params
+        self.device, self.info = base.device, base.info | {"tta": 8}
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        total = [np.zeros(im.shape, np.float32) for im in images]
+        for k in range(8):
+            probs = self.base([np.ascontiguousarray(dihedral(im, k)) for im in images])
+            for t, p in zip(total, probs, strict=True):
+                t += undo_dihedral(p, k)
+        return [t / 8 for t in total]
+
+
 def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
     """run(stack) on the images grouped by shape (one forward per shape), back in input order."""
     out: list[np.ndarray | None] = [None] * len(images)
@@ -277,14 +306,15 @@ def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
 
 
 def make_predictor(
-    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=WINDOW
-):
+    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=WINDOW,
+    tta=False,
+):  # fmt: skip
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
     A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
     the defaults above); the AFF U-Net's channel attention pools over `window` px cells (0: its
-    whole input; an ONNX export has its window built in). Bad values are refused here, before
-    anything runs."""
+    whole input; an ONNX export has its window built in); `tta` averages a network over the 8
+    flips and rotations (TTAPredictor). Bad values are refused here, before anything runs."""
     from trainer.bundled import default_checkpoint, resolve
 
     default_tiling(tile, halo, False)
@@ -299,14 +329,18 @@ def make_predictor(
     if checkpoint is not None:
         checkpoint = resolve(checkpoint)
     if method is not None:
+        if tta:
+            raise UserError("--tta averages a network's probabilities: not for --method")
         return MethodPredictor(method, k)
     if k is not None:
         raise UserError("--k sets a classical method's threshold: use it with --method only")
     if Path(checkpoint).suffix.lower() == ".onnx":  # an exported model: ONNX Runtime
         from trainer.export import OnnxPredictor
 
-        return OnnxPredictor(checkpoint, tile, halo)
-    return ModelPredictor(checkpoint, device, tile, halo, window)
+        predictor = OnnxPredictor(checkpoint, tile, halo)
+    else:
+        predictor = ModelPredictor(checkpoint, device, tile, halo, window)
+    return TTAPredictor(predictor) if tta else predictor
 
 
 def default_batch(predictor) -> int:
