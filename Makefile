@@ -86,6 +86,7 @@ train-nudt-cpu: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
 	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu30 --preset cpu30 --device cpu --force
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval-tta --tta
 
 # GPU recipe on NUDT-SIRST (one H100, about 10 minutes a run): with and without negatives,
 # the same number of samples seen.
