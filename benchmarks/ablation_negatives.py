@@ -24,6 +24,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   fresh     on-the-fly synthesis: a new negative per sample (alpha in [0, 0.2])
   scale     fresh, every crop zoomed by a factor in [0.5, 2] (log-uniform)
   vary      scale, plus photometric variation (gamma, gain and offset, blur, noise)
+  photo     fresh with the photometric variation alone (no zoom)
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -57,6 +58,7 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "scale": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--scale-range", "0.5,2"],
     "vary": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--scale-range", "0.5,2"]
     + ["--photometric"],
+    "photo": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--photometric"],
 }
 KEYS = ("iou", "niou", "pd", "fa")
 
@@ -107,7 +109,7 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
                 if not (out / f"eval-{ev}" / "metrics.json").exists():
                     cmd = [*cli, "eval", *ev_args, "--checkpoint", str(out / "best.pt")]
                     cmd += ["--out", str(out / f"eval-{ev}"), "--worst", "0", "--device", "cpu"]
-                    cmd += ["--tile", str(args.tile)] if args.tile is not None else []
+                    cmd += ["--tile", "0", "--attention-window", "0"] if args.whole else []
                     subprocess.run(cmd, env=env, stdout=log, stderr=log, check=True)
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
     finally:
@@ -182,7 +184,8 @@ def main() -> None:
     ap.add_argument("--seeds", default="42,43,44")
     ap.add_argument("--budget", choices=list(STORE_EPOCHS), default="gate")
     ap.add_argument("--model", default="aff-unet", help="the network (sirst5k train --model)")
-    ap.add_argument("--tile", type=int, help="eval --tile (0: whole frames, as runs/gate2)")
+    whole = "score whole frames with attention over all of it (as runs/gate and runs/gate2)"
+    ap.add_argument("--whole", action="store_true", help=whole)
     ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
     ap.add_argument("--runs", default="runs/gate")
     ap.add_argument("--name", default="ablation_negatives", help="benchmarks/out/NAME.json")
