@@ -71,7 +71,7 @@ def _predictor_options(f):
             "--tta",
             is_flag=True,
             help="Test-time augmentation: average a network over the 8 flips and rotations "
-            "of each image (8x the time; +2 to +4 IoU on validation, docs/evaluation.md).",
+            "of each image (8x the time; +2.3 to +3.5 IoU on validation, docs/evaluation.md).",
         ),
         click.option(
             "--attention-window",
