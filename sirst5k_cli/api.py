@@ -140,7 +140,7 @@ def evaluate(
     tile: int | None = None,
     tile_halo: int | None = None,
     tta: bool = False,
-    attention_window: int = 256,
+    attention_window: int | None = None,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
@@ -152,7 +152,7 @@ def evaluate(
     progress(n, total) is called as batches of n images are done. A network runs frames with a
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
     the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
-    cells (0: the whole input; trainer.model.set_attention_window); `tta` averages a network
+    cells (None: trainer.evaluate.WINDOW; 0: the whole input); `tta` averages a network
     over the 8 flips and rotations of each image."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
@@ -184,7 +184,7 @@ def predict(
     tile: int | None = None,
     tile_halo: int | None = None,
     tta: bool = False,
-    attention_window: int = 256,
+    attention_window: int | None = None,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,
@@ -203,7 +203,7 @@ def predict(
 
 
 def export(
-    checkpoint: PathLike, out: PathLike, *, opset: int = 17, attention_window: int = 256
+    checkpoint: PathLike, out: PathLike, *, opset: int = 17, attention_window: int | None = None
 ) -> dict[str, Any]:
     """Write the checkpoint's model as ONNX (trainer/export.py), the AFF U-Net's attention
     window built in; return a summary with the largest difference from PyTorch on odd-sized

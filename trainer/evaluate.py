@@ -312,12 +312,14 @@ def make_predictor(
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
     A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
-    the defaults above); the AFF U-Net's channel attention pools over `window` px cells (0: its
-    whole input; an ONNX export has its window built in); `tta` averages a network over the 8
-    flips and rotations (TTAPredictor). Bad values are refused here, before anything runs."""
+    the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
+    WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
+    network over the 8 flips and rotations (TTAPredictor). Bad values are refused here, before
+    anything runs."""
     from trainer.bundled import default_checkpoint, resolve
 
     default_tiling(tile, halo, False)
+    window = WINDOW if window is None else window
     if window < 0 or window % TILE_STEP:
         raise UserError(f"--attention-window {window}: use a multiple of {TILE_STEP} (0 = none)")
     if checkpoint is None and method is None:
