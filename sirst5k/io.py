@@ -129,8 +129,8 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
     mask = read_mask(pair.mask)
     if mask.shape != image.shape:
         raise UserError(
-            f"{pair.mask}: mask is {mask.shape[1]}x{mask.shape[0]} but its image is "
-            f"{image.shape[1]}x{image.shape[0]}; fix the mask or pass --skip-bad"
+            f"{pair.mask}: mask is {mask.shape[0]}x{mask.shape[1]} (h x w) but its image is "
+            f"{image.shape[0]}x{image.shape[1]}; fix the mask or pass --skip-bad"
         )
     return image, mask
 

@@ -250,6 +250,11 @@ def write_store(
 def check_file(path: str | os.PathLike) -> h5py.File:
     """Open a store read-only and check format and schema version; raise StoreError if not."""
     path = Path(path)
+    if path.is_dir():
+        raise StoreError(
+            f"{path}: a folder, not a store; build one from it with `sirst5k synth {path} -o "
+            f"data/{path.name}.h5`"
+        )
     if not path.is_file():
         raise StoreError(f"{path}: no such file; build one with `sirst5k synth SOURCE -o {path}`")
     try:

@@ -76,7 +76,12 @@ def train_config(
             raise TrainError("give STORE and --out DIR (or --resume DIR)")
         return make_config(preset, store=str(store), out=str(out), **options), None
     fix = f"{resume} holds no run to resume; start one with `sirst5k train STORE --out DIR`"
-    if (Path(resume) / "config.json").exists():  # a run killed in its first epoch
+    if (Path(resume) / "last.pt").exists():  # damaged from outside (it is written atomically)
+        fix = (
+            "the run cannot continue from it; its other files are untouched: evaluate "
+            f"{resume}/best.pt, or train again into a new --out"
+        )
+    elif (Path(resume) / "config.json").exists():  # a run killed in its first epoch
         fix = (
             f"{resume} holds a run that never finished its first epoch (no last.pt): start it "
             f"again with `sirst5k train STORE --out {resume} --force`"
@@ -133,7 +138,7 @@ def evaluate(
     method: str | None = None,
     out: PathLike | None = None,
     split: PathLike | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
@@ -153,13 +158,15 @@ def evaluate(
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
     the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
     cells (None: trainer.evaluate.WINDOW; 0: the whole input); `tta` averages a network
-    over the 8 flips and rotations of each image."""
+    over the 8 flips and rotations of each image; a pixel is target when the network's
+    probability is > `threshold` (None: 0.5). Network options are refused with a method."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
     predictor = ev.make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold
     )
+    threshold = 0.5 if threshold is None else threshold
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
         bundled = not checkpoint or path in BUNDLED.values()
@@ -177,7 +184,7 @@ def predict(
     *,
     checkpoint: PathLike | None = None,
     method: str | None = None,
-    threshold: float = 0.5,
+    threshold: float | None = None,
     device: str = "auto",
     k: float | None = None,
     batch_size: int | None = None,
@@ -196,8 +203,9 @@ def predict(
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
     predictor = ev.make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold
     )
+    threshold = 0.5 if threshold is None else threshold
     return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
                       batch_size, progress=progress)  # fmt: skip
 
@@ -236,35 +244,50 @@ def compare(
     out: PathLike = "runs/compare",
     split: PathLike | None = None,
     device: str = "auto",
+    k: dict[str, float] | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
     """Evaluate every checkpoint (a run folder means its best.pt) and classical method on the
     same DATA with the same metrics, like the paper's Table I; write OUT/compare.csv and
-    OUT/compare.md and each evaluation into OUT/<name>/. Returns one row per entry."""
+    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k, `threshold`
+    and `tta` apply to the networks. Every entry is loaded and checked before any runs. A
+    checkpoint is named by its run folder, with as many parent folders as make the names
+    unique. Returns one row per entry."""
     import csv
 
     from sirst5k.errors import UserError
+    from trainer import evaluate as ev
 
-    entries = [("method", m, m) for m in methods]
-    for c in checkpoints:
-        path = Path(c) / "best.pt" if Path(c).is_dir() else Path(c)
-        entries.append(
-            ("checkpoint", path, path.parent.name if path.name == "best.pt" else path.stem)
-        )
-    if not entries:
+    k = dict(k or {})
+    if unknown := sorted(set(k) - set(methods)):
+        raise UserError(f"--k {unknown[0]}=...: {unknown[0]} is not among the --method given")
+    paths = [Path(c) / "best.pt" if Path(c).is_dir() else Path(c) for c in checkpoints]
+    if len(set(map(Path.resolve, paths))) < len(paths):
+        raise UserError("compare: a checkpoint is given twice")
+    names = list(methods) + _unique_names(paths)
+    if not names:
         raise UserError("compare: give at least one run, checkpoint or --method")
+    if clash := sorted({n for n in names if names.count(n) > 1}):
+        raise UserError(f"compare: two entries are named {clash[0]!r}; rename the run folder")
+    predictors = [ev.make_predictor(method=m, k=k.get(m)) for m in methods]
+    predictors += [ev.make_predictor(p, None, device, None, None, None, None, tta, threshold)
+                   for p in paths]  # fmt: skip
+    threshold = 0.5 if threshold is None else threshold
     out = Path(out)
     rows = []
-    for kind, what, name in entries:
+    for name, predictor in zip(names, predictors, strict=True):
         if progress:
             progress(name)
-        kw = {"method": what} if kind == "method" else {"checkpoint": what}
-        r = evaluate(data, out=out / name, split=split, device=device, worst=0, **kw)
+        source = ev.open_data(data, split, False)
+        r = ev.evaluate(source, predictor, out / name, threshold, worst=0)
         pu = r["paper_units"]
         rows.append({
             "name": name, "iou": pu["iou_x1e2"], "niou": pu["niou_x1e2"], "pd": pu["pd_x1e2"],
             "fa": pu["fa_x1e6"], "params_m": r["params"] / 1e6 if r["params"] else None,
             "images_per_s": r["timing"]["images_per_s"], "images": r["images"],
+            "rule": r["rule"] + (", tta 8" if r.get("tta") else ""),
         })  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     keys = list(rows[0])
@@ -279,12 +302,35 @@ def compare(
     md = [
         f"Data: {data} ({rows[0]['images']} images). IoU, nIoU, Pd x1e2; Fa x1e6 (corrected).",
         "",
-        "| method | IoU | nIoU | Pd | Fa | params (M) | images/s |",
-        "|---|---|---|---|---|---|---|",
+        "| method | IoU | nIoU | Pd | Fa | params (M) | images/s | rule |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         cells = [fmt(r["iou"]), fmt(r["niou"]), fmt(r["pd"]), fmt(r["fa"], 1)]
-        cells += [fmt(r["params_m"]), fmt(r["images_per_s"], 1)]
+        cells += [fmt(r["params_m"]), fmt(r["images_per_s"], 1), r["rule"]]
         md.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     (out / "compare.md").write_text("\n".join(md) + "\n")
     return rows
+
+
+def _unique_names(paths: list[Path]) -> list[str]:
+    """Each checkpoint's name: its run folder (best.pt) or file stem, with as many parent
+    folders in front as make the names unique ("a/run", "b/run")."""
+
+    def name(p: Path, depth: int) -> str:
+        parts = (p.parent if p.name == "best.pt" else p.with_suffix("")).resolve().parts
+        return "/".join(parts[-depth:])
+
+    depth = {p: 1 for p in paths}
+    while True:
+        names = [name(p, depth[p]) for p in paths]
+        clash = {n for n in names if names.count(n) > 1}
+        if not clash:
+            return names
+        grown = False
+        for p, n in zip(paths, names, strict=True):
+            if n in clash and depth[p] < len(p.resolve().parts):
+                depth[p] += 1
+                grown = True
+        if not grown:
+            return names

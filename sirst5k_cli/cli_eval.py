@@ -21,7 +21,8 @@ def _predictor_options(f):
     options = [
         click.option(
             "--checkpoint",
-            help="A trained .pt file, an exported .onnx, or a bundled model's name: nudt "
+            help="A trained .pt file or run folder (its best.pt), an exported .onnx, or a "
+            "bundled model's name: nudt "
             "[nudt, unless --method is given].",
         ),
         click.option("--method", type=method_choice(), help="A classical detector instead."),
@@ -35,9 +36,8 @@ def _predictor_options(f):
         click.option(
             "--threshold",
             type=click.FloatRange(0, 1),
-            default=0.5,
-            show_default=True,
-            help="A pixel is target when its probability is > this.",
+            default=None,
+            help="A network's pixel is target when its probability is > this [0.5].",
         ),
         click.option(
             "--device",
@@ -76,11 +76,10 @@ def _predictor_options(f):
         click.option(
             "--attention-window",
             type=click.IntRange(0),
-            default=256,
-            show_default=True,
+            default=None,
             help="The AFF U-Net's channel attention pools over N x N px cells of a frame, not "
             "the whole frame: large frames run whole as the 256 x 256 images it was chosen on; "
-            "0 = the whole input (Eq. 5). An .onnx export has its own (export option).",
+            "0 = the whole input (Eq. 5) [256]. An .onnx export has its own built in.",
         ),
         click.option(
             "--skip-bad",
@@ -122,8 +121,8 @@ def _print_table(report: dict) -> None:
     from trainer.evaluate import REFERENCE_ROWS
 
     pu, legacy = report["paper_units"], "legacy" in report["fa_definition"]
-    t = Table(title=f"{report['data']} ({report['images']} images, threshold "
-                    f"{report['threshold']:g})", box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
+    t = Table(title=f"{report['data']} ({report['images']} images, {report['rule']})",
+              box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
     for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "Fa", "params M", "img/s"):
         left = col in ("method", "Fa")
         t.add_column(col, justify="left" if left else "right", no_wrap=True)
@@ -218,7 +217,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
               help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
                 tta, attention_window, skip_bad, out, limit, overlay):  # fmt: skip
-    """Predict target masks for IMAGES (files or folders, searched recursively).
+    """Predict target masks for IMAGES (files or folders, searched recursively; a dataset
+    folder's masks/ are skipped).
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
     """
@@ -243,7 +243,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
     rate = s["written"] / s["predict_s"] if s["predict_s"] > 0 else 0.0
     click.echo(
         f"wrote {s['written']} mask(s) to {out} ({s['detections']} detections, "
-        f"threshold {threshold:g}, {rate:.1f} images/s)"
+        f"{s['rule']}, {rate:.1f} images/s)"
     )
     if s["skipped"]:
         click.echo(f"skipped {len(s['skipped'])} file(s):")
@@ -283,6 +283,18 @@ def export_cmd(checkpoint, out, opset, attention_window):
                f"{window}); {check}")  # fmt: skip
 
 
+def _parse_k(ctx, param, values) -> dict[str, float]:
+    """--k METHOD=K, repeated, as {method: k}."""
+    ks = {}
+    for v in values:
+        name, _, k = v.partition("=")
+        try:
+            ks[name] = float(k)
+        except ValueError:
+            raise click.BadParameter(f"{v!r}: use METHOD=K, e.g. tophat=3") from None
+    return ks
+
+
 @click.command("compare")
 @click.argument("data", type=click.Path(path_type=Path))
 @click.argument("runs", nargs=-1, type=click.Path(exists=True, path_type=Path))
@@ -292,7 +304,12 @@ def export_cmd(checkpoint, out, opset, attention_window):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path),
               default=Path("runs/compare"), show_default=True)  # fmt: skip
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
-def compare_cmd(data, runs, methods, split, out, device):
+@click.option("--k", "ks", multiple=True, metavar="METHOD=K", callback=_parse_k,
+              help="A method's k (T = mean + k std), e.g. --k tophat=3.")  # fmt: skip
+@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+              help="The networks' probability threshold [0.5].")  # fmt: skip
+@click.option("--tta", is_flag=True, help="Average the networks over the 8 flips and rotations.")
+def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
     """One table of RUNS (run folders or checkpoints) and --method detectors on DATA.
 
     The same test images and metrics for all, as the paper's Table I reads; writes
@@ -304,18 +321,19 @@ def compare_cmd(data, runs, methods, split, out, device):
 
     try:
         rows = compare(data, checkpoints=list(runs), methods=list(methods), out=out,
-                       split=split, device=device,
+                       split=split, device=device, k=ks, threshold=threshold, tta=tta,
                        progress=lambda n: click.echo(f"evaluating {n} ...", err=True))  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:
         raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
     t = Table(title=f"{data} ({rows[0]['images']} images)")
-    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "params M", "img/s"):
-        t.add_column(col, justify="left" if col == "method" else "right", no_wrap=True)
+    for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "params M", "img/s", "rule"):
+        left = col in ("method", "rule")
+        t.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in rows:
         t.add_row(r["name"], _fmt(r["iou"]), _fmt(r["niou"]), _fmt(r["pd"]), _fmt(r["fa"], 1),
-                  _fmt(r["params_m"]), _fmt(r["images_per_s"], 1))  # fmt: skip
+                  _fmt(r["params_m"]), _fmt(r["images_per_s"], 1), r["rule"])  # fmt: skip
     from rich.console import Console
 
     Console(width=None if Console().is_terminal else 120).print(t)

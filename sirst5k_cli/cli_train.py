@@ -47,7 +47,8 @@ class _Progress:
 
     def on_start(self, info):
         self.console.print(
-            f"training {info['train']} samples, validating on {info['val']} images; "
+            f"training {info['train']} samples, validating on {info['val']} "
+            f"image{'s' * (info['val'] != 1)}; "
             f"{info['params'] / 1e6:.2f} M params on {info['device']} "
             f"(x{info['world']}), crop {info['crop']}, "
             f"{'in memory' if info['in_memory'] else 'streaming'}, {info['workers']} workers"

@@ -2,6 +2,7 @@
 
 `demo_source`: 24 images (12 train, 12 test), sides 48..64 px (mixed sizes, canvas 64 x 64),
 NUDT-SIRST layout. `demo_store`: `build_store(demo_source)` with the default SynthConfig.
+`tiny_checkpoint`: an untrained tiny network that predicts something, RUN/best.pt.
 Both are read-only for tests: copy them before changing anything.
 """
 
@@ -69,3 +70,30 @@ def small_disk(tmp_path):
     yield mount
     for mnt in mounted:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory, demo_source) -> Path:
+    """An untrained tiny AFF U-Net made decisive, saved as RUN/best.pt (shared: copy the run
+    folder before writing into it; eval's default --out writes RUN/eval)."""
+    import numpy as np
+    import torch
+
+    from sirst5k.io import load_split, read_image
+    from trainer.model import SCHEMA, ModelConfig, build_model, save_checkpoint
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(widths=(4, 4, 8, 8, 8), blocks=1)
+    model = build_model(cfg)
+    model.eval()
+    with torch.no_grad():  # make the untrained net decisive: its top 2% of logits -> target
+        imgs = [read_image(p.image) for p in load_split(demo_source, "test")[:4]]
+        x = torch.from_numpy(np.stack([i[:48, :48] for i in imgs])).float()[:, None]
+        top = torch.quantile(model(x)[0].flatten(), 0.98)
+        model.heads[0].bias.sub_(top).mul_(20)
+        model.heads[0].weight.mul_(20)
+    path = tmp_path_factory.mktemp("ckpt") / "run" / "best.pt"
+    path.parent.mkdir()
+    ckpt = {"schema": SCHEMA, "model": model.state_dict(), "model_config": cfg.to_dict()}
+    save_checkpoint({**ckpt, "epoch": 1, "config": {}, "best": {}}, path)
+    return path

@@ -135,7 +135,7 @@ def test_bad_inputs_name_the_file(tmp_path):
         read_image(bad)
     write(root / "masks" / "a.png", np.zeros((5, 8), np.uint8))
     (root / "train.txt").write_text("a\n")
-    with pytest.raises(UserError, match="mask is 8x5 but its image is 8x8"):
+    with pytest.raises(UserError, match=r"mask is 5x8 \(h x w\) but its image is 8x8"):
         read_pair(load_split(root, "train")[0])
 
 

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from skimage.measure import label, regionprops
 
 from sirst5k.errors import UserError
-from sirst5k.io import load_split, read_image, read_pair
+from sirst5k.io import load_split, read_pair
 from sirst5k_cli.cli import main
 
 
@@ -49,28 +49,6 @@ def score_folder(pred_dir: Path, source: Path) -> dict:
                     break
         c["false"] += int(p.sum()) - matched
     return c
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory, demo_source) -> Path:
-    torch = pytest.importorskip("torch")
-    from trainer.model import SCHEMA, ModelConfig, build_model, save_checkpoint
-
-    torch.manual_seed(0)
-    cfg = ModelConfig(widths=(4, 4, 8, 8, 8), blocks=1)
-    model = build_model(cfg)
-    model.eval()
-    with torch.no_grad():  # make the untrained net decisive: its top 2% of logits -> target
-        imgs = [read_image(p.image) for p in load_split(demo_source, "test")[:4]]
-        x = torch.from_numpy(np.stack([i[:48, :48] for i in imgs])).float()[:, None]
-        top = torch.quantile(model(x)[0].flatten(), 0.98)
-        model.heads[0].bias.sub_(top).mul_(20)
-        model.heads[0].weight.mul_(20)
-    path = tmp_path_factory.mktemp("ckpt") / "run" / "best.pt"
-    path.parent.mkdir()
-    ckpt = {"schema": SCHEMA, "model": model.state_dict(), "model_config": cfg.to_dict()}
-    save_checkpoint({**ckpt, "epoch": 1, "config": {}, "best": {}}, path)
-    return path
 
 
 def check_outputs(out: Path, n: int) -> dict:

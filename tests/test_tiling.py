@@ -78,13 +78,18 @@ def test_tiled_network_equals_whole_frame_where_its_context_fits():
 
 
 def test_bad_tiling_is_one_line(tmp_path):
-    with pytest.raises(UserError, match="multiples of 32"):
+    with pytest.raises(UserError, match="--tile 100: use a multiple of 32"):
         tiled(box3, tile=100, halo=32)
     cv2.imwrite(str(tmp_path / "a.png"), np.zeros((8, 8), np.uint8))
     r = CliRunner().invoke(main, ["predict", str(tmp_path), "-o", str(tmp_path / "o"),
                                   "--tile", "100"])  # fmt: skip
-    assert r.exit_code == 1 and "multiples of 32" in r.output
+    assert r.exit_code == 1 and "--tile 100: use a multiple of 32" in r.output
     assert not (tmp_path / "o").exists()
+    # only the option given is named (the review found a halo error blaming a --tile 256 default)
+    r = CliRunner().invoke(main, ["predict", str(tmp_path), "-o", str(tmp_path / "o"),
+                                  "--tile-halo", "10"])  # fmt: skip
+    assert r.exit_code == 1 and "Error: --tile-halo 10: use a multiple of 32" in r.output
+    assert "--tile 256" not in r.output
 
 
 def test_windowed_channel_attention_gates_each_cell_by_itself():

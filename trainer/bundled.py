@@ -21,10 +21,12 @@ FIXTURE = dict(n=24, size=96, seed=7, sizes="fixed")  # sirst5k_cli.demo.DemoCon
 
 def resolve(checkpoint) -> Path:
     """A bundled model's name ("nudt") to its file, unless a file of that name exists here;
-    any other value is a path, unchanged."""
+    a run folder to its best.pt; any other value is a path, unchanged."""
     name = str(checkpoint)
     if name in BUNDLED and not Path(name).exists():
         return BUNDLED[name]
+    if Path(name).is_dir() and (Path(name) / "best.pt").is_file():
+        return Path(name) / "best.pt"
     return Path(checkpoint)
 
 

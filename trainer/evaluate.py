@@ -156,6 +156,13 @@ def open_data(path: str | Path, split: str | Path | None = None, skip_bad: bool 
     return EvalData(path, "store", "store:test", len(test), get_store, skip_bad)
 
 
+def decision_rule(predictor, threshold: float) -> str:
+    """How a predictor's pixels are decided, for summaries: a method's k or the threshold."""
+    if isinstance(predictor, MethodPredictor):
+        return f"k {predictor.k:g} (T = mean + k std)"
+    return f"threshold {threshold:g}"
+
+
 class MethodPredictor:
     """A classical detector of trainer.detectors as a predictor."""
 
@@ -165,7 +172,7 @@ class MethodPredictor:
         self.detector = get_detector(name)
         self.name, self.params, self.device = name, None, "cpu"
         self.k = self.detector.k if k is None else float(k)
-        self.info = {"method": name, "k": self.k, "rule": "T = mean + k*std of the score map"}
+        self.info = {"method": name, "k": self.k}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         from trainer.detectors import detect
@@ -182,11 +189,11 @@ WINDOW, WINDOW_TILE, WINDOW_HALO = 256, 2048, 256
 TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
 
 
-def check_tiling(tile: int, halo: int) -> None:
-    if tile < 0 or tile % TILE_STEP or halo < 0 or halo % TILE_STEP:
-        raise UserError(
-            f"--tile {tile} --tile-halo {halo}: use multiples of {TILE_STEP} (tile 0 = never tile)"
-        )
+def check_tiling(tile: int | None, halo: int | None) -> None:
+    """Refuse a --tile or --tile-halo (None: not given) that is not a multiple of TILE_STEP."""
+    for name, v in (("--tile", tile), ("--tile-halo", halo)):
+        if v is not None and (v < 0 or v % TILE_STEP):
+            raise UserError(f"{name} {v}: use a multiple of {TILE_STEP} (--tile 0 = never tile)")
 
 
 def default_tiling(tile: int | None, halo: int | None, windowed: bool) -> tuple[int, int]:
@@ -306,21 +313,23 @@ def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
 
 
 def make_predictor(
-    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=WINDOW,
-    tta=False,
+    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=None,
+    tta=False, threshold=None,
 ):  # fmt: skip
     """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (trainer/bundled.py).
     A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
     the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
     WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
-    network over the 8 flips and rotations (TTAPredictor). Bad values are refused here, before
-    anything runs."""
+    network over the 8 flips and rotations (TTAPredictor). `threshold` is only checked here:
+    a network's option, refused with a method (None: not given). Bad values and options that
+    would be ignored are refused here, before anything runs."""
     from trainer.bundled import default_checkpoint, resolve
 
-    default_tiling(tile, halo, False)
-    window = WINDOW if window is None else window
-    if window < 0 or window % TILE_STEP:
+    check_tiling(tile, halo)
+    given = {"--tile": tile, "--tile-halo": halo, "--attention-window": window,
+             "--threshold": threshold, "--tta": tta or None}  # fmt: skip
+    if window is not None and (window < 0 or window % TILE_STEP):
         raise UserError(f"--attention-window {window}: use a multiple of {TILE_STEP} (0 = none)")
     if checkpoint is None and method is None:
         checkpoint = default_checkpoint()
@@ -331,16 +340,19 @@ def make_predictor(
     if checkpoint is not None:
         checkpoint = resolve(checkpoint)
     if method is not None:
-        if tta:
-            raise UserError("--tta averages a network's probabilities: not for --method")
+        for name, v in given.items():
+            if v is not None:
+                hint = " (a method's threshold is --k)" if name == "--threshold" else ""
+                raise UserError(f"{name} is a network's option: not for --method{hint}")
         return MethodPredictor(method, k)
     if k is not None:
         raise UserError("--k sets a classical method's threshold: use it with --method only")
     if Path(checkpoint).suffix.lower() == ".onnx":  # an exported model: ONNX Runtime
         from trainer.export import OnnxPredictor
 
-        predictor = OnnxPredictor(checkpoint, tile, halo)
+        predictor = OnnxPredictor(checkpoint, tile, halo, window)
     else:
+        window = WINDOW if window is None else window
         predictor = ModelPredictor(checkpoint, device, tile, halo, window)
     return TTAPredictor(predictor) if tta else predictor
 
@@ -443,6 +455,7 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
         "params": predictor.params,
         "device": predictor.device,
         "threshold": threshold,
+        "rule": decision_rule(predictor, threshold),
         "fa_definition": result["fa_definition"],
         "definitions": DEFINITIONS,
         "metrics": {k: result[k] for k in keys},
@@ -473,14 +486,18 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
 
 def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path]]:
     """(image path, output path relative to OUT) for files and folders (recursively, image
-    extensions only, never inside OUT); two inputs with one output name are an error."""
+    extensions only, never inside OUT, nor in a dataset folder's masks/ or annotations/masks/);
+    two inputs with one output name are an error."""
+    from sirst5k.io import MASK_DIRS
+
     found: list[tuple[Path, Path]] = []
     out_abs = out.resolve()
     for item in map(Path, inputs):
         if item.is_dir():
+            skip = [out_abs] + [(item / d).resolve() for d in MASK_DIRS if (item / d).is_dir()]
             for p in sorted(item.rglob("*")):
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
-                    if out_abs in p.resolve().parents:
+                    if any(d in p.resolve().parents for d in skip):
                         continue
                     found.append((p, p.relative_to(item).with_suffix(".png")))
         elif item.is_file():
@@ -554,4 +571,5 @@ def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=Fa
         "predict_s": t_pred,
         "total_s": time.perf_counter() - t0,
         "threshold": threshold,
+        "rule": decision_rule(predictor, threshold),
     }

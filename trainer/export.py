@@ -125,12 +125,20 @@ def export_onnx(
 class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU)."""
 
-    def __init__(self, path: str | Path, tile: int | None = None, halo: int | None = None):
+    def __init__(self, path: str | Path, tile=None, halo=None, window: int | None = None):
+        """window: None, or the one built into the file (anything else cannot be honoured)."""
         from trainer.evaluate import default_tiling
 
         self.session = session(path)
         meta = self.session.get_modelmeta().custom_metadata_map
-        window = int(meta.get(META_WINDOW, 0))  # exports before the window: 0
+        built = int(meta.get(META_WINDOW, 0))  # exports before the window: 0
+        if window is not None and window != built:
+            raise UserError(
+                f"{path}: its attention window ({built} px) is built in; for "
+                f"--attention-window {window} export again with `sirst5k export CKPT -o "
+                f"{Path(path).name} --attention-window {window}`"
+            )
+        window = built
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
         self.tile, self.halo = default_tiling(tile, halo, window > 0)
         self.info = {"checkpoint": str(path), "engine": "onnxruntime", "tile": self.tile}

@@ -145,6 +145,9 @@ class TrainConfig:
             bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
         if self.scale_range != (1.0, 1.0) and self.crop == 0:
             bad("--scale-range zooms crops: give a --crop > 0 with it")
+        if self.alpha_range != (0.0, 0.2) and not self.on_the_fly:
+            bad("--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it "
+                "(the store's negatives have the alpha sirst5k synth gave them)")  # fmt: skip
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
