@@ -3,7 +3,8 @@
 - `interruptible(signals)`: the one signal handler of the project. The signals raise
   KeyboardInterrupt, and the yielded check() raises it again when Python dropped it (an
   exception raised by a handler while a callback such as a weakref or __del__ runs is lost;
-  h5py runs such callbacks often).
+  h5py runs such callbacks often); Python's "Exception ignored in ..." traceback for such a
+  dropped interrupt is not printed while the handler is installed.
 - `atomic_path(dest)`: yields a temporary path beside dest and moves it onto dest only when
   the block succeeds; a failure, Ctrl-C or SIGTERM removes it and leaves dest untouched.
   It catches SIGTERM only: Ctrl-C keeps whatever meaning the caller gave it (the trainer
@@ -46,15 +47,21 @@ def interruptible(signals: tuple[int, ...] = BOTH) -> Iterator[Callable[[], None
         if got:
             raise KeyboardInterrupt(f"signal {got[0]}")
 
+    def unraisable(u) -> None:  # the dropped interrupt: check() raises it, no traceback here
+        if not (got and isinstance(u.exc_value, KeyboardInterrupt)):
+            hook(u)
+
     previous = {}
     for sig in signals:
         try:
             previous[sig] = signal.signal(sig, handler)
         except ValueError:  # not the main thread: signals go to the main thread's handlers
             break
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield check
     finally:
+        sys.unraisablehook = hook
         for sig, h in previous.items():
             signal.signal(sig, h)
 

@@ -211,14 +211,22 @@ def predict(
 
 
 def export(
-    checkpoint: PathLike, out: PathLike, *, opset: int = 17, attention_window: int | None = None
+    checkpoint: PathLike,
+    out: PathLike,
+    *,
+    opset: int = 17,
+    attention_window: int | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Write the checkpoint's model as ONNX (trainer/export.py), the AFF U-Net's attention
-    window built in; return a summary with the largest difference from PyTorch on odd-sized
-    inputs (None without ONNX Runtime)."""
+    window built in; an existing OUT is replaced only with `force`. Return a summary with the
+    largest difference from PyTorch on odd-sized inputs (None without ONNX Runtime)."""
+    from sirst5k.errors import UserError
     from trainer.bundled import resolve
     from trainer.export import export_onnx
 
+    if Path(out).exists() and not force:
+        raise UserError(f"{out} exists; pass --force to replace it, or choose another -o")
     return export_onnx(resolve(checkpoint), out, opset, attention_window)
 
 

@@ -84,8 +84,8 @@ def _predictor_options(f):
         click.option(
             "--skip-bad",
             is_flag=True,
-            help="Skip unreadable images, missing masks and size mismatches (listed in the "
-            "summary) instead of stopping at the first.",
+            help="Skip unreadable images (eval: also missing masks and size mismatches), "
+            "listed in the summary, instead of stopping at the first.",
         ),
     ]
     for opt in reversed(options):
@@ -259,7 +259,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
 @click.option("--attention-window", type=click.IntRange(0), default=256, show_default=True,
               help="Built into the graph: the AFF U-Net's channel attention pools over N x N "
               "px cells (as eval's default); 0 = the whole input.")  # fmt: skip
-def export_cmd(checkpoint, out, opset, attention_window):
+@click.option("--force", is_flag=True, help="Replace an existing OUT.")
+def export_cmd(checkpoint, out, opset, attention_window, force):
     """Export CHECKPOINT as ONNX: raw grey 0..255 (B, 1, H, W) in, probabilities out.
 
     Dynamic batch, height and width; normalisation, padding and sigmoid inside the graph. Use the
@@ -268,7 +269,7 @@ def export_cmd(checkpoint, out, opset, attention_window):
     from sirst5k_cli.api import export
 
     try:
-        s = export(checkpoint, out, opset=opset, attention_window=attention_window)
+        s = export(checkpoint, out, opset=opset, attention_window=attention_window, force=force)
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:

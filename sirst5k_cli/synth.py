@@ -373,7 +373,7 @@ def source_warnings(
     train: list[SourceImage], test: list[SourceImage], pairs: dict[str, ds.Pair], files
 ) -> list[str]:
     """Things that are legal but probably wrong: masks that are target everywhere (inverted or
-    placeholder masks), ids in both split files."""
+    placeholder masks), ids in both split files, ids listed twice in one."""
     out = []
     full = [str(pairs[t.stem].mask) for t in train + test if t.mask.size and t.mask.all()]
     if full:
@@ -388,6 +388,13 @@ def source_warnings(
             f"{len(both)} id(s) are in both {files[0]} and {files[1]} (e.g. '{both[0]}'): the "
             "test images are also trained on"
         )
+    for images, file in zip((train, test), files, strict=True):
+        stems = [t.stem for t in images]
+        if twice := sorted({s for s in stems if stems.count(s) > 1}):
+            out.append(
+                f"{len(twice)} id(s) are listed more than once in {file} (e.g. '{twice[0]}'): "
+                "each copy is stored, so those images weigh more"
+            )
     return out
 
 

@@ -61,6 +61,10 @@ def test_onnx_predictor_in_predict_and_eval(checkpoint, tmp_path, demo_source):
     r = CliRunner().invoke(main, ["export", str(checkpoint), "-o", str(onnx)])
     assert r.exit_code == 0 and "matches PyTorch" in r.output, r.output
     assert isinstance(make_predictor(onnx), OnnxPredictor)
+    before = onnx.read_bytes()
+    r = CliRunner().invoke(main, ["export", str(checkpoint), "-o", str(onnx), "--opset", "18"])
+    assert r.exit_code == 1 and f"{onnx} exists; pass --force to replace it" in r.output
+    assert onnx.read_bytes() == before
     runs = {}
     for name, ckpt in (("pt", checkpoint), ("onnx", onnx)):
         r = CliRunner().invoke(main, ["eval", str(demo_source), "--checkpoint", str(ckpt),

@@ -352,3 +352,16 @@ def test_load_split_still_reads_one_list(tmp_path):
     assert find_split_file(root, "test", alone=True) == root / "splits" / "test_full.txt"
     with pytest.raises(UserError, match="no train split file found"):
         find_split_file(root, "train")
+
+
+def test_ids_listed_twice_warn(tmp_path):
+    root = tmp_path / "nuaa"
+    lists = make_nuaa(root)
+    train = write_ids(tmp_path / "train.txt", lists["trainval"] + lists["trainval"][:2])
+    test = write_ids(tmp_path / "test.txt", lists["test"])
+    res = synthesize(root, tmp_path / "o.h5", split=[train, test])
+    first = sorted(lists["trainval"][:2])[0]
+    assert res["warnings"] == [
+        f"2 id(s) are listed more than once in {train} (e.g. '{first}'): each copy is stored, "
+        "so those images weigh more"
+    ]

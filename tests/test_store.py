@@ -243,3 +243,28 @@ def shutil_usage(free):
     import collections
 
     return collections.namedtuple("usage", "total used free")(free * 2, free, free)
+
+
+def test_an_interrupt_dropped_in_a_callback_is_raised_again_without_a_traceback(monkeypatch):
+    """Ctrl-C landing in a weakref callback (h5py runs many): Python drops the exception and
+    prints "Exception ignored in ..." (sys.unraisablehook); interruptible's check() raises it
+    again, and the hook is not called for it."""
+    import signal
+    import sys
+    import weakref
+
+    from sirst5k.files import interruptible
+
+    class Thing:
+        pass
+
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    with interruptible() as check:
+        thing = Thing()
+        ref = weakref.ref(thing, lambda r: signal.raise_signal(signal.SIGINT))
+        del thing  # the callback runs here; the handler's KeyboardInterrupt is dropped
+        assert ref() is None
+        with pytest.raises(KeyboardInterrupt):
+            check()
+    assert seen == [] and sys.unraisablehook == seen.append  # put back as it was
