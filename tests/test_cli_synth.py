@@ -95,7 +95,7 @@ def test_mask_size_mismatch(src, tmp_path):
     stem = _train_stem(src, 1)
     cv2.imwrite(str(src / "masks" / f"{stem}.png"), np.zeros((17, 23), np.uint8))
     out = tmp_path / "s.h5"
-    _assert_fails(synth(src, "-o", out), out, f"masks/{stem}.png", "23x17")
+    _assert_fails(synth(src, "-o", out), out, f"masks/{stem}.png", "17x23 (h x w)")
 
 
 def test_corrupt_image(src, tmp_path):
