@@ -24,3 +24,10 @@ class CheckpointError(SirstError):
 
 class TrainError(SirstError):
     """A training set-up a user can fix (bad option, existing run, ...)."""
+
+
+def skipped_reason(error: Exception) -> str:
+    """str(error) for the list of skipped files, without its advice to pass --skip-bad (the
+    flag that is skipping it)."""
+    head, _, advice = str(error).rpartition("; ")
+    return head if head and "--skip-bad" in advice else str(error)

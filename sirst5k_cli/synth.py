@@ -22,7 +22,7 @@ import numpy as np
 
 from sirst5k import io as ds
 from sirst5k import store
-from sirst5k.errors import StoreError, UserError
+from sirst5k.errors import StoreError, UserError, skipped_reason
 from sirst5k.files import atomic_path, check_free_space, interruptible
 from sirst5k.ops import (
     ROTATIONS,
@@ -111,10 +111,7 @@ def read_samples(
         if isinstance(r, UserError):
             if not skip_bad:
                 raise r
-            file, _, reason = str(r).partition(": ")
-            head, _, advice = reason.rpartition("; ")
-            if head and "--skip-bad" in advice:  # advice to pass the flag already given
-                reason = head
+            file, _, reason = skipped_reason(r).partition(": ")
             skipped.append({"file": file, "reason": reason})
         else:
             samples.append(r)

@@ -197,6 +197,8 @@ def test_bad_dataset_files_and_skip_bad(demo_source, tmp_path):
     assert "skipped 3 image(s)" in r.output
     report = json.loads((tmp_path / "o" / "metrics.json").read_text())
     assert report["images"] == len(pairs) - 3 and len(report["skipped"]) == 3
+    assert not any("--skip-bad" in why for why in report["skipped"])  # it was given
+    assert "mask is 5x7 (h x w)" in " ".join(report["skipped"])
     r = invoke("predict", src / "images", "--method", "tophat", "-o", tmp_path / "p")
     assert r.exit_code == 1 and "cannot decode" in r.output
     r = invoke("predict", src / "images", "--method", "tophat", "-o", tmp_path / "p", "--skip-bad")

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sirst5k.errors import UserError
+from sirst5k.errors import UserError, skipped_reason
 from sirst5k.files import atomic_path
 from sirst5k.io import (
     IMAGE_EXTS,
@@ -87,7 +87,7 @@ class EvalData:
             if isinstance(got, UserError):
                 if not self.skip_bad:
                     raise got
-                self.skipped.append(str(got))
+                self.skipped.append(skipped_reason(got))
             else:
                 yield got
 
@@ -539,7 +539,7 @@ def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=Fa
                 if isinstance(got, UserError):
                     if not skip_bad:
                         raise got
-                    skipped.append(str(got))
+                    skipped.append(skipped_reason(got))
                 else:
                     images.append(got)
                     kept.append(rel)
