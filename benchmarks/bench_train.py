@@ -9,6 +9,8 @@ The data path must be well above the model so that training never waits for data
   CUDA each phase is synchronised), the FLOPs of one forward + backward (torch's FlopCounter),
   the achieved TFLOP/s and, with --peak-tflops, the model FLOP utilisation (MFU).
 - validation: seconds for one pass over the validation images at full size (as train does).
+- --profile N: torch.profiler over N more train steps; the operators with the most self time
+  (CUDA kernel time on a GPU, CPU time on the CPU) and the operator calls per step.
 Options of the trainer that change speed: --compile, --channels-last (CPU too).
 
     python benchmarks/bench_train.py --store data/nudt.h5 --device cpu --batch-size 16 --crop 128
@@ -128,6 +130,7 @@ def bench_model(args, device) -> dict:
     for _ in range(args.steps):  # the same steps again, each phase synchronised and timed
         step(True)
     mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else None
+    profile = profile_steps(lambda: step(False), args.profile, device) if args.profile else None
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as fc:
@@ -143,6 +146,39 @@ def bench_model(args, device) -> dict:
         "gflop_per_sample": flops / 1e9,
         "achieved_tflops": tflops,
         "mfu": tflops / args.peak_tflops if args.peak_tflops else None,
+        "profile": profile,
+    }
+
+
+def profile_steps(step, n: int, device, top: int = 15) -> dict:
+    """torch.profiler over n train steps: the operators with the most self time on the device
+    (CUDA kernels' time; on the CPU, CPU time), per step, and how many operator calls a step
+    makes (many small kernels show as many calls of little time)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    acts = [ProfilerActivity.CPU] + [ProfilerActivity.CUDA] * cuda
+    with profile(activities=acts) as prof:
+        for _ in range(n):
+            step()
+        sync(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    events = [e for e in prof.key_averages() if getattr(e, key) > 0]
+    total = sum(getattr(e, key) for e in events)
+    ops = sorted(events, key=lambda e: getattr(e, key), reverse=True)[:top]
+    return {
+        "clock": "device" if cuda else "cpu",
+        "ms_per_step": total / 1e3 / n,
+        "calls_per_step": sum(e.count for e in events) / n,
+        "top": [
+            {
+                "op": e.key,
+                "ms_per_step": getattr(e, key) / 1e3 / n,
+                "share": getattr(e, key) / total,
+                "calls_per_step": e.count / n,
+            }
+            for e in ops
+        ],  # fmt: skip
     }
 
 
@@ -181,6 +217,8 @@ def main():
         default=0.0,
         help="the device's peak TFLOP/s for the MFU column (H100 bf16 dense: 989)",
     )
+    p.add_argument("--profile", type=int, default=0, metavar="N",
+                   help="profile N more train steps (torch.profiler)")  # fmt: skip
     p.add_argument("--out", default="benchmarks/out/bench_train.json")
     args = p.parse_args()
     args.widths = [int(v) for v in args.widths.split(",")]
@@ -248,6 +286,16 @@ def main():
         tab.add_row("validation", f"{v['images'] / v['seconds']:.1f} img/s",
                     f"{v['seconds']:.2f}", f"{v['images']} images")  # fmt: skip
     Console().print(tab)
+    prof = res.get("model", {}).get("profile")
+    if prof:
+        top = Table(title=f"torch.profiler, {prof['clock']} self time: {prof['ms_per_step']:.1f} "
+                    f"ms and {prof['calls_per_step']:.0f} operator calls per step")  # fmt: skip
+        for col in ("operator", "ms/step", "share", "calls/step"):
+            top.add_column(col)
+        for r in prof["top"]:
+            top.add_row(r["op"], f"{r['ms_per_step']:.2f}", f"{100 * r['share']:.1f} %",
+                        f"{r['calls_per_step']:.0f}")  # fmt: skip
+        Console().print(top)
     if "data_over_model" in res:
         print(f"data / model = {res['data_over_model']:.1f}x  ->  {out}")
 
