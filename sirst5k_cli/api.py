@@ -267,11 +267,12 @@ def compare(
 
     from sirst5k.errors import UserError
     from trainer import evaluate as ev
+    from trainer.bundled import resolve
 
     k = dict(k or {})
     if unknown := sorted(set(k) - set(methods)):
         raise UserError(f"--k {unknown[0]}=...: {unknown[0]} is not among the --method given")
-    paths = [Path(c) / "best.pt" if Path(c).is_dir() else Path(c) for c in checkpoints]
+    paths = [resolve(c) for c in checkpoints]  # a run folder: its best.pt
     if len(set(map(Path.resolve, paths))) < len(paths):
         raise UserError("compare: a checkpoint is given twice")
     names = list(methods) + _unique_names(paths)
