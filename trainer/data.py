@@ -358,6 +358,9 @@ class TrainDataset(torch.utils.data.Dataset):
         return flip_and_pack(image, mask, self.augment, rng, self.groups[pos], self.photometric)
 
 
+ALPHA_RANGE = (0.0, 0.2)  # on-the-fly synthesis: Eq. 3's alpha drawn uniformly from this
+
+
 class FreshDataset(torch.utils.data.Dataset):
     """On-the-fly synthesis: every item is a new negative made from a training original.
 
@@ -376,7 +379,7 @@ class FreshDataset(torch.utils.data.Dataset):
         rows: np.ndarray,
         crop: int,
         length: int,
-        alpha_range: tuple[float, float] = (0.0, 0.2),
+        alpha_range: tuple[float, float] = ALPHA_RANGE,
         augment: bool = True,
         scale_range: tuple[float, float] = (1.0, 1.0),
         photometric: bool = False,

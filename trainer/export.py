@@ -136,7 +136,7 @@ class OnnxPredictor:
             raise UserError(
                 f"{path}: its attention window ({built} px) is built in; for "
                 f"--attention-window {window} export again with `sirst5k export CKPT -o "
-                f"{Path(path).name} --attention-window {window}`"
+                f"{Path(path).stem}-w{window}.onnx --attention-window {window}`"
             )
         window = built
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None

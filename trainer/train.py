@@ -37,6 +37,7 @@ import torch.distributed as dist
 from sirst5k.errors import TrainError
 from sirst5k.files import DeferredInterrupt, atomic_path
 from trainer.data import (
+    ALPHA_RANGE,
     FreshDataset,
     GroupBatchSampler,
     StoreData,
@@ -106,7 +107,7 @@ class TrainConfig:
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
     originals_only: bool = False  # train on the original images only (no synthesized negatives)
     on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
-    alpha_range: tuple[float, float] = (0.0, 0.2)  # on the fly: Eq. 3's alpha drawn from this
+    alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
     scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
     photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
     val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
@@ -145,7 +146,7 @@ class TrainConfig:
             bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
         if self.scale_range != (1.0, 1.0) and self.crop == 0:
             bad("--scale-range zooms crops: give a --crop > 0 with it")
-        if self.alpha_range != (0.0, 0.2) and not self.on_the_fly:
+        if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:
             bad("--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it "
                 "(the store's negatives have the alpha sirst5k synth gave them)")  # fmt: skip
         if self.on_the_fly and self.originals_only:
