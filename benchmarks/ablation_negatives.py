@@ -25,6 +25,8 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   scale     fresh, every crop zoomed by a factor in [0.5, 2] (log-uniform)
   vary      scale, plus photometric variation (gamma, gain and offset, blur, noise)
   photo     fresh with the photometric variation alone (no zoom)
+  off-h     off, with left-right flips only (2 orientations; the others use all 8)
+  off-none  off, with no flips
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -59,6 +61,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "vary": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--scale-range", "0.5,2"]
     + ["--photometric"],
     "photo": ["--epochs", "{E}", "--on-the-fly", "--neg-loss", "off", "--photometric"],
+    "off-h": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "h"],
+    "off-none": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "none"],
 }
 KEYS = ("iou", "niou", "pd", "fa")
 

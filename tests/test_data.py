@@ -286,7 +286,7 @@ def test_crops_are_windows_of_the_source_images(tmp_path):
     src = store.read_split(path, "train")
     rows = np.arange(len(data))
     for crop in (16, 30):
-        ds = TrainDataset(data, rows, crop, augment=False)
+        ds = TrainDataset(data, rows, crop, flips="none")
         for pos in range(0, len(rows), 3):
             item = ds[(pos, 7 * pos + 1)]
             image, mask = src.row(pos)
@@ -413,6 +413,24 @@ def test_flips_reach_all_8_orientations():
         library.add(aug(image=img, mask=img)["image"].tobytes())
     assert set(seen) == group and min(seen.values()) >= 60  # 100 expected, sd about 9.4
     assert len(library) == 2
+
+
+@pytest.mark.parametrize("flips", ["hv", "h"])
+def test_fewer_flips_reach_their_orientations_only(flips):
+    """--flips hv: the ramp, its left-right and up-down mirrors and its half turn (numpy); h:
+    the ramp and its left-right mirror. Each drawn about equally often. (--flips none: the
+    crop test above, every item the plain window.)"""
+    img = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    want = {"hv": [img, img[:, ::-1], img[::-1], np.rot90(img, 2)], "h": [img, img[:, ::-1]]}
+    want = want[flips]
+    want = {np.ascontiguousarray(w).tobytes() for w in want}
+    aug, rng = make_augment(flips), np.random.default_rng(0)
+    seen = {}
+    for _ in range(400):
+        seed_each(aug, rng)
+        key = aug(image=img, mask=img)["image"].tobytes()
+        seen[key] = seen.get(key, 0) + 1
+    assert set(seen) == want and min(seen.values()) >= 0.7 * 400 / len(want)
 
 
 def test_photometric_changes_the_image_only_and_is_seeded():

@@ -219,8 +219,18 @@ def seed_each(compose: A.Compose, rng: np.random.Generator) -> None:
         t.set_random_seed(int(rng.integers(2**31)))
 
 
-def make_augment() -> A.Compose:
-    return A.Compose([A.HorizontalFlip(p=0.5), A.VerticalFlip(p=0.5), A.Transpose(p=0.5)])
+# the training flips: the 8 orientations of the dihedral group, the 4 of both flips (no
+# transpose), the 2 of a left-right flip (a scene's sky stays up), or none
+FLIPS = {
+    "d4": (A.HorizontalFlip, A.VerticalFlip, A.Transpose),
+    "hv": (A.HorizontalFlip, A.VerticalFlip),
+    "h": (A.HorizontalFlip,),
+    "none": (),
+}
+
+
+def make_augment(flips: str = "d4") -> A.Compose | None:
+    return A.Compose([t(p=0.5) for t in FLIPS[flips]]) if FLIPS[flips] else None
 
 
 def make_photometric() -> A.Compose:
@@ -329,13 +339,13 @@ class TrainDataset(torch.utils.data.Dataset):
         data: StoreData,
         rows: np.ndarray,
         crop: int,
-        augment: bool = True,
+        flips: str = "d4",
         group_crops: bool = False,
         scale_range: tuple[float, float] = (1.0, 1.0),
         photometric: bool = False,
     ):
         self.data, self.rows, self.crop = data, np.asarray(rows), int(crop)
-        self.augment = make_augment() if augment else None
+        self.augment = make_augment(flips)
         self.scale_range = tuple(scale_range)
         self.photometric = make_photometric() if photometric else None
         self.groups = data.columns["group"][self.rows]
@@ -380,7 +390,7 @@ class FreshDataset(torch.utils.data.Dataset):
         crop: int,
         length: int,
         alpha_range: tuple[float, float] = ALPHA_RANGE,
-        augment: bool = True,
+        flips: str = "d4",
         scale_range: tuple[float, float] = (1.0, 1.0),
         photometric: bool = False,
     ):
@@ -395,7 +405,7 @@ class FreshDataset(torch.utils.data.Dataset):
                 f"(the store has {len(self.rows)} after the validation split)"
             )
         self.crop, self.length, self.alpha_range = int(crop), int(length), alpha_range
-        self.augment = make_augment() if augment else None
+        self.augment = make_augment(flips)
         self.scale_range = tuple(scale_range)
         self.photometric = make_photometric() if photometric else None
         sizes = data.columns["size"][self.rows]

@@ -38,6 +38,7 @@ from sirst5k.errors import TrainError
 from sirst5k.files import DeferredInterrupt, atomic_path
 from trainer.data import (
     ALPHA_RANGE,
+    FLIPS,
     FreshDataset,
     GroupBatchSampler,
     StoreData,
@@ -110,6 +111,7 @@ class TrainConfig:
     alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
     scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
     photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
+    flips: str = "d4"  # training flips (trainer.data.FLIPS): d4 (8 orientations), hv, h, none
     val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
     val_every: int = 1  # validate every N epochs (and after the last one)
     val_batch_size: int = 16
@@ -149,6 +151,8 @@ class TrainConfig:
         if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:
             bad("--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it "
                 "(the store's negatives have the alpha sirst5k synth gave them)")  # fmt: skip
+        if self.flips not in FLIPS:
+            bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
@@ -433,12 +437,12 @@ def build_data(cfg: TrainConfig, ddp: Dist):
     if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
         dataset = FreshDataset(
             data, train_rows, crop, len(train_rows), cfg.alpha_range,
-            scale_range=cfg.scale_range, photometric=cfg.photometric,
+            scale_range=cfg.scale_range, photometric=cfg.photometric, flips=cfg.flips,
         )  # fmt: skip
     else:
         dataset = TrainDataset(
             data, train_rows, crop, group_crops=cfg.groups_used,
-            scale_range=cfg.scale_range, photometric=cfg.photometric,
+            scale_range=cfg.scale_range, photometric=cfg.photometric, flips=cfg.flips,
         )  # fmt: skip
     if cfg.groups_used and cfg.batch_size // ddp.world < 4:
         raise TrainError(
