@@ -4,7 +4,8 @@
 
 For a checkpoint (default: the bundled cpu30 model) and its ONNX export, images/s of the
 predictors eval and predict use, on 256 x 256 images (NUDT-SIRST's size) and on 1024 x 1280
-frames (real sensors'), at batch 1 and 8, with --threads intra-op threads. Writes
+frames (real sensors'), at batch 1, 2 and 8, with --threads intra-op threads (ONNX Runtime runs
+the frames of a batch side by side, one thread each; eval's default batch is --threads). Writes
 benchmarks/out/bench_infer.json and prints a table. Time it alone on the machine.
 """
 
@@ -58,7 +59,7 @@ def main() -> None:
         for size, (h, w, n) in SIZES.items():
             images = [rng.integers(0, 256, (h, w), dtype=np.uint8) for _ in range(n)]
             for name, pred in predictors.items():
-                for batch in (1, 8):
+                for batch in (1, 2, 8):
                     r = rate(pred, images, batch)
                     rows.append({"size": size, "engine": name, "batch": batch, "images_per_s": r})
                     print(f"{size:>10} {name:>12} batch {batch}: {r:7.2f} images/s", flush=True)

@@ -50,7 +50,8 @@ def _predictor_options(f):
             "--batch-size",
             type=click.IntRange(1),
             default=None,
-            help="Images per forward pass (default 1 on CPU, 16 on CUDA).",
+            help="Images per forward pass (default 1 on CPU, 16 on CUDA; an .onnx model on the "
+            "CPU: one per thread, run side by side).",
         ),
         click.option(
             "--tile",

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from sirst5k.errors import UserError
 from sirst5k_cli.cli import main
-from trainer.evaluate import ModelPredictor, make_predictor
-from trainer.export import OnnxPredictor, export_onnx
+from trainer.evaluate import ModelPredictor, default_batch, make_predictor
+from trainer.export import OnnxPredictor, export_onnx, session
 from trainer.model import SCHEMA, build_model, predict_probs, save_checkpoint, set_attention_window
 
 pytest.importorskip("onnxruntime")
@@ -54,6 +54,24 @@ def test_onnx_matches_pytorch_on_odd_sizes(checkpoint, tmp_path):
     assert plain.info["attention_window"] is None and (plain.tile, plain.halo) == (256, 64)
     torch_tiled = ModelPredictor(checkpoint, "cpu", window=0)([frame])[0]
     assert np.abs(plain([frame])[0] - torch_tiled).max() < 1e-5
+
+
+def test_onnx_frames_side_by_side_equal_one_at_a_time(checkpoint, tmp_path):
+    """Several frames run on one-thread sessions side by side; each gives what it gives alone
+    on the all-threads session (mixed shapes, one tiled), in input order."""
+    out = tmp_path / "m.onnx"
+    export_onnx(checkpoint, out)
+    pred = OnnxPredictor(out, tile=64, halo=32)
+    pred.lanes, pred.single = 3, session(out, threads=1)  # whatever this machine's threads
+    rng = np.random.default_rng(2)
+    shapes = [(37, 53), (100, 129), (37, 53), (16, 16), (64, 64)]
+    frames = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+    alone = [pred([f])[0] for f in frames]  # one frame: the all-threads session
+    got = pred(frames)
+    assert [g.shape for g in got] == shapes
+    for a, g in zip(alone, got, strict=True):
+        assert np.abs(a - g).max() < 1e-6
+    assert default_batch(pred) == 3 and default_batch(ModelPredictor(checkpoint, "cpu")) == 1
 
 
 def test_onnx_predictor_in_predict_and_eval(checkpoint, tmp_path, demo_source):

@@ -358,7 +358,10 @@ def make_predictor(
 
 
 def default_batch(predictor) -> int:
-    return 16 if getattr(predictor, "device", "cpu").startswith("cuda") else 1
+    """16 on a GPU; on the CPU 1, or as many as an ONNX predictor runs side by side."""
+    if getattr(predictor, "device", "cpu").startswith("cuda"):
+        return 16
+    return getattr(predictor, "lanes", 1)
 
 
 def _chunks(items, n: int):
