@@ -215,7 +215,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
               help="Output folder: <name>.png masks (0/255) and overlays/.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
-              help="Also write overlays/<name>.png (cyan: predicted pixels).")  # fmt: skip
+              help="Also write overlays/<name>.png (magenta: predicted pixels).")  # fmt: skip
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
                 tta, attention_window, skip_bad, out, limit, overlay):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively; a dataset

@@ -127,7 +127,7 @@ class OnnxPredictor:
     """An exported .onnx model as an eval/predict predictor (ONNX Runtime on the CPU).
 
     A lone frame runs on all threads. Several frames run side by side, one thread each, on a
-    second session (`lanes` of them at a time): on 2 cores that gives 12-13 % more images/s
+    second session (`lanes` of them at a time): on 2 cores that gives 8-9 % more images/s
     than one frame after another on both threads (docs/results.md), and the same results.
     eval and predict therefore hand it `lanes` frames a call by default.
     """
