@@ -69,12 +69,15 @@ def train_config(
     the config of the run in `resume` with only RESUME_OPTIONS changed (None = not given)."""
     from sirst5k.errors import TrainError
     from trainer.model import read_checkpoint
-    from trainer.train import TrainConfig, make_config
+    from trainer.train import ALPHA_WITHOUT_FLY, TrainConfig, make_config
 
     if resume is None:
         if not store or not out:
             raise TrainError("give STORE and --out DIR (or --resume DIR)")
-        return make_config(preset, store=str(store), out=str(out), **options), None
+        cfg = make_config(preset, store=str(store), out=str(out), **options)
+        if options.get("alpha_range") is not None and not cfg.on_the_fly:  # even the default
+            raise TrainError(ALPHA_WITHOUT_FLY)
+        return cfg, None
     fix = f"{resume} holds no run to resume; start one with `sirst5k train STORE --out DIR`"
     if (Path(resume) / "last.pt").exists():  # damaged from outside (it is written atomically)
         fix = (

@@ -105,9 +105,10 @@ def test_predict_on_a_dataset_folder_skips_its_masks(demo_source, tmp_path):
     assert "k 3 (T = mean + k std)" in r.output
 
 
-def test_alpha_range_needs_on_the_fly(demo_store, tmp_path):
+@pytest.mark.parametrize("alpha", ["0,0.3", "0,0.2"])  # 0,0.2: the default, given all the same
+def test_alpha_range_needs_on_the_fly(demo_store, tmp_path, alpha):
     r = invoke("train", demo_store, "--out", tmp_path / "r", "--preset", "demo",
-               "--alpha-range", "0,0.3", "--epochs", 1)  # fmt: skip
+               "--alpha-range", alpha, "--epochs", 1)  # fmt: skip
     assert r.exit_code != 0
     assert "--alpha-range draws the alpha of on-the-fly negatives" in r.output
     assert not (tmp_path / "r").exists()

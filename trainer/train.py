@@ -71,6 +71,11 @@ OPTIMIZERS = ("adagrad", "adam")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 5e-4}
 RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json", "curves.png")
 
+ALPHA_WITHOUT_FLY = (
+    "--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it (the "
+    "store's negatives have the alpha sirst5k synth gave them)"
+)
+
 # Named recipes; explicit options override them. Measured figures: docs/training.md.
 PRESETS = {
     "paper": {},  # the paper's IV-C settings: the TrainConfig defaults
@@ -148,9 +153,8 @@ class TrainConfig:
             bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
         if self.scale_range != (1.0, 1.0) and self.crop == 0:
             bad("--scale-range zooms crops: give a --crop > 0 with it")
-        if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:
-            bad("--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it "
-                "(the store's negatives have the alpha sirst5k synth gave them)")  # fmt: skip
+        if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:  # the CLI: even the default
+            bad(ALPHA_WITHOUT_FLY)
         if self.flips not in FLIPS:
             bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
         if self.on_the_fly and self.originals_only:
