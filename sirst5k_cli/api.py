@@ -103,6 +103,8 @@ def train_config(
         )
     d = dict(ckpt["config"])
     d.update({k: options[k] for k in RESUME_OPTIONS if options.get(k) is not None})
+    if options.get("epochs") is not None or not d.get("max_minutes"):
+        d["fit_budget"] = False  # the epochs given (or no budget left to fit) stand
     if store:
         d["store"] = str(store)
     d["out"] = str(resume)

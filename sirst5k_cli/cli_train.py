@@ -77,6 +77,10 @@ class _Progress:
             self.bar.remove_task(self.task)
             self.task = None
 
+    def on_fit(self, epochs, pace):
+        n = f"{epochs} epoch{'s' * (epochs != 1)}"
+        self.console.print(f"--fit-budget: {n} in all fit --max-minutes at {pace:.1f} s an epoch")
+
     def stop(self):
         self.bar.stop()
 
@@ -229,6 +233,13 @@ def _range(ctx, param, value):
     "--max-minutes",
     type=click.FloatRange(0),
     help="Stop cleanly after the epoch that passes this budget; 0 = none.",
+)
+@click.option(
+    "--fit-budget/--no-fit-budget",
+    default=None,
+    help="After the first epoch, set --epochs to as many as fit in --max-minutes at its pace, "
+    "so the schedule spans the budget on any machine (the cpu30 preset; an explicit --epochs "
+    "turns it off) [off].",
 )
 @click.option(
     "--resume",

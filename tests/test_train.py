@@ -19,7 +19,7 @@ from test_data import make_tiny_store
 
 from sirst5k_cli.cli import main
 from trainer.model import load_model, read_checkpoint
-from trainer.train import StopRequest, TrainError, lr_at, make_config, train
+from trainer.train import StopRequest, TrainError, budget_epochs, lr_at, make_config, train
 
 TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
 
@@ -250,6 +250,56 @@ def test_presets_and_optimizer_defaults():
     assert make_config("cpu30", neg_loss="sum", warmup=0).neg_loss == "sum"  # options win
     assert make_config("cpu30", neg_loss="sum", warmup=0).warmup == 0
     assert make_config("cpu30", model={"attention": False}).model["blocks"] == 1
+    # cpu30 fits its epochs to its 28 minutes, unless the epochs are given or there is no budget
+    assert make_config("cpu30").fit_budget and make_config("cpu30").max_minutes == 28
+    assert not cpu.fit_budget and not make_config("cpu30", max_minutes=0).fit_budget
+    assert make_config("cpu30", epochs=3, fit_budget=True).fit_budget
+    assert not make_config().fit_budget and not make_config("demo").fit_budget
+    with pytest.raises(TrainError, match="--fit-budget fits --epochs to --max-minutes"):
+        make_config(fit_budget=True)
+
+
+def test_budget_epochs_by_hand():
+    # 28 min = 1680 s; 40 s spent on set-up and epoch 1; 32 s an epoch: 1 + 1640 // 32 = 52
+    assert budget_epochs(1680, 40, 32) == 52
+    assert budget_epochs(1680, 1680, 32) == 1  # nothing left: the epoch done
+    assert budget_epochs(100, 160, 50) == 1  # the first epoch overran
+    assert budget_epochs(100, 20, 40) == 3  # 20 + 2 x 40 = 100: ends on the budget
+
+
+def test_fit_budget_sets_the_epochs_once_and_resume_keeps_them(tiny_store, tmp_path, monkeypatch):
+    """After epoch 1 the run's epochs become budget_epochs(...) (stubbed: 3), which the cosine,
+    config.json, the checkpoints and the summary follow; a resume does not fit again."""
+    import trainer.train as tt
+
+    calls = []
+
+    def three(budget, spent, pace):
+        calls.append((budget, spent, pace))
+        return 3
+
+    monkeypatch.setattr(tt, "budget_epochs", three)
+    kw = dict(epochs=10, fit_budget=True, max_minutes=5)
+    s = train(_cfg(tiny_store, tmp_path / "a", **kw))
+    assert (s["status"], s["epochs_done"], s["epochs"]) == ("completed", 3, 3)
+    assert len(calls) == 1 and calls[0][0] == 300 and calls[0][2] > 0 and calls[0][1] > 0
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["epochs"] == 3
+    with open(tmp_path / "a" / "log.csv") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f)]
+    cfg3 = _cfg(tiny_store, tmp_path / "x", epochs=3)
+    assert lrs[1:] == pytest.approx([lr_at(cfg3, e, 0) for e in (1, 2)])  # cosine over 3
+    # stopped after epoch 2, resumed with another fit on offer: the fitted 3 stand
+    train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(epoch=2))
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["config"]["epochs"] == 3
+    monkeypatch.setattr(tt, "budget_epochs", lambda *a: 7)
+    from sirst5k_cli.api import train_config
+
+    cfg, ckpt = train_config(resume=tmp_path / "b")
+    assert train(cfg, resume=ckpt)["epochs_done"] == 3
+    _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
+    # an --epochs given on resume turns fitting off
+    assert not train_config(resume=tmp_path / "b", epochs=5)[0].fit_budget
 
 
 def test_val_every_and_no_validation(tiny_store, tmp_path):

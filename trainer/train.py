@@ -65,7 +65,7 @@ HEAD_FIELDS = tuple(f"p_mean_{i}" for i in range(HEADS)) + tuple(
 )
 LOG_FIELDS = (
     "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
-    "lr", "samples_per_s", "seconds", *HEAD_FIELDS,
+    "lr", "samples_per_s", "seconds", "val_seconds", *HEAD_FIELDS,
 )  # fmt: skip
 OPTIMIZERS = ("adagrad", "adam")
 DEFAULT_LR = {"adagrad": 0.05, "adam": 5e-4}
@@ -84,7 +84,7 @@ PRESETS = {
     # three that learned at all; warm-up guards against that Adagrad collapse (docs/results.md)
     "cpu30": dict(
         epochs=25, batch_size=16, crop=64, max_minutes=28.0, neg_loss="off", warmup=50,
-        model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
+        fit_budget=True, model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
     ),
     # the demo store in minutes on a CPU, with the recommended settings (as cpu30)
     "demo": dict(
@@ -128,6 +128,9 @@ class TrainConfig:
     channels_last: bool = True  # on CUDA
     compile: bool = False  # torch.compile the training step's model (falls back to eager)
     max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
+    # after the first epoch, epochs = as many as fit in max_minutes at that epoch's pace (the
+    # cosine then spans the budget on any machine); an explicit epochs turns it off
+    fit_budget: bool = False
     preset: str = ""  # the PRESETS entry this config started from
     # the model: "name" (trainer.peers.MODELS; absent = "aff-unet") and that model's options
     model: dict = field(default_factory=model_config)
@@ -157,6 +160,8 @@ class TrainConfig:
             bad(ALPHA_WITHOUT_FLY)
         if self.flips not in FLIPS:
             bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
+        if self.fit_budget and self.max_minutes <= 0:
+            bad("--fit-budget fits --epochs to --max-minutes: give --max-minutes > 0")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
@@ -217,6 +222,9 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
         if v is None:
             continue
         d[k] = _merge_model(d["model"], v) if k == "model" else v
+    given = {k for k, v in overrides.items() if v is not None}
+    if "fit_budget" not in given and ("epochs" in given or not d["max_minutes"]):
+        d["fit_budget"] = False  # a preset's fitting yields to an explicit --epochs or no budget
     if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
         d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
     d["preset"] = preset
@@ -381,6 +389,12 @@ def lr_at(cfg: TrainConfig, epoch: int, step: int) -> float:
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * cos
 
 
+def budget_epochs(budget_s: float, spent_s: float, pace_s: float) -> int:
+    """Epochs in all when one is done, spent_s have passed, and each further one takes pace_s:
+    the most that end within budget_s (at least the one done)."""
+    return 1 + max(int((budget_s - spent_s) // max(pace_s, 1e-9)), 0)
+
+
 @dataclass
 class Run:
     """What train() builds once and the loop's parts share; the mutable state is at the end."""
@@ -402,6 +416,7 @@ class Run:
     best: dict = field(default_factory=lambda: {"epoch": -1, "val_iou": -1.0})
     rows: list = field(default_factory=list)  # log rows of the completed epochs
     partial: dict = field(default_factory=dict)  # running sums of the current epoch
+    t_start: float = 0.0  # time.time() when this process started the run (--max-minutes)
     boundary: bool = True  # the state is a whole number of steps: last.pt may be written
 
     def checkpoint(self) -> dict:
@@ -591,10 +606,14 @@ def end_epoch(run: Run, hooks) -> None:
     row["seconds"] = partial["sec"]
     due = (run.epoch + 1) % cfg.val_every == 0 or run.epoch + 1 == cfg.epochs
     if run.ddp.main and len(run.val_rows) and due:
+        t = time.time()
         m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
         row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
+        row["val_seconds"] = time.time() - t
     run.boundary = False
     run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
+    if cfg.fit_budget and run.epoch == 1:  # before last.pt: a resume keeps the fitted epochs
+        fit_epochs(run, row["seconds"] + row.get("val_seconds", 0.0), hooks)
     run.boundary = True
     if not run.ddp.main:
         return
@@ -608,6 +627,22 @@ def end_epoch(run: Run, hooks) -> None:
     save_checkpoint(run.checkpoint(), run.out / "last.pt")
     if hooks:
         hooks.on_epoch(row)
+
+
+def fit_epochs(run: Run, pace: float, hooks) -> None:
+    """Set the run's epochs to as many as fit in --max-minutes at the first epoch's pace (its
+    training and validation seconds); under DDP every rank takes rank 0's count."""
+    cfg = run.cfg
+    n = budget_epochs(60 * cfg.max_minutes, time.time() - run.t_start, pace)
+    if run.ddp.world > 1:
+        flag = torch.tensor([n], device=run.ddp.device)
+        dist.broadcast(flag, 0)
+        n = int(flag.item())
+    cfg.epochs = run.info["epochs"] = n
+    if run.ddp.main:
+        write_json(run.out / "config.json", cfg.to_dict())
+        if hooks and hasattr(hooks, "on_fit"):
+            hooks.on_fit(n, pace)
 
 
 def out_of_time(run: Run, t_start: float) -> bool:
@@ -678,7 +713,7 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     )  # fmt: skip
     criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
     run = Run(cfg, ddp, out, data, val_rows, sampler, loader, model, net, optimizer, criterion,
-              info, partial=empty_partial())  # fmt: skip
+              info, partial=empty_partial(), t_start=t_start)  # fmt: skip
     if resume is not None:
         model.load_state_dict(resume["model"])
         optimizer.load_state_dict(resume["optimizer"])
