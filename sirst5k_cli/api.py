@@ -151,6 +151,7 @@ def evaluate(
     tile_halo: int | None = None,
     tta: bool = False,
     attention_window: int | None = None,
+    precision: str | None = None,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
@@ -163,13 +164,14 @@ def evaluate(
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
     the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
     cells (None: trainer.evaluate.WINDOW; 0: the whole input); `tta` averages a network
-    over the 8 flips and rotations of each image; a pixel is target when the network's
-    probability is > `threshold` (None: 0.5). Network options are refused with a method."""
+    over the 8 flips and rotations of each image; `precision` "bf16" runs a .pt network in
+    bf16 autocast (None: "fp32"); a pixel is target when the network's probability is >
+    `threshold` (None: 0.5). Network options are refused with a method."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 
     predictor = ev.make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
     )
     threshold = 0.5 if threshold is None else threshold
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
@@ -197,6 +199,7 @@ def predict(
     tile_halo: int | None = None,
     tta: bool = False,
     attention_window: int | None = None,
+    precision: str | None = None,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,
@@ -208,7 +211,7 @@ def predict(
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
     predictor = ev.make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
     )
     threshold = 0.5 if threshold is None else threshold
     return ev.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,

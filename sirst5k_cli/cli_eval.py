@@ -17,7 +17,7 @@ from sirst5k_cli.cli_options import DEVICE, method_choice
 
 def _predictor_options(f):
     """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/--tta/
-    --attention-window/--skip-bad, shared."""
+    --attention-window/--precision/--skip-bad, shared."""
     options = [
         click.option(
             "--checkpoint",
@@ -50,8 +50,8 @@ def _predictor_options(f):
             "--batch-size",
             type=click.IntRange(1),
             default=None,
-            help="Images per forward pass (default 1 on CPU, 16 on CUDA; an .onnx model on the "
-            "CPU: one per thread, run side by side).",
+            help="Images per call (on CUDA one forward pass [16]; on the CPU a network runs "
+            "them side by side, one thread each [one per thread]; a method: 1).",
         ),
         click.option(
             "--tile",
@@ -81,6 +81,14 @@ def _predictor_options(f):
             help="The AFF U-Net's channel attention pools over N x N px cells of a frame, not "
             "the whole frame: large frames run whole as the 256 x 256 images it was chosen on; "
             "0 = the whole input (Eq. 5) [256]. An .onnx export has its own built in.",
+        ),
+        click.option(
+            "--precision",
+            type=click.Choice(["fp32", "bf16"]),
+            default=None,
+            help="A .pt network's arithmetic: fp32, or bf16 autocast (a CPU with AVX512-BF16 "
+            "or AMX, or CUDA): 1.5-2x the images/s on the CPU at a change of 0.1 IoU or less "
+            "(docs/evaluation.md) [fp32].",
         ),
         click.option(
             "--skip-bad",
@@ -177,7 +185,7 @@ def _print_table(report: dict) -> None:
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
 def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo, tta,
-             attention_window, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
+             attention_window, precision, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
     """Evaluate a checkpoint or a classical method on DATA's test images.
 
     DATA is a store (its test group) or a dataset folder (its test split, any layout sirst5k
@@ -193,7 +201,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
                 data, checkpoint=checkpoint, method=method, out=out, split=split,
                 threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
                 tile_halo=tile_halo, tta=tta, attention_window=attention_window,
-                legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
+                precision=precision, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
                 progress=lambda n, total: bar.update(task, advance=n, total=total),
             )  # fmt: skip
     except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
@@ -217,7 +225,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (magenta: predicted pixels).")  # fmt: skip
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-                tta, attention_window, skip_bad, out, limit, overlay):  # fmt: skip
+                tta, attention_window, precision, skip_bad, out, limit, overlay):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively; a dataset
     folder's masks/ are skipped).
 
@@ -233,8 +241,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
             s = predict(
                 list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
                 device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
-                tta=tta, attention_window=attention_window, limit=limit, overlay=overlay,
-                skip_bad=skip_bad,
+                tta=tta, attention_window=attention_window, precision=precision, limit=limit,
+                overlay=overlay, skip_bad=skip_bad,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     except SirstError as e:

@@ -265,18 +265,27 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int
     return x, (h, w)
 
 
+def bf16_supported(device: str) -> bool:
+    """Whether bf16 autocast is fast on this device: CUDA, or a CPU with bf16 instructions
+    (AVX512-BF16 or AMX), without which oneDNN emulates it more slowly than float32."""
+    if device.startswith("cuda"):
+        return True
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 @torch.inference_mode()
 def predict_probs(
     model: nn.Module, x: torch.Tensor, amp: bool = False, channels_last: bool = False
 ) -> torch.Tensor:
     """Main-head probabilities (B, H, W) float32 of raw 0..255 images x (B, 1, H, W) already on
     the model's device: zero-padded to the model's stride, sigmoid, cropped back. The one
-    inference path of validation, eval and predict; the caller sets eval mode."""
+    inference path of validation, eval and predict; the caller sets eval mode. amp: bf16
+    autocast on x's device (CUDA or CPU)."""
     h, w = x.shape[-2:]
     x, _ = pad_to_stride(x.float(), model.stride)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast("cuda", torch.bfloat16, enabled=amp):
+    with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
         logits = model(x)[0]
     return torch.sigmoid(logits.float())[:, 0, :h, :w]
 

@@ -1,0 +1,84 @@
+"""The network predictor on the CPU: channels_last, frames side by side (one thread each), and
+--precision bf16, checked against a plain float32 forward of the same model."""
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from sirst5k.errors import UserError
+from sirst5k.io import load_split, read_image
+from sirst5k_cli.cli import main
+from trainer.evaluate import ModelPredictor, check_precision, default_batch, make_predictor
+from trainer.model import bf16_supported, load_model
+
+
+def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
+    """The independent route: the model in its default layout, one image, float32, zero-padded
+    at the bottom/right to the stride, sigmoid of the main head, cropped back."""
+    model, _ = load_model(checkpoint, "cpu")
+    h, w = image.shape
+    s = model.stride
+    x = np.zeros((1, 1, h + (-h) % s, w + (-w) % s), np.float32)
+    x[0, 0, :h, :w] = image
+    with torch.no_grad():
+        return torch.sigmoid(model(torch.from_numpy(x))[0])[0, 0, :h, :w].numpy()
+
+
+def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source):
+    torch.set_num_threads(2)  # the autouse fixture gives one; it restores its own after
+    images = [read_image(p.image) for p in load_split(demo_source, "test")[:5]]
+    assert len({im.shape for im in images}) > 1  # mixed sizes
+    p = ModelPredictor(tiny_checkpoint, "cpu", window=0)
+    assert p.lanes == 2 and default_batch(p) == 2 and p.info["precision"] == "fp32"
+    got = p(images)
+    assert torch.get_num_threads() == 2  # the workers' one thread each stays theirs
+    for im, prob in zip(images, got, strict=True):
+        want = plain_probs(tiny_checkpoint, im)
+        assert prob.shape == im.shape
+        np.testing.assert_allclose(prob, want, atol=1e-5)
+    alone = p(images[:1])[0]  # a lone frame runs on both threads
+    np.testing.assert_allclose(alone, got[0], atol=1e-5)
+
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no bf16 instructions")
+def test_bf16_agrees_with_fp32_on_the_bundled_model():
+    """Four Gaussian targets (peak +80, sigma 1.2 px) on a flat noisy 256 x 256 background:
+    both precisions find all four, and their masks at 0.5 agree (the NUDT-SIRST test split and
+    real frames: docs/evaluation.md)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:256, :256]
+    image = rng.normal(90, 2, (256, 256))
+    points = [(60, 60), (121, 81), (200, 180), (40, 210)]
+    for y, x in points:
+        image += 80 * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.2**2))
+    image = np.clip(image, 0, 255).astype(np.uint8)
+    fp32 = make_predictor("nudt", device="cpu")([image])[0]
+    pred = make_predictor("nudt", device="cpu", precision="bf16")
+    bf16 = pred([image])[0]
+    assert pred.info["precision"] == "bf16"
+    assert all(fp32[p] > 0.5 and bf16[p] > 0.5 for p in points)
+    a, b = fp32 > 0.5, bf16 > 0.5
+    assert (a & b).sum() / (a | b).sum() >= 0.95
+    assert 0 < np.abs(fp32 - bf16).max() and np.abs(fp32 - bf16).mean() < 0.001  # bf16 ran
+
+
+def test_precision_errors(tmp_path, demo_source, monkeypatch):
+    with pytest.raises(UserError, match="choose one of fp32, bf16"):
+        check_precision("fp16", "cpu")
+    assert check_precision("fp32", "cpu") is False
+    import trainer.model
+
+    monkeypatch.setattr(trainer.model, "bf16_supported", lambda device: False)
+    with pytest.raises(UserError, match="no bf16 instructions"):
+        check_precision("bf16", "cpu")
+    with pytest.raises(UserError, match="--precision is a network's option"):
+        make_predictor(method="tophat", precision="bf16")
+    onnx = tmp_path / "m.onnx"
+    onnx.write_bytes(b"")  # refused before it is read
+    with pytest.raises(UserError, match="runs in fp32 on ONNX Runtime"):
+        make_predictor(onnx, precision="bf16")
+    r = CliRunner().invoke(main, ["eval", str(demo_source), "--method", "tophat",
+                                  "--precision", "bf16", "--out", str(tmp_path / "e")])  # fmt: skip
+    assert r.exit_code == 1 and "--precision is a network's option" in r.output
+    assert not (tmp_path / "e").exists()
