@@ -108,7 +108,7 @@ def bench_model(args, device) -> dict:
                 phases[name] += now - t
                 t = now
 
-        with torch.autocast("cuda", torch.bfloat16, enabled=cuda):
+        with torch.autocast(device.type, torch.bfloat16, enabled=cuda or args.bf16):
             out = net(x)
         lap("forward")
         loss, _, _ = loss_fn(out, y, g)
@@ -211,6 +211,7 @@ def main():
     p.add_argument("--skip", choices=["data", "model"], default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--channels-last", action="store_true", help="channels_last on the CPU too")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU too")
     p.add_argument(
         "--peak-tflops",
         type=float,
@@ -247,6 +248,9 @@ def main():
         "widths": args.widths,
         "blocks": args.blocks,
         "steps": args.steps,
+        "channels_last": args.channels_last or device.type == "cuda",
+        "bf16": args.bf16 or device.type == "cuda",
+        "compile": args.compile,
     }
     if args.skip != "data":
         res["data"] = bench_data(data, rows, args, device)

@@ -125,7 +125,7 @@ class TrainConfig:
     workers: int = -1  # DataLoader workers; -1 = auto (0 on the CPU, up to 8 on CUDA)
     in_memory: str = "auto"  # auto | memory | stream
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
-    channels_last: bool = True  # on CUDA
+    channels_last: bool = True  # the channels_last layout (CUDA and CPU: 1.4x on 2 CPU cores)
     compile: bool = False  # torch.compile the training step's model (falls back to eager)
     max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
     # after the first epoch, epochs = as many as fit in max_minutes at that epoch's pace (the
@@ -368,7 +368,7 @@ def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
     cuda = device.type == "cuda"
     for image, mask, size in val_batches(data, rows, cfg.val_batch_size):
         x = image.to(device, non_blocking=True)
-        probs = predict_probs(model, x, cuda and cfg.amp, cuda and cfg.channels_last)
+        probs = predict_probs(model, x, cuda and cfg.amp, cfg.channels_last)
         metrics.update(probs.cpu().numpy(), mask, size)  # (B, H, W)
     model.train()
     return metrics.compute()
@@ -541,8 +541,8 @@ def build_model_and_optimizer(cfg: TrainConfig, device: torch.device):
     model = build_model(cfg.model).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        if cfg.channels_last:
-            model = model.to(memory_format=torch.channels_last)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adagrad
     return model, opt(model.parameters(), lr=cfg.lr)
 
@@ -561,7 +561,7 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
             x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
             y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
             g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
-            if cuda and cfg.channels_last:
+            if cfg.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
                 outputs = run.net(x)
