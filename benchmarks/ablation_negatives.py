@@ -1,10 +1,10 @@
 """Does the SIRST-5K store pay off? Variants x seeds, scored on NUDT-SIRST and on real frames.
 
-Trains `sirst5k train` for every (variant, seed) on one thread each, --jobs at a time, then
-scores each best checkpoint (chosen on the validation split) on the NUDT-SIRST test split and on
-../shared/data/SIRST-V2-extra: IoU, nIoU and Pd on its 87 target frames, Fa (x1e6; every
-predicted pixel is false) on its 102 target-free frames. Writes benchmarks/out/<--name>.json and
-prints a table of the per-variant mean and spread.
+Trains `sirst5k train` for every (variant, seed), on one thread each unless --threads says
+more, --jobs at a time, then scores each best checkpoint (chosen on the validation split) on
+the NUDT-SIRST test split and on ../shared/data/SIRST-V2-extra: IoU, nIoU and Pd on its 87
+target frames, Fa (x1e6; every predicted pixel is false) on its 102 target-free frames.
+Writes benchmarks/out/<--name>.json and prints a table of the per-variant mean and spread.
 
 A run whose summary.json says completed is not trained again, an interrupted one (a last.pt,
 no completed summary) is resumed exactly, an evaluation whose metrics.json exists is not run
@@ -91,7 +91,8 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
         lock.mkdir()
     (lock / "pid").write_text(str(os.getpid()))
     try:
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        n = str(args.threads)
+        env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         cli = [sys.executable, "-m", "sirst5k_cli"]
         summary = out / "summary.json"
         done = summary.exists() and json.loads(summary.read_text())["status"] == "completed"
@@ -190,7 +191,8 @@ def main() -> None:
     ap.add_argument("--model", default="aff-unet", help="the network (sirst5k train --model)")
     whole = "score whole frames with attention over all of it (as runs/gate and runs/gate2)"
     ap.add_argument("--whole", action="store_true", help=whole)
-    ap.add_argument("--jobs", type=int, default=2, help="trainings at a time (one thread each)")
+    ap.add_argument("--jobs", type=int, default=2, help="trainings at a time")
+    ap.add_argument("--threads", type=int, default=1, help="threads per training and eval")
     ap.add_argument("--runs", default="runs/gate")
     ap.add_argument("--name", default="ablation_negatives", help="benchmarks/out/NAME.json")
     ap.add_argument("--report", action="store_true", help="only tabulate the finished runs")
