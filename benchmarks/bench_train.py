@@ -210,7 +210,8 @@ def main():
     p.add_argument("--stream", action="store_true", help="read HDF5 per sample, not in memory")
     p.add_argument("--skip", choices=["data", "model"], default=None)
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--channels-last", action="store_true", help="channels_last on the CPU too")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels_last on the CPU too, as the trainer (CUDA: always)")  # fmt: skip
     p.add_argument("--bf16", action="store_true", help="bf16 autocast on the CPU too")
     p.add_argument(
         "--peak-tflops",

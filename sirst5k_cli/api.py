@@ -22,7 +22,9 @@ from typing import Any
 PathLike = str | os.PathLike
 
 # Options that --resume may change; every other setting comes from the run's own config.
-RESUME_OPTIONS = ("epochs", "max_minutes", "device", "workers", "in_memory", "compile")
+RESUME_OPTIONS = (
+    "epochs", "max_minutes", "fit_budget", "device", "workers", "in_memory", "compile",
+)  # fmt: skip
 
 
 def synthesize(
@@ -69,7 +71,7 @@ def train_config(
     the config of the run in `resume` with only RESUME_OPTIONS changed (None = not given)."""
     from sirst5k.errors import TrainError
     from trainer.model import read_checkpoint
-    from trainer.train import ALPHA_WITHOUT_FLY, TrainConfig, make_config
+    from trainer.train import ALPHA_WITHOUT_FLY, TrainConfig, make_config, settle_fit_budget
 
     if resume is None:
         if not store or not out:
@@ -98,13 +100,13 @@ def train_config(
         names = ", ".join("--" + k.replace("_", "-") for k in ignored)
         raise TrainError(
             f"--resume continues the run with its saved settings; drop {names} "
-            "(only --epochs, --max-minutes, --device, --workers, --in-memory, --compile may "
-            "change)"
+            "(only --epochs, --max-minutes, --fit-budget, --device, --workers, --in-memory, "
+            "--compile may change)"
         )
     d = dict(ckpt["config"])
-    d.update({k: options[k] for k in RESUME_OPTIONS if options.get(k) is not None})
-    if options.get("epochs") is not None or not d.get("max_minutes"):
-        d["fit_budget"] = False  # the epochs given (or no budget left to fit) stand
+    given = {k for k in RESUME_OPTIONS if options.get(k) is not None}
+    d.update({k: options[k] for k in given})
+    settle_fit_budget(d, given)  # the epochs given (or no budget left to fit) stand
     if store:
         d["store"] = str(store)
     d["out"] = str(resume)

@@ -13,6 +13,7 @@ import click
 
 from sirst5k.errors import SirstError
 from sirst5k_cli.cli_options import DEVICE, method_choice
+from trainer import PRECISIONS
 
 
 def _predictor_options(f):
@@ -84,11 +85,11 @@ def _predictor_options(f):
         ),
         click.option(
             "--precision",
-            type=click.Choice(["fp32", "bf16"]),
+            type=click.Choice(PRECISIONS),
             default=None,
             help="A .pt network's arithmetic: fp32, or bf16 autocast (a CPU with AVX512-BF16 "
-            "or AMX, or CUDA): 1.5-2x the images/s on the CPU at a change of 0.1 IoU or less "
-            "(docs/evaluation.md) [fp32].",
+            "or AMX, or CUDA): on the CPU 1.9x the images/s on 1024 x 1280 frames, 1.2-1.4x on "
+            "256 x 256, test IoU within 0.1 (docs/evaluation.md) [fp32].",
         ),
         click.option(
             "--skip-bad",

@@ -1,6 +1,9 @@
 """The network predictor on the CPU: channels_last, frames side by side (one thread each), and
 --precision bf16, checked against a plain float32 forward of the same model."""
 
+import json
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +12,13 @@ from click.testing import CliRunner
 from sirst5k.errors import UserError
 from sirst5k.io import load_split, read_image
 from sirst5k_cli.cli import main
-from trainer.evaluate import ModelPredictor, check_precision, default_batch, make_predictor
+from trainer.evaluate import (
+    ModelPredictor,
+    TTAPredictor,
+    check_precision,
+    default_batch,
+    make_predictor,
+)
 from trainer.model import bf16_supported, load_model
 
 
@@ -25,20 +34,46 @@ def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x))[0])[0, 0, :h, :w].numpy()
 
 
-def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source):
+def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source, monkeypatch):
+    import trainer.model
+
+    threads = []  # torch's thread count inside each forward
+    real = trainer.model.predict_probs
+
+    def counting(*a, **kw):
+        threads.append(torch.get_num_threads())
+        return real(*a, **kw)
+
+    monkeypatch.setattr(trainer.model, "predict_probs", counting)
     torch.set_num_threads(2)  # the autouse fixture gives one; it restores its own after
     images = [read_image(p.image) for p in load_split(demo_source, "test")[:5]]
     assert len({im.shape for im in images}) > 1  # mixed sizes
     p = ModelPredictor(tiny_checkpoint, "cpu", window=0)
     assert p.lanes == 2 and default_batch(p) == 2 and p.info["precision"] == "fp32"
     got = p(images)
-    assert torch.get_num_threads() == 2  # the workers' one thread each stays theirs
+    assert threads == [1] * 5  # each frame alone on one of the 2 threads
+    assert torch.get_num_threads() == 2  # the caller's count, and that of threads started later
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [2]
+    assert TTAPredictor(p).lanes == 2  # --tta hands the 8 views' frames to the same lanes
     for im, prob in zip(images, got, strict=True):
         want = plain_probs(tiny_checkpoint, im)
         assert prob.shape == im.shape
         np.testing.assert_allclose(prob, want, atol=1e-5)
     alone = p(images[:1])[0]  # a lone frame runs on both threads
+    assert threads[-1] == 2
     np.testing.assert_allclose(alone, got[0], atol=1e-5)
+
+
+def test_bf16_support_is_read_from_the_cpu_flags():
+    """torch's own check accepts any AVX-512 CPU; bf16 needs AVX512-BF16 or AMX."""
+    assert not bf16_supported("cpu", "processor : 0\nflags : fpu sse avx2 avx512f avx512bw\n")
+    assert bf16_supported("cpu", "flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
+    assert bf16_supported("cpu", "flags : fpu amx_bf16 amx_tile\n")
+    assert not bf16_supported("cpu", "")  # no flags line (another system)
 
 
 @pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no bf16 instructions")
@@ -61,6 +96,17 @@ def test_bf16_agrees_with_fp32_on_the_bundled_model():
     a, b = fp32 > 0.5, bf16 > 0.5
     assert (a & b).sum() / (a | b).sum() >= 0.95
     assert 0 < np.abs(fp32 - bf16).max() and np.abs(fp32 - bf16).mean() < 0.001  # bf16 ran
+
+
+@pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no bf16 instructions")
+def test_cli_precision_reaches_the_predictor(tiny_checkpoint, demo_source, tmp_path):
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        r = CliRunner().invoke(main, ["eval", str(demo_source), "--checkpoint",
+                                      str(tiny_checkpoint), "--precision", precision, "--out",
+                                      str(out), "--worst", "0", "--device", "cpu"])  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert json.loads((out / "metrics.json").read_text())["precision"] == precision
 
 
 def test_precision_errors(tmp_path, demo_source, monkeypatch):

@@ -302,6 +302,23 @@ def test_fit_budget_sets_the_epochs_once_and_resume_keeps_them(tiny_store, tmp_p
     assert not train_config(resume=tmp_path / "b", epochs=5)[0].fit_budget
 
 
+def test_fit_budget_edge_cases(tiny_store, tmp_path, monkeypatch):
+    """Fitted to its first epoch with --val-every 2, a run still validates it (best.pt); a run
+    stopped in its first epoch and resumed with --no-fit-budget keeps its --epochs."""
+    import trainer.train as tt
+    from sirst5k_cli.api import train_config
+
+    monkeypatch.setattr(tt, "budget_epochs", lambda *a: 1)
+    kw = dict(epochs=4, fit_budget=True, max_minutes=5)
+    s = train(_cfg(tiny_store, tmp_path / "a", val_every=2, **kw))
+    assert (s["epochs_done"], s["epochs"], s["best"]["epoch"]) == (1, 1, 1)
+    assert "val_iou" in s["best"] and (tmp_path / "a" / "best.pt").exists()
+    train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(step=1))
+    assert read_checkpoint(tmp_path / "b" / "last.pt")["epoch"] == 0
+    cfg, ckpt = train_config(resume=tmp_path / "b", fit_budget=False)
+    assert train(cfg, resume=ckpt)["epochs_done"] == 4  # not fitted to 1
+
+
 def test_val_every_and_no_validation(tiny_store, tmp_path):
     s = train(_cfg(tiny_store, tmp_path / "a", epochs=3, val_every=2))
     rows = (tmp_path / "a" / "log.csv").read_text().splitlines()[1:]

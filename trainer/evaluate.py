@@ -9,10 +9,11 @@ predictors on a user's files.
 Networks see each image zero-padded at the bottom/right to a multiple of `model.stride`
 (trainer.model.pad_to_stride, as in validation during training); the logits are cropped
 back before the sigmoid, so only real pixels are ever scored. On the CPU a network runs the
-frames of a batch side by side, one thread each and each frame alone (the default batch is the
-thread count), which makes every image's prediction independent of the others (eval and
-predict then agree bit for bit); on CUDA images of one batch are grouped by padded shape, the
-default batch is 16, and the same --batch-size and image order reproduce the same masks.
+frames of a batch side by side, each frame alone on its share of the threads (the default batch
+is the number of lanes), and a lone frame on all threads, which changes its probabilities by
+about 1e-6: eval and predict agree bit for bit when they split the images alike. On CUDA
+images of one batch are grouped by padded shape, the default batch is 16, and the same
+--batch-size and image order reproduce the same masks.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from sirst5k.io import (
     read_image,
     read_pair,
 )
+from trainer import PRECISIONS
 from trainer.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 
 # ANCHORS.md section 3: NUDT-SIRST 50/50 test split, 664 images. (name, IoU x1e2, Pd x1e2,
@@ -188,7 +190,7 @@ class MethodPredictor:
 TILE, HALO = 256, 64
 WINDOW, WINDOW_TILE, WINDOW_HALO = 256, 2048, 256
 TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
-PRECISIONS = ("fp32", "bf16")  # a .pt network's arithmetic: float32, or bf16 autocast
+LANES = 4  # at most this many frames side by side on the CPU (each holds its activations)
 
 
 def check_tiling(tile: int | None, halo: int | None) -> None:
@@ -257,12 +259,18 @@ def check_precision(precision: str, device: str) -> bool:
     return precision == "bf16"
 
 
+def side_by_side(fn, images: list[np.ndarray], lanes: int, init=None) -> list[np.ndarray]:
+    """[fn(image) for image in images], `lanes` images at a time on threads of their own, each
+    thread first running init() (the engines release the GIL while they compute)."""
+    with ThreadPoolExecutor(lanes, initializer=init) as ex:
+        return list(ex.map(fn, images))
+
+
 class ModelPredictor:
     """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back; frames
-    larger than `tile` px run in tiles (tiled). channels_last memory (on the CPU 1.4-2.4x
-    faster than the default layout, docs/results.md); `precision` "bf16": bf16 autocast. On
-    the CPU several frames run side by side, one thread each (`lanes` at a time), as
-    OnnxPredictor does: each frame alone, so the results do not depend on the batch."""
+    larger than `tile` px run in tiles (tiled). channels_last memory; `precision` "bf16":
+    bf16 autocast. On the CPU several frames run side by side (`lanes` at a time, the
+    threads shared out among them), as OnnxPredictor does; a lone frame runs on all threads."""
 
     def __init__(self, checkpoint, device="auto", tile=None, halo=None, window=WINDOW,
                  precision="fp32"):  # fmt: skip
@@ -275,7 +283,7 @@ class ModelPredictor:
         self.model, ckpt = load_model(checkpoint, device)
         self.model.to(memory_format=torch.channels_last)
         self.device, self.name = device, Path(checkpoint).name
-        self.lanes = torch.get_num_threads() if device == "cpu" else 1
+        self.lanes = min(torch.get_num_threads(), LANES) if device == "cpu" else 1
         self.params = count_params(self.model)
         windowed = set_attention_window(self.model, window) and window > 0
         self.tile, self.halo = default_tiling(tile, halo, windowed)
@@ -295,9 +303,14 @@ class ModelPredictor:
 
         if self.lanes < 2 or len(images) < 2:
             return by_shape(images, tiled(run, self.tile, self.halo))
-        # one thread per frame: torch's thread count is per thread, the caller's stays as it is
-        with ThreadPoolExecutor(self.lanes, initializer=torch.set_num_threads, initargs=(1,)) as ex:
-            return list(ex.map(lambda im: tiled(run, self.tile, self.halo)(im[None])[0], images))
+        n = torch.get_num_threads()
+        one = tiled(run, self.tile, self.halo)
+        try:  # the workers' count also becomes the default of threads started later: restored
+            share = n // self.lanes
+            return side_by_side(lambda im: one(im[None])[0], images, self.lanes,
+                                lambda: torch.set_num_threads(share))  # fmt: skip
+        finally:
+            torch.set_num_threads(n)
 
 
 def dihedral(image: np.ndarray, k: int) -> np.ndarray:
@@ -319,6 +332,7 @@ class TTAPredictor:
     def __init__(self, base):
         self.base, self.name, self.params = base, base.name, base.params
         self.device, self.info = base.device, base.info | {"tta": 8}
+        self.lanes = getattr(base, "lanes", 1)  # the base runs each view's frames side by side
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         total = [np.zeros(im.shape, np.float32) for im in images]
@@ -395,8 +409,8 @@ def make_predictor(
 
 
 def default_batch(predictor) -> int:
-    """16 on a GPU; on the CPU as many frames as the predictor runs side by side (one per
-    thread), 1 for a classical method."""
+    """16 on a GPU; on the CPU as many frames as the predictor runs side by side, 1 for a
+    classical method."""
     if getattr(predictor, "device", "cpu").startswith("cuda"):
         return 16
     return getattr(predictor, "lanes", 1)

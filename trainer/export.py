@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +153,7 @@ class OnnxPredictor:
         self.info |= {"tile_halo": self.halo, "attention_window": window or None}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        from trainer.evaluate import by_shape, tiled
+        from trainer.evaluate import by_shape, side_by_side, tiled
 
         def predict(sess, frames: list[np.ndarray]) -> list[np.ndarray]:
             def run(batch: np.ndarray) -> np.ndarray:
@@ -164,5 +163,4 @@ class OnnxPredictor:
 
         if self.single is None or len(images) < 2:
             return predict(self.session, images)
-        with ThreadPoolExecutor(self.lanes) as ex:  # ONNX Runtime releases the GIL in run
-            return list(ex.map(lambda im: predict(self.single, [im])[0], images))
+        return side_by_side(lambda im: predict(self.single, [im])[0], images, self.lanes)

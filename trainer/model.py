@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -265,12 +266,20 @@ def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int
     return x, (h, w)
 
 
-def bf16_supported(device: str) -> bool:
-    """Whether bf16 autocast is fast on this device: CUDA, or a CPU with bf16 instructions
-    (AVX512-BF16 or AMX), without which oneDNN emulates it more slowly than float32."""
+def bf16_supported(device: str, cpuinfo: str | None = None) -> bool:
+    """Whether bf16 autocast is fast on this device: a CUDA GPU with bf16, or a CPU with bf16
+    instructions (the avx512_bf16 or amx_bf16 flag of /proc/cpuinfo, or `cpuinfo`), without
+    which oneDNN emulates it more slowly than float32. (torch's own check asks only for
+    AVX-512.) Elsewhere than Linux: False."""
     if device.startswith("cuda"):
-        return True
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return torch.cuda.is_bf16_supported()
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = {f for line in re.findall(r"^flags\s*:(.*)$", cpuinfo, re.M) for f in line.split()}
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
 @torch.inference_mode()

@@ -211,6 +211,14 @@ def _merge_model(base: dict, new: dict) -> dict:
     return dict(base, **new)
 
 
+def settle_fit_budget(d: dict, given: set[str]) -> None:
+    """A preset's (or a saved run's) --fit-budget yields to an explicit --epochs, or to no
+    --max-minutes, unless --fit-budget itself is given. d: a config dict; given: the options
+    the user gave."""
+    if "fit_budget" not in given and ("epochs" in given or not d["max_minutes"]):
+        d["fit_budget"] = False
+
+
 def make_config(preset: str = "", **overrides) -> TrainConfig:
     """A TrainConfig from a preset, then explicit overrides (None = not given)."""
     if preset and preset not in PRESETS:
@@ -222,9 +230,7 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
         if v is None:
             continue
         d[k] = _merge_model(d["model"], v) if k == "model" else v
-    given = {k for k, v in overrides.items() if v is not None}
-    if "fit_budget" not in given and ("epochs" in given or not d["max_minutes"]):
-        d["fit_budget"] = False  # a preset's fitting yields to an explicit --epochs or no budget
+    settle_fit_budget(d, {k for k, v in overrides.items() if v is not None})
     if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
         d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
     d["preset"] = preset
@@ -604,16 +610,22 @@ def end_epoch(run: Run, hooks) -> None:
         row[k] = partial[k] / n
     row["samples_per_s"] = partial["samples"] / max(partial["sec"], 1e-9)
     row["seconds"] = partial["sec"]
-    due = (run.epoch + 1) % cfg.val_every == 0 or run.epoch + 1 == cfg.epochs
-    if run.ddp.main and len(run.val_rows) and due:
-        t = time.time()
-        m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
-        row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
-        row["val_seconds"] = time.time() - t
+
+    def validate_into(row: dict) -> None:
+        if run.ddp.main and len(run.val_rows):
+            t = time.time()
+            m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
+            row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
+            row["val_seconds"] = time.time() - t
+
+    if (run.epoch + 1) % cfg.val_every == 0 or run.epoch + 1 == cfg.epochs:
+        validate_into(row)
     run.boundary = False
     run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
     if cfg.fit_budget and run.epoch == 1:  # before last.pt: a resume keeps the fitted epochs
         fit_epochs(run, row["seconds"] + row.get("val_seconds", 0.0), hooks)
+        if run.epoch == cfg.epochs and "val_iou" not in row:  # fitted to this one epoch
+            validate_into(row)
     run.boundary = True
     if not run.ddp.main:
         return
@@ -633,11 +645,7 @@ def fit_epochs(run: Run, pace: float, hooks) -> None:
     """Set the run's epochs to as many as fit in --max-minutes at the first epoch's pace (its
     training and validation seconds); under DDP every rank takes rank 0's count."""
     cfg = run.cfg
-    n = budget_epochs(60 * cfg.max_minutes, time.time() - run.t_start, pace)
-    if run.ddp.world > 1:
-        flag = torch.tensor([n], device=run.ddp.device)
-        dist.broadcast(flag, 0)
-        n = int(flag.item())
+    n = from_rank0(run, budget_epochs(60 * cfg.max_minutes, time.time() - run.t_start, pace))
     cfg.epochs = run.info["epochs"] = n
     if run.ddp.main:
         write_json(run.out / "config.json", cfg.to_dict())
@@ -645,14 +653,19 @@ def fit_epochs(run: Run, pace: float, hooks) -> None:
             hooks.on_fit(n, pace)
 
 
+def from_rank0(run: Run, value: int) -> int:
+    """Rank 0's value on every rank (under DDP; a clock or a pace differs between ranks)."""
+    if run.ddp.world > 1:
+        flag = torch.tensor([int(value)], device=run.ddp.device)
+        dist.broadcast(flag, 0)
+        value = int(flag.item())
+    return value
+
+
 def out_of_time(run: Run, t_start: float) -> bool:
     """Whether --max-minutes has passed; under DDP every rank follows rank 0's clock."""
     over = run.cfg.max_minutes > 0 and time.time() - t_start > 60 * run.cfg.max_minutes
-    if run.ddp.world > 1:
-        flag = torch.tensor([int(over)], device=run.ddp.device)
-        dist.broadcast(flag, 0)
-        over = bool(flag.item())
-    return over
+    return bool(from_rank0(run, over))
 
 
 def summarize(run: Run, stopped: str, t_start: float) -> dict:
