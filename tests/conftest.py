@@ -11,6 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# The property tests draw the same examples on every run (CI included): a suite that fails at
+# random cannot gate a submission. Examples that random runs found are pinned with @example
+# (2026-12-04: an exact tie in ops.mix, and centroid distances of exactly 3 in test_metrics).
+settings.register_profile("fixed", derandomize=True, database=None)
+settings.load_profile("fixed")
 
 NUDT = Path(__file__).resolve().parents[2] / "shared" / "data" / "NUDT-SIRST"
 

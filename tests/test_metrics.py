@@ -1,10 +1,11 @@
 """Metrics on masks built by hand, and against an independent skimage-based implementation."""
 
 import math
+from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from skimage.measure import label, regionprops
 
@@ -43,8 +44,11 @@ def reference(preds, masks, sizes=None):
         matched_areas = []
         for r in gr:
             for m in range(len(pr)):
-                d = np.linalg.norm(np.array(pr[m].centroid) - np.array(r.centroid))
-                if d < 3:
+                # exact, as documented in trainer/metrics.py (DNA-Net's float norm can put a
+                # distance of exactly 3 at 2.9999999999999996: hypothesis found such a case)
+                d2 = sum((Fraction(int(a.sum()), len(a)) - Fraction(int(b.sum()), len(b))) ** 2
+                         for a, b in zip(pr[m].coords.T, r.coords.T, strict=True))  # fmt: skip
+                if d2 < 9:
                     matched_areas.append(pr[m].area)
                     tot["hits"] += 1
                     del pr[m]
@@ -196,6 +200,7 @@ def make_batch(specs, hw=(24, 24)):
 
 @settings(max_examples=60, deadline=None)
 @given(masks_st, st.integers(1, 5))
+@example([(2358, 5, 8, 0.5)], 1)  # two centroid distances of exactly 3 (found 2026-12-04)
 def test_batches_equal_one_shot_and_reference(specs, chunk):
     preds, masks, sizes = make_batch(specs)
     one = Metrics()

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
@@ -295,6 +295,7 @@ def test_one_box_per_eight_connected_component(mask, s):
     arrays(np.float32, (7, 9), elements=st.floats(-50, 300, width=32)),
     st.floats(0, 1),
 )
+@example(np.full((7, 9), 235, np.uint8), np.zeros((7, 9), np.float32), 0.7)  # 70.50000000000001
 def test_mix_equals_the_float64_formula(image, noise, alpha):
     ref = alpha * noise.astype(np.float64) + (1 - alpha) * image.astype(np.float64)
     assert (mix(image, noise, alpha) == np.clip(np.rint(ref), 0, 255).astype(np.uint8)).all()
