@@ -6,7 +6,7 @@ For a checkpoint (default: the bundled cpu30 model) and its ONNX export, images/
 predictors eval and predict use (PyTorch in fp32 and, on a CPU with bf16 instructions, in
 bf16 autocast; ONNX Runtime), on 256 x 256 images (NUDT-SIRST's size) and on 1024 x 1280
 frames (real sensors'), at batch 1, 2 and 8, with --threads intra-op threads (every predictor
-runs the frames of a batch side by side, one thread each; eval's default batch is --threads). Writes
+runs the frames of a batch side by side; eval's default batch is the number of lanes). Writes
 benchmarks/out/bench_infer.json and prints a table. Time it alone on the machine.
 """
 

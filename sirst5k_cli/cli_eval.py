@@ -52,7 +52,8 @@ def _predictor_options(f):
             type=click.IntRange(1),
             default=None,
             help="Images per call (on CUDA one forward pass [16]; on the CPU a network runs "
-            "them side by side, one thread each [one per thread]; a method: 1).",
+            "them side by side [a .pt model: the thread count, at most 4; an .onnx model: the "
+            "thread count]; a method: 1).",
         ),
         click.option(
             "--tile",
@@ -89,7 +90,7 @@ def _predictor_options(f):
             default=None,
             help="A .pt network's arithmetic: fp32, or bf16 autocast (a CPU with AVX512-BF16 "
             "or AMX, or CUDA): on the CPU 1.9x the images/s on 1024 x 1280 frames, 1.2-1.4x on "
-            "256 x 256, test IoU within 0.1 (docs/evaluation.md) [fp32].",
+            "256 x 256, test IoU within 0.01 (docs/evaluation.md) [fp32].",
         ),
         click.option(
             "--skip-bad",

@@ -116,7 +116,7 @@ def test_precision_errors(tmp_path, demo_source, monkeypatch):
     import trainer.model
 
     monkeypatch.setattr(trainer.model, "bf16_supported", lambda device: False)
-    with pytest.raises(UserError, match="no bf16 instructions"):
+    with pytest.raises(UserError, match="cpu has no bf16 support"):
         check_precision("bf16", "cpu")
     with pytest.raises(UserError, match="--precision is a network's option"):
         make_predictor(method="tophat", precision="bf16")

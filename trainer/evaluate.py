@@ -253,8 +253,8 @@ def check_precision(precision: str, device: str) -> bool:
         raise UserError(f"--precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     if precision == "bf16" and not bf16_supported(device):
         raise UserError(
-            "--precision bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so it "
-            "would run slower than fp32; use --precision fp32"
+            f"--precision bf16: {device} has no bf16 support (a CPU needs AVX512-BF16 or AMX), "
+            "so it would run slower than fp32; use --precision fp32"
         )
     return precision == "bf16"
 
@@ -301,10 +301,10 @@ class ModelPredictor:
             x = torch.from_numpy(batch)[:, None].to(self.device)
             return predict_probs(self.model, x, self.amp, channels_last=True).cpu().numpy()
 
-        if self.lanes < 2 or len(images) < 2:
-            return by_shape(images, tiled(run, self.tile, self.halo))
-        n = torch.get_num_threads()
         one = tiled(run, self.tile, self.halo)
+        if self.lanes < 2 or len(images) < 2:
+            return by_shape(images, one)
+        n = torch.get_num_threads()
         try:  # the workers' count also becomes the default of threads started later: restored
             share = n // self.lanes
             return side_by_side(lambda im: one(im[None])[0], images, self.lanes,
