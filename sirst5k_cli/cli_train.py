@@ -237,9 +237,9 @@ def _range(ctx, param, value):
 @click.option(
     "--fit-budget/--no-fit-budget",
     default=None,
-    help="After the first epoch, set --epochs to as many as fit in --max-minutes at its pace, "
-    "so the schedule spans the budget on any machine (the cpu30 preset; an explicit --epochs "
-    "turns it off) [off].",
+    help="After each epoch, set --epochs to as many as fit in --max-minutes at the mean pace "
+    "so far, so the schedule spans the budget on any machine (the cpu30 preset; an explicit "
+    "--epochs turns it off) [off].",
 )
 @click.option(
     "--resume",

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import h5py
 import pytest
 import torch
@@ -265,24 +266,32 @@ def test_budget_epochs_by_hand():
     assert budget_epochs(1680, 1680, 32) == 1  # nothing left: the epoch done
     assert budget_epochs(100, 160, 50) == 1  # the first epoch overran
     assert budget_epochs(100, 20, 40) == 3  # 20 + 2 x 40 = 100: ends on the budget
+    # refitted after epoch 10: 600 s spent, 1080 s left at 35 s an epoch: 10 + 30 = 40
+    assert budget_epochs(1680, 600, 35, done=10) == 40
+    assert budget_epochs(1680, 1700, 35, done=10) == 10  # past the budget: end now
 
 
-def test_fit_budget_sets_the_epochs_once_and_resume_keeps_them(tiny_store, tmp_path, monkeypatch):
-    """After epoch 1 the run's epochs become budget_epochs(...) (stubbed: 3), which the cosine,
-    config.json, the checkpoints and the summary follow; a resume does not fit again."""
+def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, monkeypatch):
+    """After each epoch the run's epochs become budget_epochs(...) (stubbed: 3), which the
+    cosine, config.json, the checkpoints and the summary follow; a resume does not fit again."""
     import trainer.train as tt
 
     calls = []
 
-    def three(budget, spent, pace):
-        calls.append((budget, spent, pace))
+    def three(budget, spent, pace, done):
+        calls.append((budget, spent, pace, done))
         return 3
 
     monkeypatch.setattr(tt, "budget_epochs", three)
     kw = dict(epochs=10, fit_budget=True, max_minutes=5)
     s = train(_cfg(tiny_store, tmp_path / "a", **kw))
     assert (s["status"], s["epochs_done"], s["epochs"]) == ("completed", 3, 3)
-    assert len(calls) == 1 and calls[0][0] == 300 and calls[0][2] > 0 and calls[0][1] > 0
+    assert [c[3] for c in calls] == [1, 2, 3] and all(c[0] == 300 and c[2] > 0 for c in calls)
+    # each refit at the mean pace of the epochs so far (training + validation seconds)
+    with open(tmp_path / "a" / "log.csv") as f:
+        paces = [float(r["seconds"]) + float(r["val_seconds"]) for r in csv.DictReader(f)]
+    assert [c[2] for c in calls] == pytest.approx([np.mean(paces[:i]) for i in (1, 2, 3)])
+    assert calls[0][1] > 0 and calls[0][1] < calls[1][1] < calls[2][1]
     assert json.loads((tmp_path / "a" / "config.json").read_text())["epochs"] == 3
     with open(tmp_path / "a" / "log.csv") as f:
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
@@ -292,14 +301,38 @@ def test_fit_budget_sets_the_epochs_once_and_resume_keeps_them(tiny_store, tmp_p
     train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(epoch=2))
     ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
     assert ckpt["config"]["epochs"] == 3
-    monkeypatch.setattr(tt, "budget_epochs", lambda *a: 7)
+    calls.clear()
+    monkeypatch.setattr(tt, "budget_epochs", lambda *a: calls.append(a) or 7)
     from sirst5k_cli.api import train_config
 
     cfg, ckpt = train_config(resume=tmp_path / "b")
-    assert train(cfg, resume=ckpt)["epochs_done"] == 3
+    assert train(cfg, resume=ckpt)["epochs_done"] == 3 and calls == []
     _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
     # an --epochs given on resume turns fitting off
     assert not train_config(resume=tmp_path / "b", epochs=5)[0].fit_budget
+
+
+def test_fit_budget_refits_and_the_cosine_follows(tiny_store, tmp_path, monkeypatch):
+    """A pace that drifts changes the count after a later epoch: fitted to 5 after epoch 1 and
+    to 3 after epoch 2, the run ends after epoch 3, which it validates although --val-every 2
+    skips it; each epoch's lr is the cosine over the count of its time."""
+    import trainer.train as tt
+
+    counts = iter([5, 3, 3])
+    monkeypatch.setattr(tt, "budget_epochs", lambda *a: next(counts))
+    kw = dict(epochs=10, fit_budget=True, max_minutes=5, val_every=2)
+    s = train(_cfg(tiny_store, tmp_path / "a", **kw))
+    assert (s["status"], s["epochs_done"], s["epochs"]) == ("completed", 3, 3)
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["epochs"] == 3
+    assert read_checkpoint(tmp_path / "a" / "last.pt")["config"]["epochs"] == 3
+    with open(tmp_path / "a" / "log.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [bool(r["val_iou"]) for r in rows] == [False, True, True]
+    c5, c3 = (_cfg(tiny_store, tmp_path / "x", epochs=n) for n in (5, 3))
+    # epoch 1 ran before any fit (10 epochs), epoch 2 under 5, epoch 3 under 3
+    assert float(rows[1]["lr"]) == pytest.approx(lr_at(c5, 1, 0))
+    assert float(rows[2]["lr"]) == pytest.approx(lr_at(c3, 2, 0))
+    assert lr_at(c5, 1, 0) != pytest.approx(lr_at(c3, 1, 0))  # the counts give different lrs
 
 
 def test_fit_budget_edge_cases(tiny_store, tmp_path, monkeypatch):

@@ -128,7 +128,7 @@ class TrainConfig:
     channels_last: bool = True  # the channels_last layout (CUDA and CPU: 1.4x on 2 CPU cores)
     compile: bool = False  # torch.compile the training step's model (falls back to eager)
     max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
-    # after the first epoch, epochs = as many as fit in max_minutes at that epoch's pace (the
+    # after each epoch, epochs = as many as fit in max_minutes at the mean pace so far (the
     # cosine then spans the budget on any machine); an explicit epochs turns it off
     fit_budget: bool = False
     preset: str = ""  # the PRESETS entry this config started from
@@ -395,10 +395,10 @@ def lr_at(cfg: TrainConfig, epoch: int, step: int) -> float:
     return cfg.min_lr + (cfg.lr - cfg.min_lr) * cos
 
 
-def budget_epochs(budget_s: float, spent_s: float, pace_s: float) -> int:
-    """Epochs in all when one is done, spent_s have passed, and each further one takes pace_s:
-    the most that end within budget_s (at least the one done)."""
-    return 1 + max(int((budget_s - spent_s) // max(pace_s, 1e-9)), 0)
+def budget_epochs(budget_s: float, spent_s: float, pace_s: float, done: int = 1) -> int:
+    """Epochs in all when `done` are done, spent_s have passed, and each further one takes
+    pace_s: the most that end within budget_s (at least those done)."""
+    return done + max(int((budget_s - spent_s) // max(pace_s, 1e-9)), 0)
 
 
 @dataclass
@@ -423,6 +423,7 @@ class Run:
     rows: list = field(default_factory=list)  # log rows of the completed epochs
     partial: dict = field(default_factory=dict)  # running sums of the current epoch
     t_start: float = 0.0  # time.time() when this process started the run (--max-minutes)
+    paces: list | None = None  # --fit-budget: this process's epoch seconds since it fitted
     boundary: bool = True  # the state is a whole number of steps: last.pt may be written
 
     def checkpoint(self) -> dict:
@@ -622,9 +623,12 @@ def end_epoch(run: Run, hooks) -> None:
         validate_into(row)
     run.boundary = False
     run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
-    if cfg.fit_budget and run.epoch == 1:  # before last.pt: a resume keeps the fitted epochs
-        fit_epochs(run, row["seconds"] + row.get("val_seconds", 0.0), hooks)
-        if run.epoch == cfg.epochs and "val_iou" not in row:  # fitted to this one epoch
+    # fitted after epoch 1, then again after every epoch at the mean pace so far (a VM's pace
+    # drifts); before last.pt, so a resume keeps the count, and a resumed process does not refit
+    if cfg.fit_budget and (run.epoch == 1 or run.paces is not None):
+        run.paces = (run.paces or []) + [row["seconds"] + row.get("val_seconds", 0.0)]
+        fit_epochs(run, float(np.mean(run.paces)), hooks)
+        if run.epoch == cfg.epochs and "val_iou" not in row:  # fitted to end with this epoch
             validate_into(row)
     run.boundary = True
     if not run.ddp.main:
@@ -642,10 +646,13 @@ def end_epoch(run: Run, hooks) -> None:
 
 
 def fit_epochs(run: Run, pace: float, hooks) -> None:
-    """Set the run's epochs to as many as fit in --max-minutes at the first epoch's pace (its
-    training and validation seconds); under DDP every rank takes rank 0's count."""
+    """Set the run's epochs to as many as fit in --max-minutes at `pace` (an epoch's training
+    and validation seconds); under DDP every rank takes rank 0's count."""
     cfg = run.cfg
-    n = from_rank0(run, budget_epochs(60 * cfg.max_minutes, time.time() - run.t_start, pace))
+    spent = time.time() - run.t_start
+    n = from_rank0(run, budget_epochs(60 * cfg.max_minutes, spent, pace, run.epoch))
+    if n == cfg.epochs and run.epoch > 1:
+        return
     cfg.epochs = run.info["epochs"] = n
     if run.ddp.main:
         write_json(run.out / "config.json", cfg.to_dict())
