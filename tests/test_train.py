@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import h5py
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
