@@ -99,7 +99,9 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
         env = {**os.environ, "OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         cli = [sys.executable, "-m", "sirst5k_cli"]
         summary = out / "summary.json"
-        done = summary.exists() and json.loads(summary.read_text())["status"] == "completed"
+        status = json.loads(summary.read_text())["status"] if summary.exists() else ""
+        # a run its --max-minutes stopped is finished too (resuming would give it a new budget)
+        done = status == "completed" or status.startswith("stopped by --max-minutes")
         t0 = time.perf_counter()
         with open(f"{out}.log", "a") as log:
             if not done and (out / "last.pt").exists():
