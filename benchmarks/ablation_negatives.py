@@ -29,6 +29,9 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   off-none  off, with no flips
   cpu30     the cpu30 preset as it stands: `off`, fitted to its 28 minutes (--fit-budget), so
             its samples depend on the machine's speed (run it alone; --budget does not apply)
+  cpu30-w12 the model sweep, each cpu30 with one change, also fitted: widths 12..192 (-w12),
+  cpu30-b2  2 residual blocks per stage (-b2), crop 96 (-c96)
+  cpu30-c96
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -66,8 +69,13 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "off-h": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "h"],
     "off-none": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "none"],
     "cpu30": [],
+    # the model sweep at the cpu30 budget (issue 9): one change to the preset each
+    "cpu30-w12": ["--widths", "12,24,48,96,192"],
+    "cpu30-b2": ["--blocks", "2"],
+    "cpu30-c96": ["--crop", "96"],
 }
-FITTED = {"cpu30"}  # variants that keep the preset's time budget (the others fix the samples)
+# variants that keep the preset's time budget (the others fix the samples)
+FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
 KEYS = ("iou", "niou", "pd", "fa")
 
 
