@@ -30,8 +30,9 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30     the cpu30 preset as it stands: `off`, fitted to its 28 minutes (--fit-budget), so
             its samples depend on the machine's speed (run it alone; --budget does not apply)
   cpu30-w12 the model sweep, each cpu30 with one change, also fitted: widths 12..192 (-w12),
-  cpu30-b2  2 residual blocks per stage (-b2), crop 96 (-c96)
-  cpu30-c96
+  cpu30-b2  2 residual blocks per stage (-b2), crop 96 (-c96), no AFF attention (-na: plain
+  cpu30-c96 U-Net skips)
+  cpu30-na
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -73,6 +74,7 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-w12": ["--widths", "12,24,48,96,192"],
     "cpu30-b2": ["--blocks", "2"],
     "cpu30-c96": ["--crop", "96"],
+    "cpu30-na": ["--no-attention"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
