@@ -33,6 +33,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-b2  2 residual blocks per stage (-b2), crop 96 (-c96), no AFF attention (-na: plain
   cpu30-c96 U-Net skips)
   cpu30-na
+  cpu30-c96-x2  -c96 with twice the budget (56 minutes): how far is the target?
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -54,6 +55,10 @@ from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from trainer.model import describe_cpu  # noqa: E402
+
 STORE_EPOCHS = {"gate": 25, "short": 10, "long": 50}
 VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "orig": ["--originals-only", "--epochs", "{E6}", "--val-every", "6"],
@@ -75,6 +80,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-b2": ["--blocks", "2"],
     "cpu30-c96": ["--crop", "96"],
     "cpu30-na": ["--no-attention"],
+    # what would reach the target: the best setting of the sweep with twice the budget
+    "cpu30-c96-x2": ["--crop", "96", "--max-minutes", "56"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
@@ -230,7 +237,8 @@ def main() -> None:
     rows = [r for r in (collect(*j, args) for j in jobs) if r is not None]
     result = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "cpu": describe_cpu(),
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),

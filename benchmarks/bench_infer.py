@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from trainer.bundled import resolve  # noqa: E402
 from trainer.evaluate import ModelPredictor  # noqa: E402
 from trainer.export import OnnxPredictor, export_onnx  # noqa: E402
-from trainer.model import bf16_supported  # noqa: E402
+from trainer.model import bf16_supported, describe_cpu  # noqa: E402
 
 SIZES = {"256x256": (256, 256, 96), "1024x1280": (1024, 1280, 8)}  # h, w, images timed
 
@@ -57,6 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     ckpt = resolve(args.checkpoint)
+    print(f"{describe_cpu()}, {args.threads} threads", flush=True)
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,7 +76,8 @@ def main() -> None:
                     print(f"{size:>10} {name:>12} batch {batch}: {r:7.2f} images/s", flush=True)
     result = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "cpu": describe_cpu(),
         "torch": torch.__version__,
         "threads": args.threads,
         "rounds": args.rounds,

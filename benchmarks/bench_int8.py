@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from sirst5k.io import load_split, read_image, read_pair  # noqa: E402
 from trainer.bundled import resolve  # noqa: E402
 from trainer.export import _ort, export_onnx  # noqa: E402
+from trainer.model import describe_cpu  # noqa: E402
 
 VARIANTS = {  # name: (format, operator types quantized; None = all)
     "qdq-all": ("QDQ", None),
@@ -95,7 +96,8 @@ def main() -> None:
         )
     out = ROOT / "benchmarks" / "out" / "bench_int8.json"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": args.threads, "runs": args.runs, "rows": rows}, indent=2))
+    record = {"cpu": describe_cpu(), "threads": args.threads, "runs": args.runs, "rows": rows}
+    out.write_text(json.dumps(record, indent=2))
     print(f"1024 x 1280, {args.threads} thread(s), best of {args.runs}; IoU on 100 train images")
     print("| variant | s/frame | speed-up | IoU | IoU change |\n|---|---|---|---|---|")
     for k, r in rows.items():

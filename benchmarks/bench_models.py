@@ -29,7 +29,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.model import build_model, count_params  # noqa: E402
+from trainer.model import build_model, count_params, describe_cpu  # noqa: E402
 from trainer.peers import MODELS  # noqa: E402
 
 
@@ -123,7 +123,8 @@ def main() -> None:
         )
     result = {
         "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "cpu": describe_cpu(),
         "device": args.device,
         "torch": torch.__version__,
         "threads": args.threads,

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sirst5k.errors import SirstError  # noqa: E402
 from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source  # noqa: E402
 from trainer.losses import SirstLoss  # noqa: E402
-from trainer.model import build_model, count_params, resolve_device  # noqa: E402
+from trainer.model import build_model, count_params, describe_cpu, resolve_device  # noqa: E402
 
 
 def sync(device):
@@ -237,7 +236,7 @@ def main():
     rows, _ = split_by_source(data.columns, 0.1, 42)
     res = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": describe_cpu(),
         "cpu_threads": torch.get_num_threads(),
         "torch": torch.__version__,
         "store": str(args.store),

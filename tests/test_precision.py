@@ -2,6 +2,7 @@
 --precision bf16, checked against a plain float32 forward of the same model."""
 
 import json
+import os
 import threading
 
 import numpy as np
@@ -19,7 +20,7 @@ from trainer.evaluate import (
     default_batch,
     make_predictor,
 )
-from trainer.model import bf16_supported, load_model
+from trainer.model import bf16_supported, cpu_fields, describe_cpu, load_model
 
 
 def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
@@ -74,6 +75,22 @@ def test_bf16_support_is_read_from_the_cpu_flags():
     assert bf16_supported("cpu", "flags\t\t: fpu avx512f avx512_bf16 avx512_vnni\n")
     assert bf16_supported("cpu", "flags : fpu amx_bf16 amx_tile\n")
     assert not bf16_supported("cpu", "")  # no flags line (another system)
+
+
+def test_describe_cpu_tells_two_cpus_of_one_name_apart():
+    """Two 2-core VMs that both call themselves "AMD EPYC" differ by family/model and by their
+    vector instructions; the first processor's fields are the ones read."""
+    zen3 = (
+        "processor\t: 0\ncpu family\t: 25\nmodel\t\t: 1\nmodel name\t: AMD EPYC\n"
+        "flags\t\t: fpu sse avx avx2 fma\n\nprocessor\t: 1\nmodel name\t: other\nflags : avx512f\n"
+    )
+    zen4 = zen3.replace(": 1\n", ": 17\n", 1).replace("fma", "fma avx512f avx512_vnni avx512_bf16")
+    cores = f"{os.cpu_count()} cores"
+    assert describe_cpu(zen3) == f"AMD EPYC (family 25 model 1), avx2, {cores}"
+    want = f"AMD EPYC (family 25 model 17), avx2, avx512f, avx512_bf16, avx512_vnni, {cores}"
+    assert describe_cpu(zen4) == want
+    assert cpu_fields(zen3)["flags"] == {"fpu", "sse", "avx", "avx2", "fma"}
+    assert describe_cpu("").endswith(cores)  # no /proc/cpuinfo fields: still one line
 
 
 @pytest.mark.skipif(not bf16_supported("cpu"), reason="this CPU has no bf16 instructions")

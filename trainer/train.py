@@ -52,6 +52,7 @@ from trainer.model import (
     SCHEMA,
     build_model,
     count_params,
+    describe_cpu,
     predict_probs,
     resolve_device,
     save_checkpoint,
@@ -687,6 +688,7 @@ def summarize(run: Run, stopped: str, t_start: float) -> dict:
         "samples_per_s": float(np.mean([r["samples_per_s"] for r in rows][-5:])) if rows else 0,
         "seconds": time.time() - t_start,
         "device": str(run.ddp.device),
+        "cpu": describe_cpu(),  # the CPU's speed differs between machines of one name
         "world_size": run.ddp.world,
         "rank": run.ddp.rank,
         "train_samples": run.info["train"],
