@@ -34,6 +34,8 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c96 U-Net skips)
   cpu30-na
   cpu30-c96-x2  -c96 with twice the budget (56 minutes): how far is the target?
+  cpu30-c96-26  -c96 in 26 minutes, which leaves the recipe's 30 the time for a --tta eval
+--tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
 peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
@@ -82,6 +84,7 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-na": ["--no-attention"],
     # what would reach the target: the best setting of the sweep with twice the budget
     "cpu30-c96-x2": ["--crop", "96", "--max-minutes", "56"],
+    "cpu30-c96-26": ["--crop", "96", "--max-minutes", "26"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
@@ -91,6 +94,8 @@ KEYS = ("iou", "niou", "pd", "fa")
 def evals(args) -> dict[str, list[str]]:
     """Evaluation name -> the `sirst5k eval` arguments before --checkpoint."""
     out = {"nudt": [args.source]}
+    if args.tta:
+        out["nudt-tta"] = [args.source, "--tta"]
     v2 = Path(args.real)
     if v2.exists():
         out["v2-targets"] = [str(v2), "--split", str(v2 / "splits" / "targets.txt")]
@@ -176,7 +181,11 @@ COLUMNS = [
 ]
 
 
-def table(rows: list[dict], variants: list[str]) -> str:
+TTA_COLUMNS = [("nudt-tta_iou", "TTA IoU", 100), ("nudt-tta_pd", "TTA Pd", 100)]
+TTA_COLUMNS += [("nudt-tta_fa", "TTA Fa", 1e6)]
+
+
+def table(rows: list[dict], variants: list[str], columns: list[tuple]) -> str:
     def cell(xs: list[float], scale: float) -> str:
         if not xs:
             return "-"
@@ -184,22 +193,22 @@ def table(rows: list[dict], variants: list[str]) -> str:
         sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
         return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
 
-    head = ["variant", "n", *(c[1] for c in COLUMNS)]
+    head = ["variant", "n", *(c[1] for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for v in variants:
         rs = [r for r in rows if r["variant"] == v]
-        rs = [r for r in rs if all(k in r for k, _, _ in COLUMNS)]  # fully evaluated runs only
-        cells = [cell([r[k] for r in rs], s) for k, _, s in COLUMNS]
+        rs = [r for r in rs if all(k in r for k, _, _ in columns)]  # fully evaluated runs only
+        cells = [cell([r[k] for r in rs], s) for k, _, s in columns]
         lines.append("| " + " | ".join([v, str(len(rs)), *cells]) + " |")
     return "\n".join(lines)
 
 
-def run_table(rows: list[dict]) -> str:
-    """One markdown row per run: best epoch, then the COLUMNS."""
-    head = ["run", "best epoch", *(c[1] for c in COLUMNS)]
+def run_table(rows: list[dict], columns: list[tuple]) -> str:
+    """One markdown row per run: best epoch, then the columns."""
+    head = ["run", "best epoch", *(c[1] for c in columns)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [f"{r[k] * s:.2f}" if k in r else "-" for k, _, s in COLUMNS]
+        cells = [f"{r[k] * s:.2f}" if k in r else "-" for k, _, s in columns]
         lines.append("| " + " | ".join([r["name"], str(r["best_epoch"]), *cells]) + " |")
     return "\n".join(lines)
 
@@ -215,6 +224,7 @@ def main() -> None:
     ap.add_argument("--model", default="aff-unet", help="the network (sirst5k train --model)")
     whole = "score whole frames with attention over all of it (as runs/gate and runs/gate2)"
     ap.add_argument("--whole", action="store_true", help=whole)
+    ap.add_argument("--tta", action="store_true", help="also score NUDT-SIRST with eval --tta")
     ap.add_argument("--jobs", type=int, default=2, help="trainings at a time")
     ap.add_argument("--threads", type=int, default=1, help="threads per training and eval")
     ap.add_argument("--runs", default="runs/gate")
@@ -253,9 +263,10 @@ def main() -> None:
     out = ROOT / "benchmarks" / "out" / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(table(rows, variants))
+    columns = COLUMNS + (TTA_COLUMNS if args.tta else [])
+    print(table(rows, variants, columns))
     print()
-    print(run_table(rows))
+    print(run_table(rows, columns))
     print(f"\nwrote {out}")
 
 
