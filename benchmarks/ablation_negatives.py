@@ -181,8 +181,11 @@ COLUMNS = [
 ]
 
 
-TTA_COLUMNS = [("nudt-tta_iou", "TTA IoU", 100), ("nudt-tta_pd", "TTA Pd", 100)]
-TTA_COLUMNS += [("nudt-tta_fa", "TTA Fa", 1e6)]
+TTA_COLUMNS = [  # with --tta
+    ("nudt-tta_iou", "TTA IoU", 100),
+    ("nudt-tta_pd", "TTA Pd", 100),
+    ("nudt-tta_fa", "TTA Fa", 1e6),
+]
 
 
 def table(rows: list[dict], variants: list[str], columns: list[tuple]) -> str:
