@@ -35,6 +35,8 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-na
   cpu30-c96-x2  -c96 with twice the budget (56 minutes): how far is the target?
   cpu30-c96-26  -c96 in 26 minutes, which leaves the recipe's 30 the time for a --tta eval
+  cpu30-c128-26 the same with crop 128
+  cpu30-c96-26-ema  -c96-26 with a weight EMA (--ema 0.999)
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
@@ -85,6 +87,10 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     # what would reach the target: the best setting of the sweep with twice the budget
     "cpu30-c96-x2": ["--crop", "96", "--max-minutes", "56"],
     "cpu30-c96-26": ["--crop", "96", "--max-minutes", "26"],
+    # the next crop up in the same 26 minutes: fewer epochs, more whole targets per crop
+    "cpu30-c128-26": ["--crop", "128", "--max-minutes", "26"],
+    # -c96-26 with an exponential moving average of the weights (PyTorch's usual 0.999)
+    "cpu30-c96-26-ema": ["--crop", "96", "--max-minutes", "26", "--ema", "0.999"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}

@@ -149,6 +149,12 @@ def _range(ctx, param, value):
     help="Linear lr warm-up over the first N steps (within epoch 1) [0].",
 )
 @click.option(
+    "--ema",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Validate and save an exponential moving average of the weights, with this decay per "
+    "step (e.g. 0.999); 0 = off [0].",
+)
+@click.option(
     "--crop",
     type=click.IntRange(0),
     help="Training crop in px, a multiple of the model's stride (16; alcnet 4, istdu-net 8, "

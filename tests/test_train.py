@@ -473,3 +473,44 @@ def test_a_run_killed_in_its_first_epoch_points_to_force(tiny_store, tmp_path):
     assert f"--out {out} --force" in r.output
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS, "--force")
     assert r.exit_code == 0, r.output
+
+
+def test_ema_is_the_moving_average_of_the_steps_weights(tiny_store, tmp_path, monkeypatch):
+    decay, seen = 0.9, []
+    step = torch.optim.Adagrad.step
+
+    def recording_step(self, *a, **kw):
+        out = step(self, *a, **kw)
+        seen.append([p.detach().clone() for p in self.param_groups[0]["params"]])
+        return out
+
+    monkeypatch.setattr(torch.optim.Adagrad, "step", recording_step)
+    train(_cfg(tiny_store, tmp_path, epochs=2, ema=decay))
+    # by hand: the first step's weights, then w <- decay * w + (1 - decay) * new, each step
+    expected = seen[0]
+    for new in seen[1:]:
+        expected = [decay * e + (1 - decay) * n for e, n in zip(expected, new, strict=True)]
+    last = read_checkpoint(tmp_path / "last.pt")
+    assert last["ema_steps"] == len(seen) > 2
+    model, _ = load_model(tmp_path / "last.pt")  # what eval loads: the averaged weights
+    for e, p in zip(expected, model.parameters(), strict=True):
+        torch.testing.assert_close(p.detach(), e, rtol=1e-5, atol=1e-6)
+    trained = [v for k, v in last["train_model"].items() if k in dict(model.named_parameters())]
+    for t, n in zip(trained, seen[-1], strict=True):
+        assert torch.equal(t, n)  # the trained weights, kept for resuming
+    assert not torch.allclose(seen[-1][0], expected[0])  # the average is not the last step
+
+
+def test_ema_resumes_exactly_mid_epoch(tiny_store, tmp_path):
+    kw = dict(epochs=3, ema=0.95)
+    train(_cfg(tiny_store, tmp_path / "a", **kw))
+    train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(step=5))
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
+    assert ckpt["step"] > 0
+    train(_cfg(tiny_store, tmp_path / "b", **kw), resume=ckpt)
+    a, b = read_checkpoint(tmp_path / "a" / "last.pt"), read_checkpoint(tmp_path / "b" / "last.pt")
+    _same(a["model"], b["model"])
+    _same(a["train_model"], b["train_model"])
+    assert a["ema_steps"] == b["ema_steps"]
+    with pytest.raises(TrainError, match="--ema"):
+        _cfg(tiny_store, tmp_path, ema=1.0)

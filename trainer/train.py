@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sirst5k.errors import TrainError
 from sirst5k.files import DeferredInterrupt, atomic_path
@@ -109,6 +110,9 @@ class TrainConfig:
     lr: float = 0.05  # Adagrad, paper IV-C (adam: 5e-4 unless given)
     min_lr: float = 1e-5  # CosineAnnealingLR eta_min
     warmup: int = 0  # linear lr warm-up over the first N steps of epoch 1 (0 = none, paper)
+    # weight EMA: validation, best.pt and last.pt's "model" are the exponential moving average
+    # of the weights (BatchNorm statistics too), this decay per step; 0 = off (paper)
+    ema: float = 0.0
     crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
     neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
@@ -179,6 +183,8 @@ class TrainConfig:
             bad(f"--lr {self.lr}: must be > 0")
         if self.warmup < 0:
             bad(f"--warmup {self.warmup}: must be >= 0")
+        if not 0 <= self.ema < 1:
+            bad(f"--ema {self.ema}: a decay per step in [0, 1), such as 0.999; 0 = off")
         try:
             self.model = model_config(self.model)
         except (TypeError, ValueError) as e:
@@ -426,11 +432,20 @@ class Run:
     t_start: float = 0.0  # time.time() when this process started the run (--max-minutes)
     paces: list | None = None  # --fit-budget: this process's epoch seconds since it fitted
     boundary: bool = True  # the state is a whole number of steps: last.pt may be written
+    ema: AveragedModel | None = None  # --ema: the averaged weights
+
+    @property
+    def scored(self) -> torch.nn.Module:
+        """The weights that validation scores and checkpoints hold: the EMA's with --ema."""
+        return self.ema.module if self.ema is not None else self.model
 
     def checkpoint(self) -> dict:
-        return {
+        extra = {}
+        if self.ema is not None:  # the trained weights, for resuming, beside the averaged
+            extra = {"train_model": self.model.state_dict(), "ema_steps": int(self.ema.n_averaged)}
+        return extra | {
             "schema": SCHEMA,
-            "model": self.model.state_dict(),
+            "model": self.scored.state_dict(),
             "model_config": dict(self.cfg.model),
             "optimizer": self.optimizer.state_dict(),
             "epoch": self.epoch,
@@ -579,6 +594,8 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
             run.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             run.optimizer.step()
+            if run.ema is not None:
+                run.ema.update_parameters(run.model)
             run.step += 1
             logged = outputs[:HEADS]  # a peer may have more heads (UIU-Net: 7); log the first 4
             stats = torch.stack(
@@ -616,7 +633,7 @@ def end_epoch(run: Run, hooks) -> None:
     def validate_into(row: dict) -> None:
         if run.ddp.main and len(run.val_rows):
             t = time.time()
-            m = validate(run.model, run.data, run.val_rows, cfg, run.ddp.device)
+            m = validate(run.scored, run.data, run.val_rows, cfg, run.ddp.device)
             row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
             row["val_seconds"] = time.time() - t
 
@@ -736,8 +753,15 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
     run = Run(cfg, ddp, out, data, val_rows, sampler, loader, model, net, optimizer, criterion,
               info, partial=empty_partial(), t_start=t_start)  # fmt: skip
+    if cfg.ema:  # on every rank: DDP keeps the ranks' weights equal, so their averages too
+        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
     if resume is not None:
-        model.load_state_dict(resume["model"])
+        model.load_state_dict(resume.get("train_model", resume["model"]))
+        if run.ema is not None:
+            if "train_model" not in resume:
+                raise TrainError(f"{out}/last.pt holds no EMA weights for this --ema run")
+            run.ema.module.load_state_dict(resume["model"])
+            run.ema.n_averaged.fill_(int(resume["ema_steps"]))
         optimizer.load_state_dict(resume["optimizer"])
         run.epoch, run.step, run.best = resume["epoch"], resume.get("step", 0), resume["best"]
         run.partial |= dict(resume.get("partial") or {})
