@@ -37,6 +37,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c96-26  -c96 in 26 minutes, which leaves the recipe's 30 the time for a --tta eval
   cpu30-c128-26 the same with crop 128
   cpu30-c96-26-ema  -c96-26 with a weight EMA (--ema 0.999)
+  cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations)
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
@@ -91,6 +92,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-c128-26": ["--crop", "128", "--max-minutes", "26"],
     # -c96-26 with an exponential moving average of the weights (PyTorch's usual 0.999)
     "cpu30-c96-26-ema": ["--crop", "96", "--max-minutes", "26", "--ema", "0.999"],
+    # -c96-26 with horizontal and vertical flips only (4 orientations, not 8)
+    "cpu30-c96-26-hv": ["--crop", "96", "--max-minutes", "26", "--flips", "hv"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
