@@ -166,9 +166,10 @@ def evaluate(
     side over `tile` px in tiles with `tile_halo` px of context (trainer.evaluate.tiled; None:
     the defaults there); the AFF U-Net's channel attention pools over `attention_window` px
     cells (None: trainer.evaluate.WINDOW; 0: the whole input); `tta` averages a network
-    over the 8 flips and rotations of each image; `precision` "bf16" runs a .pt network in
-    bf16 autocast (None: "fp32"); a pixel is target when the network's probability is >
-    `threshold` (None: 0.5). Network options are refused with a method."""
+    over the 8 flips and rotations of each image (those it was trained on, for --flips
+    hv/h); `precision` "bf16" runs a .pt network in bf16 autocast (None: "fp32"); a pixel
+    is target when the network's probability is > `threshold` (None: 0.5). Network options
+    are refused with a method."""
     from trainer import evaluate as ev
     from trainer.bundled import BUNDLED
 

@@ -72,3 +72,41 @@ def test_tta_in_eval_and_its_errors(tmp_path, demo_source):
                                   "--out", str(tmp_path / "m")])  # fmt: skip
     assert r.exit_code == 1 and "not for --method" in r.output
     assert not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("flips", ["d4", "hv", "h", "none"])
+def test_tta_views_are_the_training_flips_orientations(flips):
+    """The views TTA averages are exactly the orientations the training flips produce, worked
+    out with numpy's flips and transpose (the group they generate)."""
+    from trainer.data import FLIPS
+    from trainer.evaluate import TTA_VIEWS
+
+    im = np.arange(6).reshape(2, 3)
+    ops = {"HorizontalFlip": np.fliplr, "VerticalFlip": np.flipud, "Transpose": np.transpose}
+    group = {im.tobytes() + bytes(im.shape)}
+    for _ in range(3):  # closure under the generators
+        for g in [ops[t.__name__] for t in FLIPS[flips]]:
+            group |= {
+                np.ascontiguousarray(g(np.frombuffer(b[:-2], im.dtype).reshape(b[-2:])))
+                .tobytes() + bytes(g(np.zeros(tuple(b[-2:]))).shape)
+                for b in list(group)
+            }  # fmt: skip
+    views = {dihedral(im, k).tobytes() + bytes(dihedral(im, k).shape) for k in TTA_VIEWS[flips]}
+    assert views == group and len(views) == {"d4": 8, "hv": 4, "h": 2, "none": 1}[flips]
+
+
+def test_tta_reads_the_checkpoints_flips(tmp_path):
+    """A network trained with --flips hv is averaged over its 4 orientations (the info says
+    4). The column ramp of test_tta_averages_an_oriented_predictor_to_its_mean, shown the
+    identity, the up-down flip, the left-right flip and the half turn (never a transpose, so
+    a non-square image works), puts column j at j, j, n-1-j, n-1-j: the mean is 0.5."""
+    cfg = dict(widths=[4, 8, 8, 16, 16], blocks=1)
+    ckpt = tmp_path / "m.pt"
+    save_checkpoint({"schema": SCHEMA, "model": build_model(cfg).state_dict(),
+                     "model_config": cfg, "config": {"flips": "hv"}}, ckpt)  # fmt: skip
+    p = make_predictor(ckpt, device="cpu", tta=True)
+    assert p.views == (0, 2, 5, 7) and p.info["tta"] == 4
+    n = 6
+    ramp = Fake(lambda im: np.tile(np.arange(im.shape[1]) / (im.shape[1] - 1), (im.shape[0], 1)))
+    (got,) = TTAPredictor(ramp, p.views)([np.zeros((n, 4), np.uint8)])
+    assert np.allclose(got, 0.5)  # a non-square image: no transpose could be applied

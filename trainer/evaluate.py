@@ -291,6 +291,7 @@ class ModelPredictor:
         self.info |= {"best": ckpt.get("best"), "tile": self.tile, "tile_halo": self.halo}
         self.info["attention_window"] = window if windowed else None
         self.info["precision"] = precision
+        self.flips = ckpt.get("config", {}).get("flips", "d4")  # what --tta may average
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         import torch
@@ -325,22 +326,29 @@ def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
     return back.T if k & 4 else back
 
 
-class TTAPredictor:
-    """Test-time augmentation: a network's mean probability over the 8 flips and 90-degree
-    rotations of each image (8x the time). Chosen on validation: docs/evaluation.md."""
+# the views (k of dihedral) that TTA averages for a network trained with each set of
+# --flips (trainer.data.FLIPS): only orientations it has seen (k = 5 is the up-down flip,
+# 7 the left-right one, 2 both)
+TTA_VIEWS = {"d4": tuple(range(8)), "hv": (0, 2, 5, 7), "h": (0, 7), "none": (0,)}
 
-    def __init__(self, base):
-        self.base, self.name, self.params = base, base.name, base.params
-        self.device, self.info = base.device, base.info | {"tta": 8}
+
+class TTAPredictor:
+    """Test-time augmentation: a network's mean probability over the flips and 90-degree
+    rotations of each image that it was trained on (`views`, the k of dihedral; all 8 for the
+    default --flips d4, 8x the time). Chosen on validation: docs/evaluation.md."""
+
+    def __init__(self, base, views=TTA_VIEWS["d4"]):
+        self.base, self.name, self.params, self.views = base, base.name, base.params, views
+        self.device, self.info = base.device, base.info | {"tta": len(views)}
         self.lanes = getattr(base, "lanes", 1)  # the base runs each view's frames side by side
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
         total = [np.zeros(im.shape, np.float32) for im in images]
-        for k in range(8):
+        for k in self.views:
             probs = self.base([np.ascontiguousarray(dihedral(im, k)) for im in images])
             for t, p in zip(total, probs, strict=True):
                 t += undo_dihedral(p, k)
-        return [t / 8 for t in total]
+        return [t / len(self.views) for t in total]
 
 
 def by_shape(images: list[np.ndarray], run) -> list[np.ndarray]:
@@ -365,8 +373,8 @@ def make_predictor(
     A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
     the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
     WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
-    network over the 8 flips and rotations (TTAPredictor); `precision` "bf16" runs a .pt
-    network in bf16 autocast (None: "fp32"). `threshold` is only checked here:
+    network over the flips and rotations it was trained on (TTAPredictor); `precision`
+    "bf16" runs a .pt network in bf16 autocast (None: "fp32"). `threshold` is only checked here:
     a network's option, refused with a method (None: not given). Bad values and options that
     would be ignored are refused here, before anything runs."""
     from trainer.bundled import default_checkpoint, resolve
@@ -405,7 +413,9 @@ def make_predictor(
     else:
         window = WINDOW if window is None else window
         predictor = ModelPredictor(checkpoint, device, tile, halo, window, precision or "fp32")
-    return TTAPredictor(predictor) if tta else predictor
+    if not tta:
+        return predictor
+    return TTAPredictor(predictor, TTA_VIEWS[getattr(predictor, "flips", "d4")])
 
 
 def default_batch(predictor) -> int:
