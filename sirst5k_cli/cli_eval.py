@@ -321,7 +321,11 @@ def _parse_k(ctx, param, values) -> dict[str, float]:
               help="A method's k (T = mean + k std), e.g. --k tophat=3.")  # fmt: skip
 @click.option("--threshold", type=click.FloatRange(0, 1), default=None,
               help="The networks' probability threshold [0.5].")  # fmt: skip
-@click.option("--tta", is_flag=True, help="Average the networks over the 8 flips and rotations.")
+@click.option(
+    "--tta",
+    is_flag=True,
+    help="Average the networks over the flips and rotations they were trained on (8 by default).",
+)
 def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
     """One table of RUNS (run folders or checkpoints) and --method detectors on DATA.
 
