@@ -81,32 +81,30 @@ def test_tta_views_are_the_training_flips_orientations(flips):
     from trainer.data import FLIPS
     from trainer.evaluate import TTA_VIEWS
 
-    im = np.arange(6).reshape(2, 3)
+    def key(a):
+        return a.shape, a.tobytes()
+
+    im = np.arange(6).reshape(2, 3)  # no symmetry: each orientation differs
     ops = {"HorizontalFlip": np.fliplr, "VerticalFlip": np.flipud, "Transpose": np.transpose}
-    group = {im.tobytes() + bytes(im.shape)}
+    group = {key(im): im}
     for _ in range(3):  # closure under the generators
         for g in [ops[t.__name__] for t in FLIPS[flips]]:
-            group |= {
-                np.ascontiguousarray(g(np.frombuffer(b[:-2], im.dtype).reshape(b[-2:])))
-                .tobytes() + bytes(g(np.zeros(tuple(b[-2:]))).shape)
-                for b in list(group)
-            }  # fmt: skip
-    views = {dihedral(im, k).tobytes() + bytes(dihedral(im, k).shape) for k in TTA_VIEWS[flips]}
-    assert views == group and len(views) == {"d4": 8, "hv": 4, "h": 2, "none": 1}[flips]
+            group |= {key(g(a)): g(a) for a in list(group.values())}
+    views = {key(dihedral(im, k)) for k in TTA_VIEWS[flips]}
+    assert views == set(group) and len(views) == {"d4": 8, "hv": 4, "h": 2, "none": 1}[flips]
 
 
 def test_tta_reads_the_checkpoints_flips(tmp_path):
-    """A network trained with --flips hv is averaged over its 4 orientations (the info says
-    4). The column ramp of test_tta_averages_an_oriented_predictor_to_its_mean, shown the
-    identity, the up-down flip, the left-right flip and the half turn (never a transpose, so
-    a non-square image works), puts column j at j, j, n-1-j, n-1-j: the mean is 0.5."""
+    """A network trained with --flips hv is averaged over its 4 orientations, never a
+    transpose: a predictor that answers 1 on a view taller than wide (a transposed 4 x 6
+    image) and 0 otherwise averages to 0 with these views, 0.5 with all 8."""
     cfg = dict(widths=[4, 8, 8, 16, 16], blocks=1)
     ckpt = tmp_path / "m.pt"
     save_checkpoint({"schema": SCHEMA, "model": build_model(cfg).state_dict(),
                      "model_config": cfg, "config": {"flips": "hv"}}, ckpt)  # fmt: skip
     p = make_predictor(ckpt, device="cpu", tta=True)
     assert p.views == (0, 2, 5, 7) and p.info["tta"] == 4
-    n = 6
-    ramp = Fake(lambda im: np.tile(np.arange(im.shape[1]) / (im.shape[1] - 1), (im.shape[0], 1)))
-    (got,) = TTAPredictor(ramp, p.views)([np.zeros((n, 4), np.uint8)])
-    assert np.allclose(got, 0.5)  # a non-square image: no transpose could be applied
+    tall = Fake(lambda im: np.full(im.shape, float(im.shape[0] > im.shape[1])))
+    image = [np.zeros((4, 6), np.uint8)]
+    assert np.allclose(TTAPredictor(tall, p.views)(image)[0], 0.0)
+    assert np.allclose(TTAPredictor(tall)(image)[0], 0.5)
