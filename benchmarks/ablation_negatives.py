@@ -27,8 +27,9 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   photo     fresh with the photometric variation alone (no zoom)
   off-h     off, with left-right flips only (2 orientations; the others use all 8)
   off-none  off, with no flips
-  cpu30     the cpu30 preset as it stands: `off`, fitted to its 28 minutes (--fit-budget), so
-            its samples depend on the machine's speed (run it alone; --budget does not apply)
+  cpu30     the cpu30 preset of 2026-12-04 to 12-06 (crop 64, 8 orientations): `off`, fitted to
+            its 28 minutes (--fit-budget), so its samples depend on the machine's speed (run it
+            alone; --budget does not apply)
   cpu30-w12 the model sweep, each cpu30 with one change, also fitted: widths 12..192 (-w12),
   cpu30-b2  2 residual blocks per stage (-b2), crop 96 (-c96), no AFF attention (-na: plain
   cpu30-c96 U-Net skips)
@@ -37,7 +38,8 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c96-26  -c96 in 26 minutes, which leaves the recipe's 30 the time for a --tta eval
   cpu30-c128-26 the same with crop 128
   cpu30-c96-26-ema  -c96-26 with a weight EMA (--ema 0.999)
-  cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations)
+  cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations): the cpu30 preset since 2026-12-06
+  cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right)
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
@@ -65,6 +67,9 @@ sys.path.insert(0, str(ROOT))
 from trainer.model import describe_cpu  # noqa: E402
 
 STORE_EPOCHS = {"gate": 25, "short": 10, "long": 50}
+# every run starts from the cpu30 preset as the measurements of docs/results.md had it until
+# 2026-12-06, so that their commands still mean the same runs (a later option wins)
+BASE = ["--preset", "cpu30", "--crop", "64", "--max-minutes", "28", "--flips", "d4"]
 VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "orig": ["--originals-only", "--epochs", "{E6}", "--val-every", "6"],
     "off": ["--epochs", "{E}", "--neg-loss", "off"],
@@ -94,6 +99,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-c96-26-ema": ["--crop", "96", "--max-minutes", "26", "--ema", "0.999"],
     # -c96-26 with horizontal and vertical flips only (4 orientations, not 8)
     "cpu30-c96-26-hv": ["--crop", "96", "--max-minutes", "26", "--flips", "hv"],
+    # the same with left-right flips only (2 orientations): does the trend go on?
+    "cpu30-c96-26-h": ["--crop", "96", "--max-minutes", "26", "--flips", "h"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
@@ -142,7 +149,7 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
             elif not done:
                 e = STORE_EPOCHS[args.budget]
                 opts = [o.format(E=e, E6=6 * e) for o in VARIANTS[variant]]
-                cmd = [*cli, "train", args.store, "--out", str(out), "--preset", "cpu30"]
+                cmd = [*cli, "train", args.store, "--out", str(out), *BASE]
                 cmd += [*opts, "--seed", str(seed), "--device", "cpu"]
                 cmd += [] if variant in FITTED else ["--max-minutes", "0"]
                 cmd += ["--model", args.model]
