@@ -38,8 +38,9 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c96-26  -c96 in 26 minutes, which leaves the recipe's 30 the time for a --tta eval
   cpu30-c128-26 the same with crop 128
   cpu30-c96-26-ema  -c96-26 with a weight EMA (--ema 0.999)
-  cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations): the cpu30 preset since 2026-12-06
-  cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right)
+  cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations)
+  cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right): the cpu30 preset since
+                    2026-12-06
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
