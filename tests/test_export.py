@@ -103,3 +103,15 @@ def test_onnx_predictor_in_predict_and_eval(checkpoint, tmp_path, demo_source):
     (tmp_path / "bad.onnx").write_bytes(b"not onnx")
     with pytest.raises(UserError, match="not a readable ONNX model"):
         make_predictor(tmp_path / "bad.onnx")
+
+
+def test_onnx_export_keeps_the_training_flips_for_tta(checkpoint, tmp_path):
+    """--tta on an export averages the views of the checkpoint's --flips, as on the .pt; an
+    export of a checkpoint without a training config gets all 8 (the d4 default)."""
+    h = tmp_path / "h.pt"
+    save_checkpoint({"schema": SCHEMA, "model": build_model(CFG).state_dict(),
+                     "model_config": CFG, "config": {"flips": "h"}}, h)  # fmt: skip
+    export_onnx(h, tmp_path / "h.onnx")
+    export_onnx(checkpoint, tmp_path / "d4.onnx")
+    assert make_predictor(tmp_path / "h.onnx", tta=True).views == (0, 7)
+    assert make_predictor(tmp_path / "d4.onnx", tta=True).views == tuple(range(8))

@@ -415,7 +415,7 @@ def make_predictor(
         predictor = ModelPredictor(checkpoint, device, tile, halo, window, precision or "fp32")
     if not tta:
         return predictor
-    return TTAPredictor(predictor, TTA_VIEWS[getattr(predictor, "flips", "d4")])
+    return TTAPredictor(predictor, TTA_VIEWS[predictor.flips])
 
 
 def default_batch(predictor) -> int:

@@ -28,6 +28,7 @@ from sirst5k.files import atomic_path
 
 OPSET = 17
 META_WINDOW = "sirst5k.attention_window"  # ONNX metadata: the built-in attention window (0: none)
+META_FLIPS = "sirst5k.flips"  # ONNX metadata: the training --flips, the views --tta may average
 
 
 class ProbabilityModel(nn.Module):
@@ -97,7 +98,8 @@ def export_onnx(
             dynamo=False,
         )  # fmt: skip
         graph = onnx.load(str(tmp))
-        onnx.helper.set_model_props(graph, {META_WINDOW: str(window)})
+        flips = ckpt.get("config", {}).get("flips", "d4")
+        onnx.helper.set_model_props(graph, {META_WINDOW: str(window), META_FLIPS: flips})
         onnx.save(graph, str(tmp))
     summary = {
         "onnx": str(out),
@@ -147,6 +149,7 @@ class OnnxPredictor:
                 f"{Path(path).stem}-w{window}.onnx --attention-window {window}`"
             )
         window = built
+        self.flips = meta.get(META_FLIPS, "d4")  # exports before it: all 8 views
         self.name, self.device, self.params = Path(path).name, "cpu (onnxruntime)", None
         self.tile, self.halo = default_tiling(tile, halo, window > 0)
         self.info = {"checkpoint": str(path), "engine": "onnxruntime", "tile": self.tile}
