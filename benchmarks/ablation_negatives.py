@@ -41,6 +41,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations)
   cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right): the cpu30 preset since
                     2026-12-06
+  cpu30-c96-26-none -c96-26 with --flips none (no flips: 1 orientation)
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
@@ -102,6 +103,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-c96-26-hv": ["--crop", "96", "--max-minutes", "26", "--flips", "hv"],
     # the same with left-right flips only (2 orientations): does the trend go on?
     "cpu30-c96-26-h": ["--crop", "96", "--max-minutes", "26", "--flips", "h"],
+    # and with no flips at all (1 orientation): the end of the trend
+    "cpu30-c96-26-none": ["--crop", "96", "--max-minutes", "26", "--flips", "none"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
