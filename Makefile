@@ -81,12 +81,12 @@ bench-train: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
 	$(BIN)/python benchmarks/bench_train.py --store data/nudt.h5
 
-# CPU recipe on NUDT-SIRST (about 30 minutes on 2 cores): see docs/results.md.
+# CPU recipe on NUDT-SIRST (about 30 minutes on 2 cores): see docs/results.md. It trains without
+# flips, so `eval --tta` would be the plain eval again (one view).
 train-nudt-cpu: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
 	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu30 --preset cpu30 --device cpu --force
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval
-	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval-tta --tta
 
 # GPU recipe on NUDT-SIRST (one H100, about 10 minutes a run): with and without negatives,
 # the same number of samples seen.

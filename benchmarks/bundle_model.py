@@ -56,12 +56,15 @@ def main() -> None:
         "date": date.today().isoformat(),
         "run": str(args.run),
         "recipe": {
-            k: cfg[k]
+            k: cfg.get(k)
             for k in (
                 "preset",
                 "epochs",
                 "batch_size",
                 "crop",
+                "flips",
+                "max_minutes",
+                "fit_budget",
                 "optimizer",
                 "lr",
                 "warmup",
@@ -79,6 +82,10 @@ def main() -> None:
         "weights": "float16 (loaded as float32)",
         "metrics": {},
     }
+    # --fit-budget refits the epochs after every epoch: the run's last count is in config.json
+    final = args.run / "config.json"
+    if final.is_file():
+        card["recipe"]["epochs"] = json.loads(final.read_text())["epochs"]
     out = BUNDLED[args.name]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -201,7 +201,7 @@ def _range(ctx, param, value):
     "--flips",
     type=click.Choice(["d4", "hv", "h", "none"]),
     help="Training flips: d4 (all 8 orientations), hv (left-right and up-down: 4), h "
-    "(left-right: 2, the sky stays up), none [d4; cpu30: h].",
+    "(left-right: 2, the sky stays up), none [d4; cpu30: none].",
 )
 @click.option(
     "--model",

@@ -253,7 +253,7 @@ def test_presets_and_optimizer_defaults():
     assert make_config("cpu30", model={"attention": False}).model["blocks"] == 1
     # cpu30 fits its epochs to its 26 minutes, unless the epochs are given or there is no budget
     assert make_config("cpu30").fit_budget and make_config("cpu30").max_minutes == 26
-    assert (cpu.crop, cpu.flips) == (96, "h") and make_config("cpu30", flips="d4").flips == "d4"
+    assert (cpu.crop, cpu.flips) == (96, "none") and make_config("cpu30", flips="d4").flips == "d4"
     assert (make_config("demo").crop, make_config("demo").flips) == (64, "d4")
     assert not cpu.fit_budget and not make_config("cpu30", max_minutes=0).fit_budget
     assert make_config("cpu30", epochs=3, fit_budget=True).fit_budget

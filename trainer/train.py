@@ -81,14 +81,15 @@ ALPHA_WITHOUT_FLY = (
 # Named recipes; explicit options override them. Measured figures: docs/training.md.
 PRESETS = {
     "paper": {},  # the paper's IV-C settings: the TrainConfig defaults
-    # NUDT-SIRST on a 2-core CPU in about 30 minutes, `eval --tta` included. The whole store,
+    # NUDT-SIRST on a 2-core CPU in about 30 minutes, synth and eval included. The whole store,
     # L_Neg off: at batch 16 the paper's L_Neg and its grouped batches cost 16-18 points of test
     # IoU on the two seeds of three that learned at all; warm-up guards against that Adagrad
-    # collapse. Crop 96 and left-right flips only (2 orientations): the best validation mean of
-    # the 30-minute variants (until 2026-12-06: crop 64, 28 minutes, 8 orientations; results.md)
+    # collapse. Crop 96 and no flips (the images as they are): the best validation mean of the
+    # 30-minute variants (until 2026-12-06: crop 64, 28 minutes, 8 orientations; then 2 for a
+    # day; docs/results.md, "No flips: 3 seeds")
     "cpu30": dict(
         epochs=25, batch_size=16, crop=96, max_minutes=26.0, neg_loss="off", warmup=50,
-        fit_budget=True, flips="h", model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
+        fit_budget=True, flips="none", model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
     ),
     # the demo store in minutes on a CPU: cpu30's model, loss and warm-up
     "demo": dict(
