@@ -39,9 +39,10 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
   cpu30-c128-26 the same with crop 128
   cpu30-c96-26-ema  -c96-26 with a weight EMA (--ema 0.999)
   cpu30-c96-26-hv   -c96-26 with --flips hv (4 orientations)
-  cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right): the cpu30 preset since
+  cpu30-c96-26-h    -c96-26 with --flips h (2 orientations: left-right): the cpu30 preset on
                     2026-12-06
-  cpu30-c96-26-none -c96-26 with --flips none (no flips: 1 orientation)
+  cpu30-c96-26-none -c96-26 with --flips none (no flips: 1 orientation): the cpu30 preset since
+                    2026-12-07
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a

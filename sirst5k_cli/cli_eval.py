@@ -75,7 +75,7 @@ def _predictor_options(f):
             is_flag=True,
             help="Test-time augmentation: average a network over the 8 flips and rotations "
             "of each image (8x the time; +2.3 to +3.5 IoU on validation, docs/evaluation.md); "
-            "a network trained with --flips hv or h: over those 4 or 2 only.",
+            "a network trained with --flips hv or h: over those 4 or 2 only; none: the plain eval.",
         ),
         click.option(
             "--attention-window",
