@@ -43,6 +43,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
                     2026-12-06
   cpu30-c96-26-none -c96-26 with --flips none (no flips: 1 orientation): the cpu30 preset since
                     2026-12-07
+  cpu30-c96-28-none -c96-26-none in 28 minutes: the time the dropped TTA eval used
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
@@ -106,6 +107,8 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "cpu30-c96-26-h": ["--crop", "96", "--max-minutes", "26", "--flips", "h"],
     # and with no flips at all (1 orientation): the end of the trend
     "cpu30-c96-26-none": ["--crop", "96", "--max-minutes", "26", "--flips", "none"],
+    # the same in 28 minutes: the recipe's 30 less synth and eval, now that TTA is dropped
+    "cpu30-c96-28-none": ["--crop", "96", "--max-minutes", "28", "--flips", "none"],
 }
 # variants that keep the preset's time budget (the others fix the samples)
 FITTED = {v for v in VARIANTS if v.startswith("cpu30")}
