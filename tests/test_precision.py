@@ -38,11 +38,12 @@ def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
 def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source, monkeypatch):
     import trainer.model
 
-    threads = []  # torch's thread count inside each forward
+    threads, idents = [], []  # torch's thread count inside each forward, and its thread
     real = trainer.model.predict_probs
 
     def counting(*a, **kw):
         threads.append(torch.get_num_threads())
+        idents.append(threading.current_thread().name)
         return real(*a, **kw)
 
     monkeypatch.setattr(trainer.model, "predict_probs", counting)
@@ -60,6 +61,10 @@ def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source,
     t.join()
     assert later == [2]
     assert TTAPredictor(p).lanes == 2  # --tta hands the 8 views' frames to the same lanes
+    again = p(images[:2])  # the next call runs on the same 2 threads, still one thread each
+    assert threads[5:] == [1, 1] and set(idents[5:]) <= set(idents[:5]) and len(set(idents)) == 2
+    assert threading.current_thread().name not in idents
+    np.testing.assert_array_equal(again[1], got[1])
     for im, prob in zip(images, got, strict=True):
         want = plain_probs(tiny_checkpoint, im)
         assert prob.shape == im.shape

@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -259,11 +260,20 @@ def check_precision(precision: str, device: str) -> bool:
     return precision == "bf16"
 
 
-def side_by_side(fn, images: list[np.ndarray], lanes: int, init=None) -> list[np.ndarray]:
-    """[fn(image) for image in images], `lanes` images at a time on threads of their own, each
-    thread first running init() (the engines release the GIL while they compute)."""
-    with ThreadPoolExecutor(lanes, initializer=init) as ex:
-        return list(ex.map(fn, images))
+_POOLS: dict[tuple[int, int | None], ThreadPoolExecutor] = {}  # kept from call to call
+
+
+def side_by_side(fn, images: list[np.ndarray], lanes: int, threads=None) -> list[np.ndarray]:
+    """[fn(image) for image in images], `lanes` images at a time on threads of their own (the
+    engines release the GIL while they compute), each with `threads` torch threads (None: left
+    as it is). The threads are kept for the next call: eval hands over `lanes` frames a call,
+    and fresh threads every call cost about a tenth of the images/s (docs/results.md)."""
+    if (lanes, threads) not in _POOLS:
+        import torch
+
+        init = None if threads is None else partial(torch.set_num_threads, threads)
+        _POOLS[lanes, threads] = ThreadPoolExecutor(lanes, "lane", initializer=init)
+    return list(_POOLS[lanes, threads].map(fn, images))
 
 
 class ModelPredictor:
@@ -307,9 +317,7 @@ class ModelPredictor:
             return by_shape(images, one)
         n = torch.get_num_threads()
         try:  # the workers' count also becomes the default of threads started later: restored
-            share = n // self.lanes
-            return side_by_side(lambda im: one(im[None])[0], images, self.lanes,
-                                lambda: torch.set_num_threads(share))  # fmt: skip
+            return side_by_side(lambda im: one(im[None])[0], images, self.lanes, n // self.lanes)
         finally:
             torch.set_num_threads(n)
 
