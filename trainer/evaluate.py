@@ -267,7 +267,8 @@ def side_by_side(fn, images: list[np.ndarray], lanes: int, threads=None) -> list
     """[fn(image) for image in images], `lanes` images at a time on threads of their own (the
     engines release the GIL while they compute), each with `threads` torch threads (None: left
     as it is). The threads are kept for the next call: eval hands over `lanes` frames a call,
-    and fresh threads every call cost about a tenth of the images/s (docs/results.md)."""
+    and fresh threads every call cost a tenth or more of the images/s on 256 x 256 frames
+    (docs/results.md)."""
     if (lanes, threads) not in _POOLS:
         import torch
 
