@@ -19,6 +19,7 @@ from trainer.evaluate import (
     check_precision,
     default_batch,
     make_predictor,
+    side_by_side,
 )
 from trainer.model import bf16_supported, cpu_fields, describe_cpu, load_model
 
@@ -150,3 +151,23 @@ def test_precision_errors(tmp_path, demo_source, monkeypatch):
                                   "--precision", "bf16", "--out", str(tmp_path / "e")])  # fmt: skip
     assert r.exit_code == 1 and "--precision is a network's option" in r.output
     assert not (tmp_path / "e").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_kept_lane_threads_after_fork():
+    """A forked child (multiprocessing's fork start) has none of the parent's kept threads: it
+    makes its own instead of waiting forever on the parent's queue."""
+    assert side_by_side(lambda v: v * 2, [1, 2, 3], 2) == [2, 4, 6]
+    pid = os.fork()
+    if pid == 0:  # the child: exit 0 only if the lanes answer
+        os._exit(0 if side_by_side(lambda v: v + 1, [1, 2, 3], 2) == [2, 3, 4] else 1)
+    for _ in range(200):  # 20 s at most
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        threading.Event().wait(0.1)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child hung on the parent's lane threads")
+    assert os.waitstatus_to_exitcode(status) == 0

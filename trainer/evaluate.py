@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -261,6 +262,7 @@ def check_precision(precision: str, device: str) -> bool:
 
 
 _POOLS: dict[tuple[int, int | None], ThreadPoolExecutor] = {}  # kept from call to call
+os.register_at_fork(after_in_child=_POOLS.clear)  # a forked child has none of the threads
 
 
 def side_by_side(fn, images: list[np.ndarray], lanes: int, threads=None) -> list[np.ndarray]:
