@@ -107,7 +107,7 @@ ablation-cpu: install
 	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT) \
 	  --variants orig,off,group,fresh --seeds 42,43,44
 
-# The bundled model (trainer/weights/nudt.pt) from a training run: RUN=runs/gate/NAME.
+# The bundled model (sirst5k/inference/weights/nudt.pt) from a training run: RUN=runs/gate/NAME.
 bundle: install
 	$(BIN)/python benchmarks/bundle_model.py $(RUN) --source $(NUDT)
 

@@ -68,7 +68,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.model import describe_cpu  # noqa: E402
+from sirst5k.machine import describe_cpu
 
 STORE_EPOCHS = {"gate": 25, "short": 10, "long": 50}
 # every run starts from the cpu30 preset as the measurements of docs/results.md had it until

@@ -28,10 +28,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.bundled import resolve  # noqa: E402
-from trainer.evaluate import ModelPredictor  # noqa: E402
-from trainer.export import OnnxPredictor, export_onnx  # noqa: E402
-from trainer.model import bf16_supported, describe_cpu  # noqa: E402
+from sirst5k.inference.bundled import resolve
+from sirst5k.inference.export import OnnxPredictor, export_onnx
+from sirst5k.inference.predictors import ModelPredictor
+from sirst5k.machine import bf16_supported, describe_cpu
 
 SIZES = {"256x256": (256, 256, 96), "1024x1280": (1024, 1280, 8)}  # h, w, images timed
 

@@ -25,10 +25,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sirst5k.io import load_split, read_image, read_pair  # noqa: E402
-from trainer.bundled import resolve  # noqa: E402
-from trainer.export import _ort, export_onnx  # noqa: E402
-from trainer.model import describe_cpu  # noqa: E402
+from sirst5k.inference.bundled import resolve
+from sirst5k.inference.export import _ort, export_onnx
+from sirst5k.io import load_split, read_image, read_pair
+from sirst5k.machine import describe_cpu
 
 VARIANTS = {  # name: (format, operator types quantized; None = all)
     "qdq-all": ("QDQ", None),

@@ -1,5 +1,5 @@
-"""Time every classical detector of trainer.detectors (seconds per 256 x 256 image), or choose
-their default k on NUDT-SIRST's train split (`--choose-k`).
+"""Time every classical detector of sirst5k.detectors (seconds per 256 x 256 image), or
+choose their default k on NUDT-SIRST's train split (`--choose-k`).
 
 Timing: the score map of each registered method on the first N test images of the source
 dataset (NUDT-SIRST: 256 x 256), or on generated 256 x 256 images (smooth clutter, noise and
@@ -12,7 +12,7 @@ imported), so the numbers are per core. Writes benchmarks/out/bench_methods.json
 
 Choosing k (`--choose-k`): the score maps of every other image of the *train* split (the first
 --images of them; the test split is never read), then for every k of a coarse grid the set IoU
-(trainer.metrics, threshold 0.5 on detect's map, i.e. score > mean + k std); the k of highest
+(sirst5k.metrics, threshold 0.5 on detect's map, i.e. score > mean + k std); the k of highest
 IoU is the method's default (ties: the smaller k). Writes benchmarks/out/choose_k.json.
 
     python benchmarks/bench_methods.py --choose-k --images 120
@@ -42,15 +42,15 @@ THREADS = _threads(sys.argv)
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = str(THREADS)
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
+import cv2
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sirst5k.errors import UserError  # noqa: E402
-from sirst5k.io import load_split, read_pair  # noqa: E402
-from trainer.detectors import DETECTORS, to_probability  # noqa: E402
-from trainer.metrics import Metrics  # noqa: E402
+from sirst5k.detectors.methods import DETECTORS, to_probability
+from sirst5k.errors import UserError
+from sirst5k.io import load_split, read_pair
+from sirst5k.metrics import Metrics
 
 K_GRID = (2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40)
 

@@ -1,4 +1,4 @@
-"""Benchmark trainer.metrics against a straightforward per-image reference (`make bench-metrics`).
+"""Benchmark sirst5k.metrics against a straightforward per-image reference (`make bench-metrics`).
 
 On the test masks of a source dataset (NUDT-SIRST: 664 images), predictions are derived from
 the masks deterministically so that every branch of the definitions is exercised: dilated,
@@ -27,8 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sirst5k.io import load_split, read_pair  # noqa: E402
-from trainer.metrics import Metrics  # noqa: E402
+from sirst5k.io import load_split, read_pair
+from sirst5k.metrics import Metrics
 
 
 def derive_prediction(mask: np.ndarray, i: int) -> np.ndarray:
@@ -172,7 +172,7 @@ def main() -> int:
     print(f"  targets {c['targets']}, hits {c['hits']}, false pixels {c['false_pixels']} "
           f"(legacy {c['legacy_false_pixels']})")  # fmt: skip
     print(f"{'implementation':<34}{'wall s':>10}{'ms/image':>10}{'CPU s':>10}")
-    print(f"{'trainer.metrics (batch ' + str(args.batch) + ')':<34}{t_ours:>10.3f}"
+    print(f"{'sirst5k.metrics (batch ' + str(args.batch) + ')':<34}{t_ours:>10.3f}"
           f"{1e3 * t_ours / n:>10.3f}{c_ours:>10.3f}")  # fmt: skip
     print(f"{'skimage regionprops reference':<34}{t_ref:>10.3f}{1e3 * t_ref / n:>10.3f}"
           f"{c_ref:>10.3f}")  # fmt: skip

@@ -2,7 +2,7 @@
 
     python benchmarks/bench_models.py [--threads N] [--size 256] [--models acm,alcnet]
 
-For each model of trainer.peers.MODELS in its default config: the parameter count beside
+For each model of trainer.registry.MODELS in its default config: the parameter count beside
 BasicIRSTD's, the forward GFLOPs (torch's FLOP counter: 2 per multiply-add of convolutions and
 matrix products) and forward images/s in eval mode on random 0..255 images of --size x --size at
 batch 1 with --threads intra-op threads (default: all cores). The timing goes round the models
@@ -29,8 +29,9 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.model import build_model, count_params, describe_cpu  # noqa: E402
-from trainer.peers import MODELS  # noqa: E402
+from sirst5k.machine import describe_cpu
+from trainer.forward import count_params
+from trainer.registry import MODELS, build_model, model_class
 
 
 def forward_rate(model, x: torch.Tensor, min_seconds: float, min_runs: int) -> float:
@@ -104,12 +105,12 @@ def main() -> None:
     load_after = os.getloadavg()
     rows = []
     for name in names:
-        n, reported = count_params(models[name]), MODELS[name].reported_m
+        n, reported = count_params(models[name]), model_class(name).reported_m
         best, median = max(rates[name]), sorted(rates[name])[len(rates[name]) // 2]
         rows.append(
             {
                 "model": name,
-                "paper": MODELS[name].paper,
+                "paper": model_class(name).paper,
                 "params": n,
                 "basicirstd_params_m": reported,
                 "params_diff_pct": None if reported is None else 100 * (n / 1e6 / reported - 1),

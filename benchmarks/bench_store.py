@@ -44,11 +44,11 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sirst5k import store  # noqa: E402
-from sirst5k_cli.synth import SynthConfig, build_store  # noqa: E402
-from trainer.data import StoreData, available_memory  # noqa: E402
+from sirst5k import store
+from sirst5k.synth import SynthConfig, build_store
+from trainer.data import StoreData, available_memory
 
-N_TARGETS_P = (0.08, 0.52, 0.25, 0.15)  # 0..3 targets per image, as sirst5k_cli.demo
+N_TARGETS_P = (0.08, 0.52, 0.25, 0.15)  # 0..3 targets per image, as sirst5k.demo
 
 
 def draw_sizes(n: int, rng: np.random.Generator) -> np.ndarray:

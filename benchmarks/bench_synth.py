@@ -30,9 +30,9 @@ import h5py
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from sirst5k import io as ds  # noqa: E402
-from sirst5k import store  # noqa: E402
-from sirst5k_cli.synth import SynthConfig, build_store  # noqa: E402
+from sirst5k import io as ds
+from sirst5k import store
+from sirst5k.synth import SynthConfig, build_store
 
 
 def decode_all(source: Path) -> tuple[list, list]:

@@ -26,10 +26,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sirst5k.io import load_split, read_pair  # noqa: E402
-from trainer.bundled import resolve  # noqa: E402
-from trainer.evaluate import tiled  # noqa: E402
-from trainer.model import load_model, predict_probs, set_attention_window  # noqa: E402
+from sirst5k.inference.bundled import resolve
+from sirst5k.inference.tiling import tiled
+from sirst5k.io import load_split, read_pair
+from trainer.checkpoint import load_model
+from trainer.forward import predict_probs
+from trainer.nets.aff_unet import set_attention_window
 
 
 def main() -> None:

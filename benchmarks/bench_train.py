@@ -30,10 +30,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sirst5k.errors import SirstError  # noqa: E402
-from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source  # noqa: E402
-from trainer.losses import SirstLoss  # noqa: E402
-from trainer.model import build_model, count_params, describe_cpu, resolve_device  # noqa: E402
+from sirst5k.errors import SirstError
+from sirst5k.machine import describe_cpu
+from trainer.data import GroupBatchSampler, StoreData, TrainDataset, split_by_source
+from trainer.forward import count_params, resolve_device
+from trainer.losses import SirstLoss
+from trainer.registry import build_model
 
 
 def sync(device):
@@ -183,9 +185,9 @@ def profile_steps(step, n: int, device, top: int = 15) -> dict:
 
 def bench_validation(data, args, device) -> dict:
     """One validation pass as train runs it (full-size images, batch 16, inference mode)."""
+    from sirst5k.metrics import Metrics
     from trainer.data import val_batches
-    from trainer.metrics import Metrics
-    from trainer.model import predict_probs
+    from trainer.forward import predict_probs
 
     _, val = split_by_source(data.columns, 0.1, 42)
     model = build_model({"widths": args.widths, "blocks": args.blocks}).to(device).eval()

@@ -1,11 +1,12 @@
-"""Make trainer/weights/nudt.pt, the bundled model, from a training run (`make bundle RUN=...`).
+"""Make sirst5k/inference/weights/nudt.pt, the bundled model, from a training run
+(`make bundle RUN=...`).
 
     python benchmarks/bundle_model.py runs/gate/fresh-s42 [--source ../shared/data/NUDT-SIRST]
 
 Takes RUN/best.pt, keeps the model (weights as float16: half the size; they load as float32),
 its config and a card: the run's recipe and command, and the metrics of exactly these float16
 weights on the NUDT-SIRST test split, on SIRST-V2-extra (its 87 target frames, and Fa on its 102
-target-free frames) and on trainer.bundled.FIXTURE (generated demo data, which a test
+target-free frames) and on sirst5k.inference.bundled.FIXTURE (generated demo data, which a test
 re-evaluates). Writes the card as JSON beside docs/model-card.md's numbers.
 """
 
@@ -21,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sirst5k_cli.api import evaluate  # noqa: E402
-from sirst5k_cli.demo import DemoConfig, generate_demo  # noqa: E402
-from trainer.bundled import BUNDLED, FIXTURE  # noqa: E402
-from trainer.model import SCHEMA, read_checkpoint, save_checkpoint  # noqa: E402
+from sirst5k.api import evaluate
+from sirst5k.demo import DemoConfig, generate_demo
+from sirst5k.inference.bundled import BUNDLED, FIXTURE
+from trainer.checkpoint import SCHEMA, read_checkpoint, save_checkpoint
 
 KEYS = ("iou", "niou", "pd", "fa")
 

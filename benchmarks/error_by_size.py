@@ -23,8 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.evaluate import make_predictor, open_data  # noqa: E402
-from trainer.model import describe_cpu  # noqa: E402
+from sirst5k.evaluation import open_data
+from sirst5k.inference.predictors import make_predictor
+from sirst5k.machine import describe_cpu
 
 BINS = ((0, 10), (10, 30), (30, 80), (80, 200), (200, 10**9))  # px of the largest target
 

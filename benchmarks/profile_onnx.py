@@ -22,8 +22,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from trainer.bundled import resolve  # noqa: E402
-from trainer.export import _ort, export_onnx  # noqa: E402
+from sirst5k.inference.bundled import resolve
+from sirst5k.inference.export import _ort, export_onnx
 
 
 def main() -> None:

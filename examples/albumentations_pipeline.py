@@ -20,8 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sirst5k import io as ds  # noqa: E402
-from sirst5k_cli.demo import DemoConfig, generate_demo  # noqa: E402
-from sirst5k_cli.transforms import NegativeRotation, NoiseDisplacement, noise_pool  # noqa: E402
+from sirst5k.demo import DemoConfig, generate_demo  # noqa: E402
+from sirst5k.transforms import NegativeRotation, NoiseDisplacement, noise_pool  # noqa: E402
 
 
 def main() -> None:

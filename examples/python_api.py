@@ -11,8 +11,8 @@ from pathlib import Path
 
 import torch
 
-from sirst5k_cli import evaluate, load_model, synthesize, train
-from sirst5k_cli.demo import DemoConfig, generate_demo
+from sirst5k import evaluate, load_model, synthesize, train
+from sirst5k.demo import DemoConfig, generate_demo
 
 work = Path(sys.argv[1] if len(sys.argv) > 1 else tempfile.mkdtemp(prefix="sirst5k-"))
 generate_demo(work / "source", DemoConfig(), force=True)

@@ -410,3 +410,35 @@ def load_split(
     """The pairs of split `name`, in the split file's order; missing ids raise UserError."""
     pairs = find_pairs(root)
     return split_pairs(root, find_split_file(root, name, split, alone), pairs)
+
+
+def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path]]:
+    """(image path, output path relative to OUT) for files and folders (recursively, image
+    extensions only, never inside OUT, nor in a dataset folder's masks/ or annotations/masks/);
+    two inputs with one output name are an error."""
+    found: list[tuple[Path, Path]] = []
+    out_abs = out.resolve()
+    for item in map(Path, inputs):
+        if item.is_dir():
+            skip = [out_abs] + [(item / d).resolve() for d in MASK_DIRS if (item / d).is_dir()]
+            for p in sorted(item.rglob("*")):
+                if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
+                    if any(d in p.resolve().parents for d in skip):
+                        continue
+                    found.append((p, p.relative_to(item).with_suffix(".png")))
+        elif item.is_file():
+            found.append((item, Path(item.stem + ".png")))
+        else:
+            raise UserError(f"{item}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for src, rel in found:
+        if rel in seen:
+            raise UserError(
+                f"{src} and {seen[rel]} would both be written to {out / rel}; rename one"
+            )
+        seen[rel] = src
+    if not found:
+        raise UserError(
+            f"no image files ({', '.join(IMAGE_EXTS)}) in {', '.join(map(str, inputs))}"
+        )
+    return found

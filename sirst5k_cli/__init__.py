@@ -1,18 +1,3 @@
-"""sirst5k's command line (cli*.py, the top layer) and the synthesis library (synth.py, the store
-builder; demo.py, inspect_store.py, transforms.py). The foundation they share with the trainer
-is the `sirst5k` package; this package is imported by nothing below it."""
-
-from sirst5k import __version__
-
-__all__ = ["__version__", "synthesize", "train", "evaluate", "predict", "load_model"]
-
-_API = ("synthesize", "train", "evaluate", "predict", "export", "compare", "load_model")
-
-
-def __getattr__(name: str):
-    """The Python API (sirst5k_cli.api), imported on first use so the CLI starts fast."""
-    if name in _API:
-        from sirst5k_cli import api
-
-        return getattr(api, name)
-    raise AttributeError(f"module 'sirst5k_cli' has no attribute {name!r}")
+"""The `sirst5k` command line: click commands over the Python API (sirst5k.api), nothing else.
+cli.py is the group; cli_synth, cli_train and cli_eval hold the commands, cli_options the
+option types and the error decorator they share."""

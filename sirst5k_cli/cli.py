@@ -6,7 +6,7 @@ only inside its body, so `sirst5k synth` and `sirst5k --help` start fast.
 
 import click
 
-from sirst5k_cli import __version__
+from sirst5k import __version__
 from sirst5k_cli.cli_eval import compare_cmd, eval_cmd, export_cmd, predict_cmd
 from sirst5k_cli.cli_synth import demo_data_cmd, inspect_cmd, synth_cmd
 from sirst5k_cli.cli_train import train_cmd

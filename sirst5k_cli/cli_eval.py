@@ -1,8 +1,8 @@
-"""CLI commands `eval` and `predict`: thin wrappers over trainer.evaluate.
+"""CLI commands `eval` and `predict`: thin wrappers over sirst5k.evaluation.
 
 Library errors (sirst5k.errors.SirstError and its kinds: one line naming the
 file and the fix) become click.ClickException (exit 1). torch is imported only inside the
-commands, through trainer.evaluate, so `sirst5k --help` stays fast.
+commands, through sirst5k.evaluation, so `sirst5k --help` stays fast.
 """
 
 from __future__ import annotations
@@ -11,9 +11,12 @@ from pathlib import Path
 
 import click
 
+from sirst5k.api import compare, evaluate, export, predict
 from sirst5k.errors import SirstError
+from sirst5k.inference import PRECISIONS
+from sirst5k.io import collect_images
+from sirst5k.reference import REFERENCE_ROWS
 from sirst5k_cli.cli_options import DEVICE, method_choice
-from trainer import PRECISIONS
 
 
 def _predictor_options(f):
@@ -130,8 +133,6 @@ def _print_table(report: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from trainer.evaluate import REFERENCE_ROWS
-
     pu, legacy = report["paper_units"], "legacy" in report["fa_definition"]
     t = Table(title=f"{report['data']} ({report['images']} images, {report['rule']})",
               box=box.SIMPLE_HEAD, pad_edge=False)  # fmt: skip
@@ -195,7 +196,6 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
     reads). Prints IoU, nIoU, Pd, Fa in the papers' units beside the papers' rows and writes
     metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays/ into --out.
     """
-    from sirst5k_cli.api import evaluate
 
     try:
         with _progress() as bar:
@@ -234,8 +234,6 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
 
     Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
     """
-    from sirst5k_cli.api import predict
-    from trainer.evaluate import collect_images
 
     try:
         n = len(collect_images(images, out)[: limit or None])
@@ -278,7 +276,6 @@ def export_cmd(checkpoint, out, opset, attention_window, force):
     Dynamic batch, height and width; normalisation, padding and sigmoid inside the graph. Use the
     file as `--checkpoint model.onnx` in eval and predict (ONNX Runtime on the CPU).
     """
-    from sirst5k_cli.api import export
 
     try:
         s = export(checkpoint, out, opset=opset, attention_window=attention_window, force=force)
@@ -333,8 +330,6 @@ def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
     OUT/compare.csv, OUT/compare.md and each evaluation in OUT/NAME/.
     """
     from rich.table import Table
-
-    from sirst5k_cli.api import compare
 
     try:
         rows = compare(data, checkpoints=list(runs), methods=list(methods), out=out,

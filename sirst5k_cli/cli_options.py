@@ -6,6 +6,8 @@ import re
 
 import click
 
+from sirst5k.detectors.methods import DETECTORS
+
 
 class Device(click.ParamType):
     """--device: auto, cpu, cuda or cuda:N (whether a GPU is there is checked when used)."""
@@ -25,7 +27,5 @@ DEVICE = Device()
 
 
 def method_choice() -> click.Choice:
-    """--method: the names of trainer.detectors' registry."""
-    from trainer.detectors import DETECTORS
-
+    """--method: the names of sirst5k.detectors.methods' registry."""
     return click.Choice(sorted(DETECTORS))

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import click
 
+from sirst5k.api import synthesize
+from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.errors import SirstError, UserError
+from sirst5k.inspect_store import verify
 
 
 def _console(stderr: bool = False):
@@ -65,7 +68,6 @@ def _split_row(source: str, path: str, ids: int) -> str:
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def demo_data_cmd(out, n, size, sizes, seed, force):
     """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
-    from sirst5k_cli.demo import DemoConfig, generate_demo
 
     try:
         res = generate_demo(out, DemoConfig(n=n, size=size, seed=seed, sizes=sizes), force=force)
@@ -166,8 +168,6 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    from sirst5k_cli.api import synthesize
-
     console = _console()
     split = list(split) if len(split) > 1 else (split[0] if split else None)
     try:
@@ -213,7 +213,6 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 @click.argument("store", type=click.Path())
 def inspect_cmd(store):
     """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
-    from sirst5k_cli.inspect_store import verify
 
     try:
         res = verify(store)

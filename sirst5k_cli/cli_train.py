@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import click
 
+from sirst5k.api import train
 from sirst5k.errors import SirstError
 from sirst5k_cli.cli_options import DEVICE
-from trainer import MODEL_NAMES
+from trainer.registry import MODELS
 
 AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
 
@@ -206,7 +207,7 @@ def _range(ctx, param, value):
 @click.option(
     "--model",
     "model_name",
-    type=click.Choice(MODEL_NAMES),
+    type=click.Choice(list(MODELS)),
     help="The network: the paper's AFF U-Net, or a peer written from its paper "
     "(docs/training.md); the checkpoint records it [aff-unet].",
 )
@@ -259,8 +260,6 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
 
     import torch
     from rich.console import Console
-
-    from sirst5k_cli.api import train
 
     console = Console(stderr=True)
     model = {}

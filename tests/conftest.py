@@ -39,7 +39,7 @@ def one_torch_thread(request):
 
 @pytest.fixture(scope="session")
 def demo_source(tmp_path_factory) -> Path:
-    from sirst5k_cli.demo import DemoConfig, generate_demo
+    from sirst5k.demo import DemoConfig, generate_demo
 
     out = tmp_path_factory.mktemp("demo") / "source"
     generate_demo(out, DemoConfig(n=24, size=64, seed=0, sizes="mixed"))
@@ -48,7 +48,7 @@ def demo_source(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_store(demo_source, tmp_path_factory) -> Path:
-    from sirst5k_cli.synth import SynthConfig, build_store
+    from sirst5k.synth import SynthConfig, build_store
 
     out = tmp_path_factory.mktemp("store") / "demo.h5"
     build_store(demo_source, out, SynthConfig())
@@ -87,7 +87,9 @@ def tiny_checkpoint(tmp_path_factory, demo_source) -> Path:
     import torch
 
     from sirst5k.io import load_split, read_image
-    from trainer.model import SCHEMA, ModelConfig, build_model, save_checkpoint
+    from trainer.checkpoint import SCHEMA, save_checkpoint
+    from trainer.nets.aff_unet import ModelConfig
+    from trainer.registry import build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(widths=(4, 4, 8, 8, 8), blocks=1)

@@ -6,8 +6,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sirst5k import evaluate, load_model, predict, synthesize, train
 from sirst5k.errors import SirstError, TrainError, UserError
-from sirst5k_cli import evaluate, load_model, predict, synthesize, train
 from sirst5k_cli.cli import main
 
 TINY = dict(
@@ -57,7 +57,7 @@ def test_api_errors_are_the_cli_lines(demo_source, tmp_path):
 def test_compare_is_one_table_of_the_same_evaluations(demo_source, tmp_path):
     import csv
 
-    from sirst5k_cli import compare
+    from sirst5k import compare
 
     rows = compare(demo_source, methods=["tophat", "tllcm"], out=tmp_path / "cmp")
     assert [r["name"] for r in rows] == ["tophat", "tllcm"]

@@ -7,10 +7,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sirst5k.demo import DemoConfig, generate_demo
+from sirst5k.inference.bundled import BUNDLED, FIXTURE, resolve
 from sirst5k_cli.cli import main
-from sirst5k_cli.demo import DemoConfig, generate_demo
-from trainer.bundled import BUNDLED, FIXTURE, resolve
-from trainer.model import read_checkpoint
+from trainer.checkpoint import read_checkpoint
 
 PATH = BUNDLED["nudt"]
 

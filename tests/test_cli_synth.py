@@ -204,7 +204,7 @@ def test_cli_import_does_not_import_torch():
     import subprocess
     import sys
 
-    code = "import sys, sirst5k_cli.cli, sirst5k_cli.synth; print('torch' in sys.modules)"
+    code = "import sys, sirst5k_cli.cli, sirst5k.synth; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

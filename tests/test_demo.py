@@ -8,8 +8,8 @@ import pytest
 from scipy import ndimage
 
 from sirst5k import io as ds
+from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.errors import UserError
-from sirst5k_cli.demo import DemoConfig, generate_demo
 
 
 def _digest(root):

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 
-from sirst5k.errors import UserError
-from trainer import lowrank as lr
-from trainer.detectors import (
+from sirst5k.detectors import lowrank as lr
+from sirst5k.detectors.methods import (
     DETECTORS,
     cell_means,
     cell_top_means,
@@ -17,7 +16,8 @@ from trainer.detectors import (
     tophat,
     wslcm,
 )
-from trainer.metrics import Metrics
+from sirst5k.errors import UserError
+from sirst5k.metrics import Metrics
 
 NEW_METHODS = ["wslcm", "tllcm", "ipi", "nram", "ript", "pstnn", "mslstipt"]
 
@@ -106,7 +106,7 @@ def test_unknown_method():
         detect("nosuch", np.zeros((4, 4), np.uint8))
 
 
-# --- building blocks of the patch-based methods (trainer.lowrank) ---------------------------
+# --- building blocks of the patch-based methods (sirst5k.detectors.lowrank) ---------------
 
 
 def test_patch_image_of_a_tiny_array():

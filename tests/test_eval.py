@@ -27,7 +27,7 @@ def invoke(*args):
 
 def score_folder(pred_dir: Path, source: Path) -> dict:
     """Score written 0/255 masks against the source's test masks, independently of
-    trainer.metrics: skimage labels and centroids, DNA-Net's greedy loop, corrected Fa."""
+    sirst5k.metrics: skimage labels and centroids, DNA-Net's greedy loop, corrected Fa."""
     c = dict(inter=0, union=0, targets=0, hits=0, false=0, pixels=0)
     for pair in load_split(source, "test"):
         _, gt = read_pair(pair)
@@ -119,7 +119,7 @@ def test_legacy_fa_option(demo_source, tmp_path):
     # the legacy Fa divides by 256 x 256 per image: refused on other sizes
     r = invoke("eval", demo_source, "--method", "tophat", "--out", tmp_path, "--legacy-fa")
     assert r.exit_code == 1 and "256 x 256" in r.output
-    from sirst5k_cli.demo import DemoConfig, generate_demo
+    from sirst5k.demo import DemoConfig, generate_demo
 
     generate_demo(tmp_path / "d256", DemoConfig(n=4, size=256))
     r = invoke("eval", tmp_path / "d256", "--method", "tophat", "--out", tmp_path, "--legacy-fa")
@@ -224,7 +224,7 @@ def test_split_file_given_directly(demo_source, tmp_path):
 def test_overlay_panels_colours_and_insets():
     """Hand-built: one target hit, one missed, one false alarm, on a 16 x 16 image (x32 = 512):
     title | image, ground truth, prediction | caption | insets | legend."""
-    from trainer.plots import BLUE, ORANGE, SKY, YELLOW, overlay
+    from sirst5k.plots import BLUE, ORANGE, SKY, YELLOW, overlay
 
     image = np.full((16, 16), 100, np.uint8)
     mask = np.zeros((16, 16), np.uint8)
@@ -263,7 +263,7 @@ def test_overlay_panels_colours_and_insets():
 def test_overlay_large_frame_keeps_small_targets_visible():
     """A 1024 x 1280 frame is shrunk to 512 px panels, yet a 2 x 2 false alarm still shows in
     the prediction panel (area scaling keeps any true pixel) and in its 6x inset."""
-    from trainer.plots import ORANGE, overlay
+    from sirst5k.plots import ORANGE, overlay
 
     image = np.full((1024, 1280), 90, np.uint8)
     mask = np.zeros_like(image)
@@ -301,7 +301,7 @@ def test_eval_and_predict_output_errors(tmp_path, demo_store, demo_source, tiny_
 
 
 def test_reference_rows_only_for_nudt_test_names():
-    from trainer.evaluate import is_nudt_test
+    from sirst5k.evaluation import is_nudt_test
 
     assert is_nudt_test([f"{i:06d}" for i in range(1, 665)])
     assert not is_nudt_test([f"{i:06d}" for i in range(1, 664)])  # 663 images
@@ -309,7 +309,7 @@ def test_reference_rows_only_for_nudt_test_names():
 
 
 def test_legacy_fa_needs_256_images():
-    from trainer.metrics import Metrics
+    from sirst5k.metrics import Metrics
 
     m = Metrics(legacy_fa=True)
     m.update(np.zeros((1, 30, 40)), np.zeros((1, 30, 40), np.uint8))

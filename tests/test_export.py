@@ -9,10 +9,13 @@ import torch
 from click.testing import CliRunner
 
 from sirst5k.errors import UserError
+from sirst5k.inference.export import OnnxPredictor, export_onnx, session
+from sirst5k.inference.predictors import ModelPredictor, default_batch, make_predictor
 from sirst5k_cli.cli import main
-from trainer.evaluate import ModelPredictor, default_batch, make_predictor
-from trainer.export import OnnxPredictor, export_onnx, session
-from trainer.model import SCHEMA, build_model, predict_probs, save_checkpoint, set_attention_window
+from trainer.checkpoint import SCHEMA, save_checkpoint
+from trainer.forward import predict_probs
+from trainer.nets.aff_unet import set_attention_window
+from trainer.registry import build_model
 
 pytest.importorskip("onnxruntime")
 CFG = dict(widths=[4, 8, 8, 16, 16], blocks=1)

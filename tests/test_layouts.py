@@ -10,10 +10,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from sirst5k import store
+from sirst5k import store, synthesize
 from sirst5k.errors import UserError
 from sirst5k.io import find_pairs, find_split_file, find_split_files, load_split
-from sirst5k_cli import synthesize
 from sirst5k_cli.cli import main
 
 SIZE = 16  # even: the largest odd --s that fits is 15

@@ -110,7 +110,7 @@ def test_recommended_neg_loss_does_not_reward_collapse():
     every pixel is predicted background. The literal per-sample sum (Eq. 9) rewards that
     collapse by ~0.6 (a per-sample Soft-IoU of a crop with Y target pixels among N prefers all
     background whenever N > Y^2 + 2Y), min by ~0.15; the pooled "group" L_Neg by under 0.05."""
-    from trainer.model import build_model
+    from trainer.registry import build_model
 
     x, y, g = _nudt_like_batch()
     torch.manual_seed(0)

@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from skimage.measure import label, regionprops
 
-from trainer.metrics import Metrics, RocSweep, match_batch, score_image
+from sirst5k.metrics import Metrics, RocSweep, match_batch, score_image
 
 
 def canvas(*pixels, size=(20, 20)):
@@ -27,7 +27,7 @@ def run(pred, mask, legacy=False, sizes=None):
 
 def reference(preds, masks, sizes=None):
     """DNA-Net's loops with skimage (label connectivity=2, regionprops centroids), corrected and
-    legacy Fa, IoU summed, nIoU averaged; written independently of trainer.metrics."""
+    legacy Fa, IoU summed, nIoU averaged; written independently of sirst5k.metrics."""
     tot = dict(inter=0, union=0, targets=0, hits=0, false=0, legacy=0, pixels=0)
     ious = []
     for i, (p, g) in enumerate(zip(preds, masks, strict=True)):
@@ -44,7 +44,7 @@ def reference(preds, masks, sizes=None):
         matched_areas = []
         for r in gr:
             for m in range(len(pr)):
-                # exact, as documented in trainer/metrics.py (DNA-Net's float norm can put a
+                # exact, as documented in sirst5k/metrics.py (DNA-Net's float norm can put a
                 # distance of exactly 3 at 2.9999999999999996: hypothesis found such a case)
                 d2 = sum((Fraction(int(a.sum()), len(a)) - Fraction(int(b.sum()), len(b))) ** 2
                          for a, b in zip(pr[m].coords.T, r.coords.T, strict=True))  # fmt: skip

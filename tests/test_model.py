@@ -3,18 +3,11 @@
 import pytest
 import torch
 
-from sirst5k.errors import UserError
-from trainer.model import (
-    SCHEMA,
-    CheckpointError,
-    ModelConfig,
-    build_model,
-    count_params,
-    load_model,
-    pad_to_stride,
-    resolve_device,
-    save_checkpoint,
-)
+from sirst5k.errors import CheckpointError, UserError
+from trainer.checkpoint import SCHEMA, load_model, save_checkpoint
+from trainer.forward import count_params, pad_to_stride, resolve_device
+from trainer.nets.aff_unet import ModelConfig
+from trainer.registry import build_model
 
 TINY = dict(widths=(2, 3, 4, 5, 6), blocks=1, reduction=1)
 
@@ -163,7 +156,7 @@ def test_checkpoint_digest_catches_flipped_bytes(tmp_path):
     import zipfile
 
     from sirst5k.errors import CheckpointError
-    from trainer.model import read_checkpoint, save_checkpoint
+    from trainer.checkpoint import read_checkpoint, save_checkpoint
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(**TINY))

@@ -12,17 +12,12 @@ import torch
 from click.testing import CliRunner
 
 from sirst5k.errors import UserError
+from sirst5k.inference.predictors import ModelPredictor, TTAPredictor, default_batch, make_predictor
+from sirst5k.inference.runtime import check_precision, side_by_side
 from sirst5k.io import load_split, read_image
+from sirst5k.machine import bf16_supported, cpu_fields, describe_cpu
 from sirst5k_cli.cli import main
-from trainer.evaluate import (
-    ModelPredictor,
-    TTAPredictor,
-    check_precision,
-    default_batch,
-    make_predictor,
-    side_by_side,
-)
-from trainer.model import bf16_supported, cpu_fields, describe_cpu, load_model
+from trainer.checkpoint import load_model
 
 
 def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
@@ -38,17 +33,17 @@ def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
 
 
 def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source, monkeypatch):
-    import trainer.model
+    import sirst5k.inference.predictors as predictors
 
     threads, idents = [], []  # torch's thread count inside each forward, and its thread
-    real = trainer.model.predict_probs
+    real = predictors.predict_probs
 
     def counting(*a, **kw):
         threads.append(torch.get_num_threads())
         idents.append(threading.current_thread().name)
         return real(*a, **kw)
 
-    monkeypatch.setattr(trainer.model, "predict_probs", counting)
+    monkeypatch.setattr(predictors, "predict_probs", counting)
     torch.set_num_threads(2)  # the autouse fixture gives one; it restores its own after
     images = [read_image(p.image) for p in load_split(demo_source, "test")[:5]]
     assert len({im.shape for im in images}) > 1  # mixed sizes
@@ -137,9 +132,9 @@ def test_precision_errors(tmp_path, demo_source, monkeypatch):
     with pytest.raises(UserError, match="choose one of fp32, bf16"):
         check_precision("fp16", "cpu")
     assert check_precision("fp32", "cpu") is False
-    import trainer.model
+    import sirst5k.inference.runtime as runtime
 
-    monkeypatch.setattr(trainer.model, "bf16_supported", lambda device: False)
+    monkeypatch.setattr(runtime, "bf16_supported", lambda device: False)
     with pytest.raises(UserError, match="cpu has no bf16 support"):
         check_precision("bf16", "cpu")
     with pytest.raises(UserError, match="--precision is a network's option"):

@@ -71,7 +71,7 @@ def test_network_options_are_refused_with_a_method(demo_source, tmp_path):
 def test_onnx_refuses_a_window_other_than_its_own(tiny_checkpoint, tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from trainer.evaluate import make_predictor
+    from sirst5k.inference.predictors import make_predictor
 
     onnx = tmp_path / "m.onnx"
     r = invoke("export", tiny_checkpoint, "-o", onnx, "--attention-window", "64")

@@ -20,7 +20,7 @@ from sirst5k.ops import (
     sample_noise,
     target_boxes,
 )
-from sirst5k_cli.synth import SynthConfig
+from sirst5k.synth import SynthConfig
 
 
 # ------------------------------------------------------------------ Eq. 3 mixing

@@ -11,11 +11,10 @@ from conftest import NUDT
 from scipy import ndimage
 
 from sirst5k import io as ds
-from sirst5k import store
+from sirst5k import store, synth
 from sirst5k.errors import StoreError
-from sirst5k_cli import synth
-from sirst5k_cli.inspect_store import verify
-from sirst5k_cli.synth import SynthConfig, build_store
+from sirst5k.inspect_store import verify
+from sirst5k.synth import SynthConfig, build_store
 
 
 def _targets(mask: np.ndarray) -> int:
@@ -251,7 +250,7 @@ def test_killed_process_leaves_nothing(demo_source, tmp_path, sig):
     out = tmp_path / "k.h5"
     code = (
         "import time, sys\n"
-        "from sirst5k_cli import synth\n"
+        "from sirst5k import synth\n"
         "real = synth.RowWriter.flush\n"
         "def slow(self):\n"
         "    time.sleep(0.3)\n"

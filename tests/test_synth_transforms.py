@@ -6,7 +6,7 @@ import pytest
 
 from sirst5k.errors import UserError
 from sirst5k.ops import noise_cells, rotate_box
-from sirst5k_cli.transforms import NegativeRotation, NoiseDisplacement, noise_pool
+from sirst5k.transforms import NegativeRotation, NoiseDisplacement, noise_pool
 
 
 def _sample():

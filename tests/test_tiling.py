@@ -8,16 +8,13 @@ import torch
 from click.testing import CliRunner
 
 from sirst5k.errors import UserError
+from sirst5k.inference.predictors import ModelPredictor, make_predictor
+from sirst5k.inference.tiling import tiled
 from sirst5k_cli.cli import main
-from trainer.evaluate import ModelPredictor, make_predictor, tiled
-from trainer.model import (
-    SCHEMA,
-    ChannelAttention,
-    build_model,
-    predict_probs,
-    save_checkpoint,
-    set_attention_window,
-)
+from trainer.checkpoint import SCHEMA, save_checkpoint
+from trainer.forward import predict_probs
+from trainer.nets.aff_unet import ChannelAttention, set_attention_window
+from trainer.registry import build_model
 
 
 def box3(batch: np.ndarray) -> np.ndarray:

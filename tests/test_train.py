@@ -18,9 +18,11 @@ import torch
 from click.testing import CliRunner
 from test_data import make_tiny_store
 
+from sirst5k.errors import TrainError
 from sirst5k_cli.cli import main
-from trainer.model import load_model, read_checkpoint
-from trainer.train import StopRequest, TrainError, budget_epochs, lr_at, make_config, train
+from trainer.checkpoint import load_model, read_checkpoint
+from trainer.config import make_config
+from trainer.train import StopRequest, budget_epochs, lr_at, train
 
 TINY_MODEL = dict(widths=[4, 4, 8, 8, 8], blocks=1)
 
@@ -305,7 +307,7 @@ def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, 
     assert ckpt["config"]["epochs"] == 3
     calls.clear()
     monkeypatch.setattr(tt, "budget_epochs", lambda *a: calls.append(a) or 7)
-    from sirst5k_cli.api import train_config
+    from trainer.config import train_config
 
     cfg, ckpt = train_config(resume=tmp_path / "b")
     assert train(cfg, resume=ckpt)["epochs_done"] == 3 and calls == []
@@ -341,7 +343,7 @@ def test_fit_budget_edge_cases(tiny_store, tmp_path, monkeypatch):
     """Fitted to its first epoch with --val-every 2, a run still validates it (best.pt); a run
     stopped in its first epoch and resumed with --no-fit-budget keeps its --epochs."""
     import trainer.train as tt
-    from sirst5k_cli.api import train_config
+    from trainer.config import train_config
 
     monkeypatch.setattr(tt, "budget_epochs", lambda *a: 1)
     kw = dict(epochs=4, fit_budget=True, max_minutes=5)
@@ -450,7 +452,7 @@ def test_full_disk_during_training_is_one_line(tiny_store, small_disk):
 def test_a_batch_that_cannot_fit_is_refused_before_anything_is_written(tiny_store, tmp_path):
     """The paper's batch 256 at crop 256 on the default model needs ~63 GiB of activations:
     refused with one line naming a batch that fits, and --out stays untouched."""
-    from trainer.model import build_model
+    from trainer.registry import build_model
     from trainer.train import activation_bytes
 
     per_sample = activation_bytes(build_model(), 256)

@@ -9,9 +9,10 @@ import torch
 from click.testing import CliRunner
 
 from sirst5k.errors import UserError
+from sirst5k.inference.predictors import TTAPredictor, dihedral, make_predictor, undo_dihedral
 from sirst5k_cli.cli import main
-from trainer.evaluate import TTAPredictor, dihedral, make_predictor, undo_dihedral
-from trainer.model import SCHEMA, build_model, save_checkpoint
+from trainer.checkpoint import SCHEMA, save_checkpoint
+from trainer.registry import build_model
 
 
 class Fake:
@@ -78,8 +79,8 @@ def test_tta_in_eval_and_its_errors(tmp_path, demo_source):
 def test_tta_views_are_the_training_flips_orientations(flips):
     """The views TTA averages are exactly the orientations the training flips produce, worked
     out with numpy's flips and transpose (the group they generate)."""
+    from sirst5k.inference.predictors import TTA_VIEWS
     from trainer.data import FLIPS
-    from trainer.evaluate import TTA_VIEWS
 
     def key(a):
         return a.shape, a.tobytes()

@@ -374,7 +374,7 @@ ALPHA_RANGE = (0.0, 0.2)  # on-the-fly synthesis: Eq. 3's alpha drawn uniformly 
 class FreshDataset(torch.utils.data.Dataset):
     """On-the-fly synthesis: every item is a new negative made from a training original.
 
-    The same ops as the store (sirst5k_cli.synth): a noise-prone cell (Eq. 1) of another training
+    The same ops as the store (sirst5k.synth): a noise-prone cell (Eq. 1) of another training
     image drawn afresh, mixed in with alpha drawn from alpha_range (Eq. 2-3), then the s x s box
     of one random target rotated by a random multiple of 90 degrees, mask box rotated with it
     (Eq. 4; k = 0 keeps the mixed image as it is). Then the usual crop (half forced onto the

@@ -1,11 +1,12 @@
 """The training loop: config, data, model, Adagrad + cosine schedule, validation, checkpoints.
 
-Reads top to bottom: TrainConfig and the presets; set-up helpers (device and torchrun, Ctrl-C,
-RNG state, run folder, log); then the loop in parts: `lr_at` (the schedule, a pure function),
-`build_data` (store, validation split, sampler, loader; trainer/data.py), `build_model_and_
-optimizer` (trainer/model.py), `train_epoch` (the batches), `end_epoch` (validation on the
-held-out originals at full size, log row, best.pt by validation IoU, last.pt, all atomic) and
-`train` that strings them together.
+Reads top to bottom (the config and its presets: trainer/config.py): set-up helpers (device
+and torchrun, Ctrl-C, RNG state, run folder, log); then the loop in parts: `lr_at` (the
+schedule, a pure function), `build_data` (store, validation split, sampler, loader;
+trainer/data.py), `build_model_and_optimizer` (trainer/registry.py), `train_epoch` (the
+batches), `end_epoch` (validation on the held-out originals at full size, log row, best.pt by
+validation IoU, last.pt, all atomic; trainer/checkpoint.py) and `train` that strings them
+together.
 
 Paper recipe (IV-C): Adagrad lr 0.05, cosine annealing over the epochs (one lr per epoch; the
 official code builds the scheduler but never steps it), batch 256, 1500 epochs, Xavier init.
@@ -27,7 +28,7 @@ import os
 import random
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,29 +38,23 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from sirst5k.errors import TrainError
 from sirst5k.files import DeferredInterrupt, atomic_path
+from sirst5k.machine import describe_cpu
+from sirst5k.metrics import Metrics
+from sirst5k.plots import training_curves
+from trainer.checkpoint import SCHEMA, save_checkpoint
+from trainer.config import TrainConfig
 from trainer.data import (
-    ALPHA_RANGE,
-    FLIPS,
     FreshDataset,
     GroupBatchSampler,
     StoreData,
     TrainDataset,
+    available_memory,
     split_by_source,
     val_batches,
 )
-from trainer.losses import NEG_MODES, SirstLoss
-from trainer.metrics import Metrics
-from trainer.model import (
-    SCHEMA,
-    build_model,
-    count_params,
-    describe_cpu,
-    predict_probs,
-    resolve_device,
-    save_checkpoint,
-)
-from trainer.peers import model_config, model_stride
-from trainer.plots import training_curves
+from trainer.forward import count_params, predict_probs, resolve_device
+from trainer.losses import SirstLoss
+from trainer.registry import build_model, model_stride
 
 HEADS = 4  # deep-supervision heads logged (AFF U-Net: full, 1/2, 1/4, 1/8 resolution)
 HEAD_FIELDS = tuple(f"p_mean_{i}" for i in range(HEADS)) + tuple(
@@ -69,182 +64,7 @@ LOG_FIELDS = (
     "epoch", "loss", "loss_main", "loss_neg", "val_iou", "val_niou", "val_pd", "val_fa",
     "lr", "samples_per_s", "seconds", "val_seconds", *HEAD_FIELDS,
 )  # fmt: skip
-OPTIMIZERS = ("adagrad", "adam")
-DEFAULT_LR = {"adagrad": 0.05, "adam": 5e-4}
 RUN_FILES = ("config.json", "log.csv", "best.pt", "last.pt", "summary.json", "curves.png")
-
-ALPHA_WITHOUT_FLY = (
-    "--alpha-range draws the alpha of on-the-fly negatives: give --on-the-fly with it (the "
-    "store's negatives have the alpha sirst5k synth gave them)"
-)
-
-# Named recipes; explicit options override them. Measured figures: docs/training.md.
-PRESETS = {
-    "paper": {},  # the paper's IV-C settings: the TrainConfig defaults
-    # NUDT-SIRST on a 2-core CPU in about 30 minutes, synth and eval included. The whole store,
-    # L_Neg off: at batch 16 the paper's L_Neg and its grouped batches cost 16-18 points of test
-    # IoU on the two seeds of three that learned at all; warm-up guards against that Adagrad
-    # collapse. Crop 96 and no flips (the images as they are): the best validation mean of the
-    # 30-minute variants (until 2026-12-06: crop 64, 28 minutes, 8 orientations; then 2 for a
-    # day; docs/results.md, "No flips: 3 seeds")
-    "cpu30": dict(
-        epochs=25, batch_size=16, crop=96, max_minutes=26.0, neg_loss="off", warmup=50,
-        fit_budget=True, flips="none", model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
-    ),
-    # the demo store in minutes on a CPU: cpu30's model, loss and warm-up
-    "demo": dict(
-        epochs=8, batch_size=16, crop=64, neg_loss="off", warmup=20,
-        model=dict(widths=[8, 16, 32, 64, 128], blocks=1),
-    ),
-    # paper-scale model and batch on one H100 in about 10 minutes
-    # (warm-up: without it Adagrad's first full-lr steps often collapse every output to
-    # background for several epochs on batch 64; measured in docs/training.md)
-    "gpu10": dict(epochs=60, batch_size=64, crop=256, workers=8, max_minutes=10.0, warmup=50),
-}  # fmt: skip
-
-
-@dataclass
-class TrainConfig:
-    store: str = ""  # the SIRST-5K store written by `sirst5k synth`
-    out: str = "runs/train"  # run directory: config.json, log.csv, best.pt, last.pt, summary.json
-    epochs: int = 1500  # paper IV-C
-    batch_size: int = 256  # paper IV-C; global over all processes under torchrun
-    optimizer: str = "adagrad"  # paper IV-C; "adam" (BasicIRSTD's DNA-Net recipe) as an option
-    lr: float = 0.05  # Adagrad, paper IV-C (adam: 5e-4 unless given)
-    min_lr: float = 1e-5  # CosineAnnealingLR eta_min
-    warmup: int = 0  # linear lr warm-up over the first N steps of epoch 1 (0 = none, paper)
-    # weight EMA: validation, best.pt and last.pt's "model" are the exponential moving average
-    # of the weights (BatchNorm statistics too), this decay per step; 0 = off (paper)
-    ema: float = 0.0
-    crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
-    neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
-    neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
-    originals_only: bool = False  # train on the original images only (no synthesized negatives)
-    on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
-    alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
-    scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
-    photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
-    flips: str = "d4"  # training flips (trainer.data.FLIPS): d4 (8 orientations), hv, h, none
-    val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
-    val_every: int = 1  # validate every N epochs (and after the last one)
-    val_batch_size: int = 16
-    seed: int = 42
-    device: str = "auto"  # auto | cpu | cuda
-    workers: int = -1  # DataLoader workers; -1 = auto (0 on the CPU, up to 8 on CUDA)
-    in_memory: str = "auto"  # auto | memory | stream
-    amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
-    channels_last: bool = True  # the channels_last layout (CUDA and CPU: 1.4x on 2 CPU cores)
-    compile: bool = False  # torch.compile the training step's model (falls back to eager)
-    max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
-    # after each epoch, epochs = as many as fit in max_minutes at the mean pace so far (the
-    # cosine then spans the budget on any machine); an explicit epochs turns it off
-    fit_budget: bool = False
-    preset: str = ""  # the PRESETS entry this config started from
-    # the model: "name" (trainer.peers.MODELS; absent = "aff-unet") and that model's options
-    model: dict = field(default_factory=model_config)
-
-    def __post_init__(self):
-        def bad(msg):
-            raise TrainError(msg)
-
-        if self.epochs < 1:
-            bad(f"--epochs {self.epochs}: must be >= 1")
-        if self.val_every < 1:
-            bad(f"--val-every {self.val_every}: must be >= 1")
-        if self.batch_size < 1 or self.val_batch_size < 1:
-            bad(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.neg_loss not in NEG_MODES:
-            bad(f"--neg-loss {self.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
-        self.alpha_range = tuple(float(a) for a in self.alpha_range)
-        if len(self.alpha_range) != 2 or not 0 <= self.alpha_range[0] <= self.alpha_range[1] <= 1:
-            bad(f"--alpha-range {self.alpha_range}: give LO,HI with 0 <= LO <= HI <= 1")
-        self.scale_range = tuple(float(a) for a in self.scale_range)
-        lo, hi = (self.scale_range + (0.0, 0.0))[:2]
-        if len(self.scale_range) != 2 or not 0.125 <= lo <= hi <= 8:
-            bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
-        if self.scale_range != (1.0, 1.0) and self.crop == 0:
-            bad("--scale-range zooms crops: give a --crop > 0 with it")
-        if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:  # the CLI: even the default
-            bad(ALPHA_WITHOUT_FLY)
-        if self.flips not in FLIPS:
-            bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
-        if self.fit_budget and self.max_minutes <= 0:
-            bad("--fit-budget fits --epochs to --max-minutes: give --max-minutes > 0")
-        if self.on_the_fly and self.originals_only:
-            bad("--on-the-fly and --originals-only exclude each other: choose one")
-        if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
-            bad(f"--batch-size {self.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
-        if not 0 <= self.val_fraction < 1:
-            bad(f"--val-fraction {self.val_fraction}: must be in [0, 1)")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad(f"--device {self.device!r}: choose auto, cpu or cuda")
-        if self.in_memory not in ("auto", "memory", "stream"):
-            bad(f"in_memory {self.in_memory!r}: choose auto, memory or stream")
-        if self.optimizer not in OPTIMIZERS:
-            bad(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if self.lr <= 0:
-            bad(f"--lr {self.lr}: must be > 0")
-        if self.warmup < 0:
-            bad(f"--warmup {self.warmup}: must be >= 0")
-        if not 0 <= self.ema < 1:
-            bad(f"--ema {self.ema}: a decay per step in [0, 1), such as 0.999; 0 = off")
-        try:
-            self.model = model_config(self.model)
-        except (TypeError, ValueError) as e:
-            bad(f"model options: {e}")
-        stride = model_stride(self.model)
-        if self.crop < 0 or self.crop % stride:
-            bad(
-                f"--crop {self.crop}: use a multiple of {stride} (the model's stride), "
-                "or 0 for whole"
-            )
-
-    @property
-    def groups_used(self) -> bool:
-        """Whether L_Neg applies: the store's groups, not the originals alone or fresh samples."""
-        return self.neg_loss != "off" and not self.originals_only and not self.on_the_fly
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
-
-
-def _merge_model(base: dict, new: dict) -> dict:
-    """Model options over the model dict so far; naming another model starts from its defaults
-    (a preset's AFF U-Net widths do not carry over to a peer)."""
-    if new.get("name", base.get("name")) != base.get("name"):
-        return dict(new)
-    return dict(base, **new)
-
-
-def settle_fit_budget(d: dict, given: set[str]) -> None:
-    """A preset's (or a saved run's) --fit-budget yields to an explicit --epochs, or to no
-    --max-minutes, unless --fit-budget itself is given. d: a config dict; given: the options
-    the user gave."""
-    if "fit_budget" not in given and ("epochs" in given or not d["max_minutes"]):
-        d["fit_budget"] = False
-
-
-def make_config(preset: str = "", **overrides) -> TrainConfig:
-    """A TrainConfig from a preset, then explicit overrides (None = not given)."""
-    if preset and preset not in PRESETS:
-        raise TrainError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    d = TrainConfig().to_dict()
-    for k, v in PRESETS.get(preset, {}).items():
-        d[k] = _merge_model(d["model"], v) if k == "model" else v
-    for k, v in overrides.items():
-        if v is None:
-            continue
-        d[k] = _merge_model(d["model"], v) if k == "model" else v
-    settle_fit_budget(d, {k for k, v in overrides.items() if v is not None})
-    if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
-        d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
-    d["preset"] = preset
-    return TrainConfig.from_dict(d)
 
 
 # ----------------------------------------------------------------------------- set-up helpers
@@ -547,8 +367,6 @@ def check_memory(cfg: TrainConfig, model: torch.nn.Module, crop: int, ddp: Dist)
     if ddp.device.type == "cuda":
         free = torch.cuda.mem_get_info(ddp.device)[0]
     else:
-        from trainer.data import available_memory
-
         free = available_memory()
     if need > 0.8 * free:
         fits = max(int(0.8 * free / (need / per_rank)), 0) * ddp.world

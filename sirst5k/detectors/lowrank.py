@@ -1,5 +1,5 @@
 """Low-rank + sparse building blocks and solvers for the patch-based detectors of
-trainer.detectors (IPI, NRAM, RIPT, PSTNN, MSLSTIPT).
+sirst5k.detectors.methods (IPI, NRAM, RIPT, PSTNN, MSLSTIPT).
 
 Conventions
   - Images are float64 in [0, 1] (grey uint8 / 255).
@@ -22,7 +22,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-import scipy.linalg
 
 # --------------------------------------------------------------------------------------------
 # Patches: construction and folding
@@ -129,6 +128,8 @@ def _eig_top(gram: np.ndarray, floor: float = 0.0, count: int | None = None, ful
     """Eigenpairs of a Gram matrix, largest first: those above floor^2 (count None; LAPACK's
     MRRR computes only these) or the `count` largest. `full`: one divide-and-conquer call for
     all, faster when many are wanted."""
+    import scipy.linalg  # here, not at the top: `sirst5k --help` lists the methods without it
+
     n = gram.shape[0]
     if full:
         w, v = scipy.linalg.eigh(gram, driver="evd", check_finite=False)

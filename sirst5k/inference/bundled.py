@@ -1,6 +1,6 @@
 """The model shipped inside the package: `--checkpoint nudt`, and the default of eval/predict.
 
-trainer/weights/nudt.pt is a best.pt of the project's own CPU recipe on NUDT-SIRST's train split
+weights/nudt.pt is a best.pt of the project's own CPU recipe on NUDT-SIRST's train split
 (docs/model-card.md), stripped to the model and its card, weights stored as float16 (1 MB) and
 loaded as float32. The card records how it was made and its metrics: on the NUDT-SIRST test
 split, on SIRST-V2-extra, and on FIXTURE, a small demo set that `sirst5k demo-data` generates
@@ -16,7 +16,7 @@ from pathlib import Path
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 BUNDLED = {"nudt": WEIGHTS / "nudt.pt"}
 DEFAULT = "nudt"
-FIXTURE = dict(n=24, size=96, seed=7, sizes="fixed")  # sirst5k_cli.demo.DemoConfig
+FIXTURE = dict(n=24, size=96, seed=7, sizes="fixed")  # sirst5k.demo.DemoConfig
 
 
 def resolve(checkpoint) -> Path:

@@ -25,6 +25,11 @@ import torch.nn.functional as F
 
 from sirst5k.errors import UserError
 from sirst5k.files import atomic_path
+from sirst5k.inference.runtime import side_by_side
+from sirst5k.inference.tiling import WINDOW, by_shape, default_tiling, tiled
+from trainer.checkpoint import load_model
+from trainer.forward import count_params
+from trainer.nets.aff_unet import set_attention_window
 
 OPSET = 17
 META_WINDOW = "sirst5k.attention_window"  # ONNX metadata: the built-in attention window (0: none)
@@ -80,9 +85,6 @@ def export_onnx(
     a summary dict."""
     import onnx
 
-    from trainer.evaluate import WINDOW
-    from trainer.model import count_params, load_model, set_attention_window
-
     model, ckpt = load_model(checkpoint, "cpu")
     window = WINDOW if window is None else window
     window = window if set_attention_window(model, window) else 0
@@ -135,8 +137,6 @@ class OnnxPredictor:
 
     def __init__(self, path: str | Path, tile=None, halo=None, window: int | None = None):
         """window: None, or the one built into the file (anything else cannot be honoured)."""
-        from trainer.evaluate import default_tiling
-
         self.session = session(path)
         self.lanes = torch.get_num_threads()
         self.single = session(path, threads=1) if self.lanes > 1 else None
@@ -156,8 +156,6 @@ class OnnxPredictor:
         self.info |= {"tile_halo": self.halo, "attention_window": window or None}
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
-        from trainer.evaluate import by_shape, side_by_side, tiled
-
         def predict(sess, frames: list[np.ndarray]) -> list[np.ndarray]:
             def run(batch: np.ndarray) -> np.ndarray:
                 return sess.run(None, {"image": batch[:, None].astype(np.float32)})[0][:, 0]

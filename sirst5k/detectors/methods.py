@@ -13,7 +13,7 @@ A threshold t other than 0.5 thus means score > 2 t T, which is what the ROC swe
 A map with T <= 0 (a flat image) gives prob = (score > T), all zero for a flat map.
 
 Adding a method = one function and one DETECTORS entry; eval does not change. The patch-based
-low-rank methods (IPI, NRAM, RIPT, PSTNN, MSLSTIPT) build on trainer.lowrank (patch images and
+low-rank methods (IPI, NRAM, RIPT, PSTNN, MSLSTIPT) build on lowrank.py (patch images and
 tensors, folding, SVT, t-SVD, the structure-tensor priors and the solvers); their score map is
 the sparse (target) part folded back to the image by the median of the overlapping patches,
 negative values (dark structures) clipped to 0. docs/evaluation.md lists every method's
@@ -29,8 +29,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from sirst5k.detectors import lowrank as lr
 from sirst5k.errors import UserError
-from trainer import lowrank as lr
 
 TOPHAT_SIZE = 5  # white top-hat, 5x5 square structuring element
 MAXMEDIAN_SIZE = 15  # Max-Median window (Deshpande et al. 1999)
@@ -296,7 +296,7 @@ def tllcm(image: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Low-rank + sparse decompositions (solvers in trainer.lowrank)
+# Low-rank + sparse decompositions (solvers in sirst5k.detectors.lowrank)
 
 # Patch sizes and steps are the papers'; iteration caps (max_iter) and the first penalty mu0 keep
 # one 256 x 256 image near 0.5 s on one busy CPU core (docs/evaluation.md: what each changes).

@@ -16,22 +16,13 @@ are multiples of `model.stride` avoid the floor of odd poolings and are what tra
 
 from __future__ import annotations
 
-import hashlib
-import os
-import platform
-import re
-import shutil
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sirst5k.errors import CheckpointError, UserError
-from sirst5k.files import atomic_path
-
-SCHEMA = "sirst5k-checkpoint/1"
+from sirst5k.errors import UserError
 
 
 @dataclass
@@ -161,7 +152,7 @@ class DecoderNode(nn.Module):
 
 
 class AFFUNet(nn.Module):
-    Config = ModelConfig  # the registry's interface (trainer/peers.py)
+    Config = ModelConfig  # the registry's interface (trainer/registry.py)
     stride = 16
     paper = "Lu et al., SIRST-5K (the AFF U-Net of section III-C)"
     reported_m = None
@@ -231,178 +222,3 @@ def set_attention_window(model: nn.Module, px: int) -> bool:
     for level, node in enumerate(model.decoder if nodes else []):
         node.aff.channel.window = px >> level
     return bool(nodes)
-
-
-def build_model(cfg: ModelConfig | dict | None = None) -> nn.Module:
-    """The AFF U-Net of a ModelConfig, or the model a config dict names: its "name" picks one of
-    trainer.peers.MODELS ("aff-unet" when absent, as in every older config and checkpoint)."""
-    if cfg is None:
-        cfg = ModelConfig()
-    if isinstance(cfg, ModelConfig):
-        return AFFUNet(cfg)
-    from trainer.peers import build
-
-    return build(cfg)
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def resolve_device(name: str) -> str:
-    """--device auto|cpu|cuda[:N] to a torch device name; auto takes a visible GPU."""
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: no CUDA device is visible; use --device cpu")
-    return name
-
-
-def pad_to_stride(x: torch.Tensor, stride: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Zero-pad (B, C, H, W) at the bottom/right up to multiples of stride; returns (x, (H, W))."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % stride, (-w) % stride
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph))
-    return x, (h, w)
-
-
-def bf16_supported(device: str, cpuinfo: str | None = None) -> bool:
-    """Whether bf16 autocast is fast on this device: a CUDA GPU with bf16, or a CPU with bf16
-    instructions (the avx512_bf16 or amx_bf16 flag of /proc/cpuinfo, or `cpuinfo`), without
-    which oneDNN emulates it more slowly than float32. (torch's own check asks only for
-    AVX-512.) Elsewhere than Linux: False."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    return bool(cpu_fields(cpuinfo)["flags"] & {"avx512_bf16", "amx_bf16"})
-
-
-def cpu_fields(cpuinfo: str | None = None) -> dict:
-    """The first processor's fields of /proc/cpuinfo (or of `cpuinfo`), "flags" as a set; on
-    a system without that file, only an empty "flags"."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    fields = {}
-    for key, value in re.findall(r"^([^:\n]*?)\s*:(.*)$", cpuinfo, re.M):
-        fields.setdefault(key.strip(), value.strip())
-    fields["flags"] = set(fields.get("flags", "").split())
-    return fields
-
-
-# the instructions that decide CPU speed here: oneDNN's fp32 (avx2, avx512f), bf16 and int8 paths
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16")
-
-
-def describe_cpu(cpuinfo: str | None = None) -> str:
-    """One line that tells two CPUs apart in benchmark and run records: model name, family and
-    model numbers, the SPEED_FLAGS it has, the logical cores, e.g. "AMD EPYC (family 25 model
-    1), avx2, 2 cores". The same x86_64 VM can land on CPUs that differ by 1.3x (see
-    docs/results.md), so every timing records this."""
-    f = cpu_fields(cpuinfo)
-    name = f.get("model name") or platform.processor() or platform.machine()
-    if "cpu family" in f and "model" in f:
-        name += f" (family {f['cpu family']} model {f['model']})"
-    isa = [x for x in SPEED_FLAGS if x in f["flags"]]
-    return ", ".join([name, *isa, f"{os.cpu_count()} cores"])
-
-
-@torch.inference_mode()
-def predict_probs(
-    model: nn.Module, x: torch.Tensor, amp: bool = False, channels_last: bool = False
-) -> torch.Tensor:
-    """Main-head probabilities (B, H, W) float32 of raw 0..255 images x (B, 1, H, W) already on
-    the model's device: zero-padded to the model's stride, sigmoid, cropped back. The one
-    inference path of validation, eval and predict; the caller sets eval mode. amp: bf16
-    autocast on x's device (CUDA or CPU)."""
-    h, w = x.shape[-2:]
-    x, _ = pad_to_stride(x.float(), model.stride)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    with torch.autocast(x.device.type, torch.bfloat16, enabled=amp):
-        logits = model(x)[0]
-    return torch.sigmoid(logits.float())[:, 0, :h, :w]
-
-
-def tensor_digest(obj) -> str:
-    """sha256 over every tensor and number in a (nested) checkpoint entry, in key order."""
-    h = hashlib.sha256()
-
-    def walk(o) -> None:
-        if isinstance(o, torch.Tensor):
-            t = o.detach().cpu().contiguous()
-            h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-        elif isinstance(o, dict):
-            for k in sorted(o, key=str):
-                h.update(str(k).encode())
-                walk(o[k])
-        elif isinstance(o, list | tuple):
-            for v in o:
-                walk(v)
-        else:
-            h.update(repr(o).encode())
-
-    walk(obj)
-    return h.hexdigest()
-
-
-DIGESTED = ("model", "optimizer")  # what a checkpoint's digest covers
-
-
-def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
-    """Write a checkpoint dict atomically (a temporary file beside it, then os.replace), with a
-    digest of its model and optimizer tensors that read_checkpoint checks."""
-    ckpt = dict(ckpt, digest=tensor_digest({k: ckpt[k] for k in DIGESTED if k in ckpt}))
-    with atomic_path(path, force=True) as tmp:
-        try:
-            torch.save(ckpt, tmp)
-        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) so
-            free = shutil.disk_usage(Path(path).parent).free / 1e6
-            raise CheckpointError(
-                f"{path}: could not be written ({str(e).splitlines()[0][:80]}; {free:.1f} MB "
-                "free: No space left on device?); the previous checkpoint is kept"
-            ) from None
-
-
-FIX_TRAIN = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"
-
-
-def read_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu", fix: str = FIX_TRAIN
-) -> dict:
-    """torch.load(weights_only=True) with one-line errors that name the file and the fix."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint; {fix}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:  # truncated zip, pickle of forbidden objects, random bytes...
-        why = "corrupt, truncated or not a torch file"
-        raise CheckpointError(f"{path}: not a readable checkpoint ({why}); {fix}") from e
-    if not isinstance(ckpt, dict) or ckpt.get("schema") != SCHEMA:
-        got = ckpt.get("schema") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: not a {SCHEMA} checkpoint (schema={got!r}); {fix}")
-    if "model" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{path}: checkpoint lacks 'model'/'model_config'; {fix}")
-    digest = ckpt.get("digest")
-    if digest is not None and digest != tensor_digest({k: ckpt[k] for k in DIGESTED if k in ckpt}):
-        raise CheckpointError(f"{path}: damaged (its tensors do not match its digest); {fix}")
-    return ckpt
-
-
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a checkpoint; return (model in eval mode on device, checkpoint dict)."""
-    ckpt = read_checkpoint(path, device)
-    try:
-        model = build_model(dict(ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
-    except (ValueError, TypeError, RuntimeError) as e:
-        msg = str(e).splitlines()[0]
-        raise CheckpointError(
-            f"{path}: checkpoint does not fit this sirst5k's model ({msg[:120]}); "
-            "retrain it with this version's `sirst5k train`"
-        ) from e
-    return model.to(device).eval(), ckpt

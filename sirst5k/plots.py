@@ -21,7 +21,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from trainer.metrics import match_batch
+from sirst5k.files import atomic_path
+from sirst5k.metrics import match_batch
 
 BLUE = (178, 114, 0)  # BGR of Okabe-Ito blue (0, 114, 178)
 ORANGE = (0, 159, 230)
@@ -190,8 +191,6 @@ def legend(width: int, height: int = 20) -> np.ndarray:
 
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """cv2.imwrite that works with any path, atomically (encode, write beside, rename)."""
-    from sirst5k.files import atomic_path
-
     ok, buf = cv2.imencode(".png", array)
     if not ok:
         raise OSError(f"{path}: could not encode PNG")

@@ -1,0 +1,225 @@
+"""The Python API: what each `sirst5k` command does, as one function call.
+
+    import sirst5k
+
+    sirst5k.synthesize("path/to/NUDT-SIRST", "data/nudt.h5")                   # sirst5k synth
+    summary = sirst5k.train("data/nudt.h5", "runs/nudt", preset="cpu30")       # sirst5k train
+    report = sirst5k.evaluate("path/to/NUDT-SIRST", checkpoint="runs/nudt/best.pt")  # eval
+    model = sirst5k.load_model("runs/nudt/best.pt")                            # a torch module
+
+The commands are thin wrappers over these functions: the same defaults, the same checks, the
+same errors (sirst5k.errors.SirstError, whose message is the one line the CLI prints). The
+modules that import torch (trainer, sirst5k.evaluation, sirst5k.inference) are imported inside
+the functions that need them, so `import sirst5k` and the CLI start fast.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sirst5k.errors import UserError
+from sirst5k.inference.bundled import BUNDLED, resolve
+from sirst5k.store import check_file
+from sirst5k.synth import SynthConfig, build_store
+
+PathLike = str | os.PathLike
+
+
+def synthesize(
+    source: PathLike,
+    out: PathLike,
+    *,
+    alpha: float = 0.1,
+    s: int = 3,
+    grid: int = 8,
+    sigma: float = 50.0,
+    mu: float = 255.0,
+    resize: str = "bilinear",
+    label: str = "rotate",
+    seed: int = 0,
+    split: PathLike | Sequence[PathLike] | None = None,
+    force: bool = False,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+    compress: str = "none",
+) -> dict[str, Any]:
+    """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
+
+    The options are the paper's (alpha Eq. 3, s Eq. 4, grid/sigma/mu Eq. 1); docs/synthesis.md.
+    `split`: None (split files found in SOURCE), a folder or one file (like `--split X`), or
+    [train_file, test_file] (like `--split TRAIN --split TEST`). The summary names the split
+    files used (train_split, test_split) and lists `warnings`. `compress`: the images'
+    lossless filter, "none", "lzf" or "gzip-1".."gzip-9" (docs/store.md).
+    """
+    cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
+    return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
+
+
+def train(
+    store: PathLike | None = None,
+    out: PathLike | None = None,
+    *,
+    preset: str = "",
+    resume: PathLike | None = None,
+    force: bool = False,
+    hooks: Any = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Train the AFF U-Net on a store into the run folder OUT; return the run's summary.
+
+    options are TrainConfig's fields (epochs, batch_size, neg_loss, on_the_fly, model=dict(...),
+    ...; docs/training.md); a preset fills the ones not given. resume=DIR continues that run.
+    model=dict(name="acm") trains a peer of trainer.registry.MODELS instead (its own defaults; the
+    checkpoint records the name, so evaluate/predict/load_model need nothing more).
+    """
+    from trainer.config import train_config
+    from trainer.train import train as run_training
+
+    cfg, ckpt = train_config(store, out, preset=preset, resume=resume, **options)
+    check_file(cfg.store).close()
+    return run_training(cfg, resume=ckpt, force=force, hooks=hooks)
+
+
+def evaluate(
+    data: PathLike,
+    *,
+    checkpoint: PathLike | None = None,
+    method: str | None = None,
+    out: PathLike | None = None,
+    split: PathLike | None = None,
+    threshold: float | None = None,
+    device: str = "auto",
+    k: float | None = None,
+    batch_size: int | None = None,
+    tile: int | None = None,
+    tile_halo: int | None = None,
+    tta: bool = False,
+    attention_window: int | None = None,
+    precision: str | None = None,
+    legacy_fa: bool = False,
+    worst: int = 8,
+    skip_bad: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Score a checkpoint or a classical method on DATA's test images (a store or a dataset
+    folder); write metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays into OUT
+    (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
+    progress(n, total) is called as batches of n images are done. A network runs frames with a
+    side over `tile` px in tiles with `tile_halo` px of context (None: the defaults of
+    sirst5k.inference.tiling); the AFF U-Net's channel attention pools over `attention_window` px
+    cells (None: sirst5k.inference.tiling.WINDOW; 0: the whole input); `tta` averages a network
+    over the 8 flips and rotations of each image (those it was trained on, for --flips
+    hv/h); `precision` "bf16" runs a .pt network in bf16 autocast (None: "fp32"); a pixel
+    is target when the network's probability is > `threshold` (None: 0.5). Network options
+    are refused with a method."""
+    from sirst5k import evaluation
+    from sirst5k.inference.predictors import make_predictor
+
+    predictor = make_predictor(
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
+    )
+    threshold = 0.5 if threshold is None else threshold
+    if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
+        path = Path(predictor.info.get("checkpoint", ""))
+        bundled = not checkpoint or path in BUNDLED.values()
+        out = Path("runs") / f"eval-{method or path.stem}" if bundled else path.parent / "eval"
+    source = evaluation.open_data(data, split, skip_bad)
+    step = (lambda n: progress(n, source.n)) if progress else None
+    report = evaluation.evaluate(
+        source, predictor, Path(out), threshold, legacy_fa, batch_size, worst, progress=step
+    )
+    return report | {"out": str(out)}
+
+
+def predict(
+    images: PathLike | list[PathLike],
+    out: PathLike,
+    *,
+    checkpoint: PathLike | None = None,
+    method: str | None = None,
+    threshold: float | None = None,
+    device: str = "auto",
+    k: float | None = None,
+    batch_size: int | None = None,
+    tile: int | None = None,
+    tile_halo: int | None = None,
+    tta: bool = False,
+    attention_window: int | None = None,
+    precision: str | None = None,
+    limit: int | None = None,
+    overlay: bool = True,
+    skip_bad: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write OUT/<name>.png target masks (0/255, each image's size) for IMAGES (files or
+    folders, searched recursively), and overlays; return a summary."""
+    from sirst5k import evaluation
+    from sirst5k.inference.predictors import make_predictor
+
+    inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
+    predictor = make_predictor(
+        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
+    )
+    threshold = 0.5 if threshold is None else threshold
+    return evaluation.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
+                      batch_size, progress=progress)  # fmt: skip
+
+
+def export(
+    checkpoint: PathLike,
+    out: PathLike,
+    *,
+    opset: int = 17,
+    attention_window: int | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Write the checkpoint's model as ONNX (sirst5k/inference/export.py), the AFF U-Net's attention
+    window built in; an existing OUT is replaced only with `force`. Return a summary with the
+    largest difference from PyTorch on odd-sized inputs (None without ONNX Runtime)."""
+    from sirst5k.inference.export import export_onnx
+
+    if Path(out).exists() and not force:
+        raise UserError(f"{out} exists; pass --force to replace it, or choose another -o")
+    return export_onnx(resolve(checkpoint), out, opset, attention_window)
+
+
+def load_model(checkpoint: PathLike, device: str = "cpu"):
+    """The trained network of a checkpoint (the AFF U-Net or the peer its model_config names),
+    in eval mode on `device` (weights_only loading).
+
+    It takes raw 0..255 grey images (B, 1, H, W) as float and returns a list of logits, the
+    full-resolution one first; trainer.forward.predict_probs turns them into probabilities.
+    """
+    from trainer.checkpoint import load_model as load
+    from trainer.forward import resolve_device
+
+    return load(resolve(checkpoint), resolve_device(device))[0]
+
+
+def compare(
+    data: PathLike,
+    *,
+    checkpoints: list[PathLike] = (),
+    methods: list[str] = (),
+    out: PathLike = "runs/compare",
+    split: PathLike | None = None,
+    device: str = "auto",
+    k: dict[str, float] | None = None,
+    threshold: float | None = None,
+    tta: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Evaluate every checkpoint (a run folder means its best.pt) and classical method on the
+    same DATA with the same metrics, like the paper's Table I; write OUT/compare.csv and
+    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k, `threshold`
+    and `tta` apply to the networks. Every entry is loaded and checked before any runs. A
+    checkpoint is named by its run folder, with as many parent folders as make the names
+    unique. Returns one row per entry."""
+    from sirst5k import evaluation
+
+    return evaluation.compare(data, checkpoints=checkpoints, methods=methods, out=Path(out),
+                              split=split, device=device, k=k, threshold=threshold, tta=tta,
+                              progress=progress)  # fmt: skip

@@ -1,0 +1,194 @@
+"""Predictors: what eval, predict and compare run on images. Each is a callable from a list of
+grey uint8 (H, W) frames to their probability maps (float32, same sizes), with `name`, `info`,
+`params`, `device` and `lanes`:
+
+- ModelPredictor: a .pt checkpoint (pad to the stride, sigmoid, crop back; tiles; bf16);
+- OnnxPredictor (inference/export.py): an exported .onnx model on ONNX Runtime;
+- MethodPredictor: a classical detector (sirst5k.detectors);
+- TTAPredictor: a network's mean over the flips and rotations it was trained on.
+
+make_predictor builds one from the options the commands share, refusing bad values and options
+that would be ignored before anything runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sirst5k.detectors.methods import detect, get_detector
+from sirst5k.errors import UserError
+from sirst5k.inference.bundled import default_checkpoint, resolve
+from sirst5k.inference.export import OnnxPredictor
+from sirst5k.inference.runtime import LANES, check_precision, side_by_side
+from sirst5k.inference.tiling import (
+    TILE_STEP,
+    WINDOW,
+    by_shape,
+    check_tiling,
+    default_tiling,
+    tiled,
+)
+from trainer.checkpoint import load_model
+from trainer.forward import count_params, predict_probs, resolve_device
+from trainer.nets.aff_unet import set_attention_window
+
+
+def decision_rule(predictor, threshold: float) -> str:
+    """How a predictor's pixels are decided, for summaries: a method's k or the threshold."""
+    if isinstance(predictor, MethodPredictor):
+        return f"k {predictor.k:g} (T = mean + k std)"
+    return f"threshold {threshold:g}"
+
+
+class MethodPredictor:
+    """A classical detector of sirst5k.detectors.methods as a predictor."""
+
+    def __init__(self, name: str, k: float | None = None):
+
+        self.detector = get_detector(name)
+        self.name, self.params, self.device = name, None, "cpu"
+        self.k = self.detector.k if k is None else float(k)
+        self.info = {"method": name, "k": self.k}
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+
+        return [detect(self.name, im, self.k) for im in images]
+
+
+class ModelPredictor:
+    """A trained checkpoint as a predictor: pad to the stride, sigmoid, crop back; frames
+    larger than `tile` px run in tiles (tiled). channels_last memory; `precision` "bf16":
+    bf16 autocast. On the CPU several frames run side by side (`lanes` at a time, the
+    threads shared out among them), as OnnxPredictor does; a lone frame runs on all threads."""
+
+    def __init__(self, checkpoint, device="auto", tile=None, halo=None, window=WINDOW,
+                 precision="fp32"):  # fmt: skip
+
+        device = resolve_device(device)
+        self.amp = check_precision(precision, device)
+        self.model, ckpt = load_model(checkpoint, device)
+        self.model.to(memory_format=torch.channels_last)
+        self.device, self.name = device, Path(checkpoint).name
+        self.lanes = min(torch.get_num_threads(), LANES) if device == "cpu" else 1
+        self.params = count_params(self.model)
+        windowed = set_attention_window(self.model, window) and window > 0
+        self.tile, self.halo = default_tiling(tile, halo, windowed)
+        self.info = {"checkpoint": str(checkpoint), "epoch": ckpt.get("epoch")}
+        self.info |= {"best": ckpt.get("best"), "tile": self.tile, "tile_halo": self.halo}
+        self.info["attention_window"] = window if windowed else None
+        self.info["precision"] = precision
+        self.flips = ckpt.get("config", {}).get("flips", "d4")  # what --tta may average
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+
+        def run(batch: np.ndarray) -> np.ndarray:  # (B, H, W) uint8 -> (B, H, W) probabilities
+            x = torch.from_numpy(batch)[:, None].to(self.device)
+            return predict_probs(self.model, x, self.amp, channels_last=True).cpu().numpy()
+
+        one = tiled(run, self.tile, self.halo)
+        if self.lanes < 2 or len(images) < 2:
+            return by_shape(images, one)
+        n = torch.get_num_threads()
+        try:  # the workers' count also becomes the default of threads started later: restored
+            return side_by_side(lambda im: one(im[None])[0], images, self.lanes, n // self.lanes)
+        finally:
+            torch.set_num_threads(n)
+
+
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips and 90-degree rotations (k in 0..7): transposed when k & 4, then
+    rotated k & 3 quarter turns counter-clockwise."""
+    return np.rot90(image.T if k & 4 else image, k & 3)
+
+
+def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of dihedral(., k)."""
+    back = np.rot90(image, -(k & 3))
+    return back.T if k & 4 else back
+
+
+# the views (k of dihedral) that TTA averages for a network trained with each set of
+# --flips (trainer.data.FLIPS): only orientations it has seen (k = 5 is the up-down flip,
+# 7 the left-right one, 2 both)
+TTA_VIEWS = {"d4": tuple(range(8)), "hv": (0, 2, 5, 7), "h": (0, 7), "none": (0,)}
+
+
+class TTAPredictor:
+    """Test-time augmentation: a network's mean probability over the flips and 90-degree
+    rotations of each image that it was trained on (`views`, the k of dihedral; all 8 for the
+    default --flips d4, 8x the time). Chosen on validation: docs/evaluation.md."""
+
+    def __init__(self, base, views=TTA_VIEWS["d4"]):
+        self.base, self.name, self.params, self.views = base, base.name, base.params, views
+        self.device, self.info = base.device, base.info | {"tta": len(views)}
+        self.lanes = getattr(base, "lanes", 1)  # the base runs each view's frames side by side
+
+    def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
+        total = [np.zeros(im.shape, np.float32) for im in images]
+        for k in self.views:
+            probs = self.base([np.ascontiguousarray(dihedral(im, k)) for im in images])
+            for t, p in zip(total, probs, strict=True):
+                t += undo_dihedral(p, k)
+        return [t / len(self.views) for t in total]
+
+
+def make_predictor(
+    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=None,
+    tta=False, threshold=None, precision=None,
+):  # fmt: skip
+    """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
+    "nudt"), or a classical method; with neither, the bundled model (sirst5k/inference/bundled.py).
+    A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
+    the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
+    WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
+    network over the flips and rotations it was trained on (TTAPredictor); `precision`
+    "bf16" runs a .pt network in bf16 autocast (None: "fp32"). `threshold` is only checked here:
+    a network's option, refused with a method (None: not given). Bad values and options that
+    would be ignored are refused here, before anything runs."""
+
+    check_tiling(tile, halo)
+    given = {"--tile": tile, "--tile-halo": halo, "--attention-window": window,
+             "--threshold": threshold, "--tta": tta or None,
+             "--precision": precision}  # fmt: skip
+    if window is not None and (window < 0 or window % TILE_STEP):
+        raise UserError(f"--attention-window {window}: use a multiple of {TILE_STEP} (0 = none)")
+    if checkpoint is None and method is None:
+        checkpoint = default_checkpoint()
+        if checkpoint is None:
+            raise UserError("give --checkpoint CKPT or --method NAME (no bundled model here)")
+    if checkpoint is not None and method is not None:
+        raise UserError("give exactly one of --checkpoint CKPT or --method NAME")
+    if checkpoint is not None:
+        checkpoint = resolve(checkpoint)
+    if method is not None:
+        for name, v in given.items():
+            if v is not None:
+                hint = " (a method's threshold is --k)" if name == "--threshold" else ""
+                raise UserError(f"{name} is a network's option: not for --method{hint}")
+        return MethodPredictor(method, k)
+    if k is not None:
+        raise UserError("--k sets a classical method's threshold: use it with --method only")
+    if Path(checkpoint).suffix.lower() == ".onnx":  # an exported model: ONNX Runtime
+        if precision not in (None, "fp32"):
+            raise UserError(
+                f"{checkpoint}: an .onnx model runs in fp32 on ONNX Runtime; for --precision "
+                f"{precision} give the .pt checkpoint it was exported from"
+            )
+        predictor = OnnxPredictor(checkpoint, tile, halo, window)
+    else:
+        window = WINDOW if window is None else window
+        predictor = ModelPredictor(checkpoint, device, tile, halo, window, precision or "fp32")
+    if not tta:
+        return predictor
+    return TTAPredictor(predictor, TTA_VIEWS[predictor.flips])
+
+
+def default_batch(predictor) -> int:
+    """16 on a GPU; on the CPU as many frames as the predictor runs side by side, 1 for a
+    classical method."""
+    if getattr(predictor, "device", "cpu").startswith("cuda"):
+        return 16
+    return getattr(predictor, "lanes", 1)

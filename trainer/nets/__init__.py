@@ -1,0 +1,3 @@
+"""The networks, one file each: the AFF U-Net of SIRST-5K (aff_unet.py) and the field's CNN peers
+(acm, alcnet, dna_net, istdu_net, uiu_net), with the blocks the peers share in layers.py.
+trainer/registry.py names them."""
