@@ -45,6 +45,15 @@ def synthesize(
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
     compress: str = "none",
+    backgrounds: PathLike | None = None,
+    implants: int | None = None,
+    bg_negatives: int | None = None,
+    bg_crop: int = 256,
+    per_frame: tuple[int, int] = (1, 3),
+    gain: tuple[float, float] = (0.3, 1.0),
+    zoom: tuple[float, float] = (1.0, 1.0),
+    margin: int = 3,
+    noise_from: PathLike | None = None,
 ) -> dict[str, Any]:
     """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
 
@@ -53,8 +62,19 @@ def synthesize(
     [train_file, test_file] (like `--split TRAIN --split TEST`). The summary names the split
     files used (train_split, test_split) and lists `warnings`. `compress`: the images'
     lossless filter, "none", "lzf" or "gzip-1".."gzip-9" (docs/store.md).
+
+    For the deployment sensor (docs/synthesis.md): `backgrounds`, a folder of its target-free
+    frames, adds `implants` crops of `bg_crop` px with `per_frame` training targets implanted
+    (signal over local background times a `gain`, zoomed by `zoom`, `margin` px of background
+    cut around each) and `bg_negatives` crops left as they are; `noise_from`, a folder of its
+    frames, is where Eq. 1's noise cells come from.
     """
-    cfg = SynthConfig(alpha, s, grid, sigma, mu, resize, label, seed)
+    cfg = SynthConfig(
+        alpha, s, grid, sigma, mu, resize, label, seed,
+        backgrounds=str(backgrounds) if backgrounds else None, implants=implants,
+        bg_negatives=bg_negatives, bg_crop=bg_crop, per_frame=per_frame, gain=gain, zoom=zoom,
+        margin=margin, noise_from=str(noise_from) if noise_from else None,
+    )  # fmt: skip
     return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
 
 

@@ -17,7 +17,7 @@ import cv2
 import h5py
 import numpy as np
 
-from sirst5k import store
+from sirst5k import plots, store
 from sirst5k.errors import StoreError
 
 BLOCK_BYTES = 32 << 20  # pixels read per call (whole rows, at least one)
@@ -60,35 +60,49 @@ def _check_columns(g: h5py.Group, n_sources: int, canvas: tuple[int, int], name:
     size = c["size"]
     if len(size) and ((size < 1).any() or (size > np.array(canvas)).any()):
         raise StoreError(f"/{name}/size: sizes outside 1..{canvas} (the canvas attribute)")
-    if len(c["source"]) and ((c["source"] < 0) | (c["source"] >= n_sources)).any():
+    source = c["source"]
+    if "kind" in c:  # a background crop comes from no source image
+        source = source[c["kind"] != store.KIND_BACKGROUND]
+    if len(source) and ((source < 0) | (source >= n_sources)).any():
         raise StoreError(f"/{name}/source: index outside /sources/name ({n_sources})")
     return c
 
 
-def _check_train(c: dict, targets: list[int]) -> tuple[int, int]:
+def _check_train(c: dict, targets: list[int], n_frames: int) -> tuple[int, int]:
     kind = c["kind"]
-    orig = kind == store.KIND_ORIGINAL
-    n_orig = int(orig.sum())
-    if not orig[:n_orig].all() or not (kind[n_orig:] == store.KIND_NEGATIVE).all():
-        raise StoreError("/train/kind: originals must come first, then negatives only")
-    for key in ("target", "rotation", "group", "noise_source"):
+    n_orig = int((kind == store.KIND_ORIGINAL).sum())
+    n_neg = int((kind == store.KIND_NEGATIVE).sum())
+    deploy = np.isin(kind[n_orig + n_neg :], (store.KIND_IMPLANT, store.KIND_BACKGROUND))
+    if (
+        not (kind[:n_orig] == store.KIND_ORIGINAL).all()
+        or not (kind[n_orig : n_orig + n_neg] == store.KIND_NEGATIVE).all()
+        or not deploy.all()
+    ):
+        raise StoreError(
+            "/train/kind: originals must come first, then negatives, then implanted and "
+            "background crops"
+        )
+    for key in ("target", "rotation", "group", "noise_source", "background", "noise_frame"):
         if (c[key][:n_orig] != -1).any():
             raise StoreError(f"/train/{key}: originals must hold -1")
+    bg = c["background"][n_orig + n_neg :]
+    if len(bg) and ((bg < 0) | (bg >= n_frames)).any():
+        raise StoreError(f"/train/background: index outside /frames/name ({n_frames})")
     z = int(sum(targets[:n_orig]))
-    n_neg = len(kind) - n_orig
     if n_neg != 4 * z:
         raise StoreError(f"{n_neg} negatives, expected 4 x {z} targets of the originals")
-    grp = c["group"][n_orig:]
+    grp = c["group"][n_orig : n_orig + n_neg]
     if n_neg:
         ids, counts = np.unique(grp, return_counts=True)
         if (counts != 4).any() or ids[0] < 0:
             raise StoreError("/train/group: every group id must be used by exactly 4 negatives")
-        order = np.lexsort((c["rotation"][n_orig:], grp))
-        rot = c["rotation"][n_orig:][order].reshape(-1, 4)
+        neg = slice(n_orig, n_orig + n_neg)
+        order = np.lexsort((c["rotation"][neg], grp))
+        rot = c["rotation"][neg][order].reshape(-1, 4)
         if (rot != np.array([0, 90, 180, 270])).any():
             raise StoreError("/train/rotation: a group lacks one of 0/90/180/270")
         for key in ("source", "target"):
-            v = c[key][n_orig:][order].reshape(-1, 4)
+            v = c[key][neg][order].reshape(-1, 4)
             if (v != v[:, :1]).any():
                 raise StoreError(f"/train/{key}: differs within a group of 4 rotations")
     return n_orig, z
@@ -115,7 +129,9 @@ def verify(path: str | Path) -> dict:
             n_orig = int((ct["kind"] == store.KIND_ORIGINAL).sum())  # originals come first
             targets = _check_pixels(f["train"], "train", ct, n_orig, path)
             _check_pixels(f["test"], "test", ce, 0, path)
-            n_orig, z = _check_train(ct, targets)
+            n_frames = len(f["frames/name"]) if "frames" in f else 0
+            n_orig, z = _check_train(ct, targets, n_frames)
+            kind = ct["kind"]
             pixels = 2 * (len(f["train/image"]) + len(f["test/image"]))
             summary = {
                 "store": str(path),
@@ -124,7 +140,10 @@ def verify(path: str | Path) -> dict:
                 "train": n_train,
                 "originals": n_orig,
                 "targets": z,
-                "negatives": n_train - n_orig,
+                "negatives": int((kind == store.KIND_NEGATIVE).sum()),
+                "implants": int((kind == store.KIND_IMPLANT).sum()),
+                "implanted": len(f["implants/row"]) if "implants" in f else 0,
+                "backgrounds": int((kind == store.KIND_BACKGROUND).sum()),
                 "test": n_test,
                 "seed": int(f.attrs["seed"]),
                 "source": str(f.attrs["source"]),
@@ -144,3 +163,37 @@ def verify(path: str | Path) -> dict:
     except (OSError, KeyError, ValueError, TypeError) as e:  # damaged metadata, wrong types
         raise StoreError(f"{path}: damaged or not a valid store ({type(e).__name__}: {e})") from e
     return summary
+
+
+def write_gallery(path: str | Path, out: str | Path, seed: int = 0) -> dict:
+    """A picture of what synth made, to look at before training on it (`inspect --gallery`):
+    an original and its 4 rotated negatives, implanted crops and background crops, each with
+    its mask outlined and a zoomed window on a target. Returns what it shows."""
+    train = store.read_split(path, "train")  # every row checked against its digest
+    kind, group = train.columns["kind"], train.columns["group"]
+    rng = np.random.default_rng(seed)
+    names = {store.KIND_IMPLANT: "implanted", store.KIND_BACKGROUND: "background"}
+    picks: list[tuple[str, int]] = []
+    neg = np.flatnonzero(kind == store.KIND_NEGATIVE)
+    if len(neg):
+        g = int(group[neg[rng.integers(len(neg))]])
+        members = np.flatnonzero(group == g)
+        src = int(train.columns["source"][members[0]])
+        orig = np.flatnonzero((kind == store.KIND_ORIGINAL) & (train.columns["source"] == src))
+        picks += [("original", int(r)) for r in orig[:1]]
+        rot = train.columns["rotation"]
+        picks += [(f"negative, rotated {int(rot[r])}", int(r)) for r in members]
+    else:
+        orig = np.flatnonzero(kind == store.KIND_ORIGINAL)
+        picks += [("original", int(r)) for r in rng.choice(orig, min(3, len(orig)), False)]
+    for k, count in ((store.KIND_IMPLANT, 5), (store.KIND_BACKGROUND, 3)):
+        rows = np.flatnonzero(kind == k)
+        picks += [
+            (names[k], int(r)) for r in np.sort(rng.choice(rows, min(count, len(rows)), False))
+        ]
+    tiles = []
+    for title, r in picks:
+        image, mask = train.row(r)
+        tiles.append(plots.sample_tile(f"{title} (row {r})", image, mask))
+    plots.write_png(out, plots.gallery(tiles))
+    return {"gallery": str(out), "rows": [r for _, r in picks]}

@@ -442,3 +442,45 @@ def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path
             f"no image files ({', '.join(IMAGE_EXTS)}) in {', '.join(map(str, inputs))}"
         )
     return found
+
+
+def find_frames(root: str | Path, option: str = "--backgrounds") -> list[Path]:
+    """The image files of a folder of target-free frames: ROOT/images/ (or mixed/) when there
+    is one, else ROOT itself; sorted, not recursive. Refused: a missing or empty folder, and a
+    folder whose masks mark targets (these frames must hold none)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"{option} {root}: no such folder of target-free frames")
+    folder = _first_dir(root, IMAGE_DIRS) or root
+    frames = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTS)
+    if not frames:
+        raise UserError(
+            f"{option} {root}: no frames ({', '.join(IMAGE_EXTS)}) in {folder}; give a folder "
+            "of target-free frames of your sensor"
+        )
+    mask_dir = _first_dir(root, MASK_DIRS)
+    for mask in sorted(mask_dir.iterdir()) if mask_dir else []:
+        if mask.suffix.lower() in IMAGE_EXTS and read_mask(mask).any():
+            raise UserError(
+                f"{option} {root}: {mask} marks targets, but these frames must hold none; give "
+                "a folder of target-free frames (the labelled ones are the SOURCE)"
+            )
+    return frames
+
+
+def read_frames(
+    paths: list[Path], min_side: int = 0, option: str = "--backgrounds", fix: str = ""
+) -> list[np.ndarray]:
+    """Decode frames as grey uint8 (16-bit and RGB converted as for sources); refuse one whose
+    shorter side is under min_side px, naming it and the fix."""
+    frames = []
+    for p in paths:
+        frame = read_image(p)
+        if min(frame.shape) < min_side:
+            h, w = frame.shape
+            raise UserError(
+                f"{p}: {w}x{h}, smaller than the {min_side} px crops of {option}; "
+                f"{fix or 'remove it from the folder'}"
+            )
+        frames.append(frame)
+    return frames

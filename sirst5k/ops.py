@@ -8,6 +8,14 @@
          all call these, so each equation is written once
 - the noise pool (`build_pool`, `sample_noise`): which cell of which other image feeds an image,
   drawn from a numpy Generator the caller passes.
+
+Beyond the paper, for training on the deployment sensor's own target-free frames:
+- `cut_targets`: each labelled target as a patch of its signal over its own local background
+  (the image minus an inpainted background, zero beyond a margin), its exact 0/1 mask and a
+  soft-edged weight;
+- `orient_patch` (the 8 flips and rotations, `dihedral`, and a zoom) and `implant`: the signal,
+  times a gain, added to another frame at a place, the mask or-ed in;
+- `draw_implants` and `draw_crop`: the sampler, every random choice from a passed-in Generator.
 """
 
 from __future__ import annotations
@@ -210,3 +218,175 @@ def sample_noise(rng: np.random.Generator, pool: NoisePool, n_images: int) -> np
     start = np.concatenate([[0], np.cumsum(counts)[:-1]])
     j = rng.integers(0, avail)
     return np.where(j < start, j, j + counts)
+
+
+# ---------------------------------------------------------------- implantation (beyond the paper)
+def dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The k-th of the 8 flips and 90-degree rotations (k in 0..7): transposed when k & 4, then
+    rotated k & 3 quarter turns counter-clockwise. k = 7 is the left-right flip, 5 the up-down
+    one."""
+    return np.rot90(image.T if k & 4 else image, k & 3)
+
+
+def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
+    """The inverse of dihedral(., k)."""
+    back = np.rot90(image, -(k & 3))
+    return back.T if k & 4 else back
+
+
+@dataclass
+class TargetPatch:
+    """One labelled target, cut to be implanted elsewhere. All arrays (h, w), the box of the
+    target's component grown by `margin` px (less at the image's border)."""
+
+    signal: np.ndarray  # float32: the image minus its local background; 0 beyond the margin
+    mask: np.ndarray  # uint8 0/1: the target's own 8-connected component, exactly
+    weight: np.ndarray  # float32: 1 on the target and 1 px around it, fading to 0 beyond margin
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mask.shape
+
+
+def cut_targets(image: np.ndarray, mask: np.ndarray, margin: int = 3) -> list[TargetPatch]:
+    """The 8-connected targets of a grey uint8 image and its 0/1 mask as TargetPatch, in the
+    order of target_boxes (OpenCV's label order).
+
+    The local background under a target is its image inpainted (Telea) over the target grown by
+    `margin` px (chessboard distance); the signal is the image minus that background, so it is
+    exactly 0 beyond the margin, and a bright target on bright clutter keeps only what it adds
+    to its surroundings.
+    """
+    if margin < 1:
+        raise UserError(f"--margin {margin}: must be >= 1 px")
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    h, w = mask.shape
+    out = []
+    for t in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[t, :4])
+        y0, x0 = max(y - margin, 0), max(x - margin, 0)
+        y1, x1 = min(y + bh + margin, h), min(x + bw + margin, w)
+        # context for the inpainting: margin more px around the patch
+        cy0, cx0 = max(y0 - margin, 0), max(x0 - margin, 0)
+        cy1, cx1 = min(y1 + margin, h), min(x1 + margin, w)
+        own = (labels[cy0:cy1, cx0:cx1] == t).astype(np.uint8)
+        # chessboard distance to the target: the grown region is d <= margin
+        dist = cv2.distanceTransform(1 - own, cv2.DIST_C, 3)
+        grown = (dist <= margin).astype(np.uint8)
+        region = np.ascontiguousarray(image[cy0:cy1, cx0:cx1])
+        background = cv2.inpaint(region, grown, margin, cv2.INPAINT_TELEA)
+        signal = np.where(grown > 0, region.astype(np.float32) - background, 0).astype(np.float32)
+        weight = np.clip((margin + 1 - np.maximum(dist, 1)) / margin, 0, 1)  # soft edge
+        inner = (slice(y0 - cy0, y1 - cy0), slice(x0 - cx0, x1 - cx0))
+        out.append(
+            TargetPatch(
+                np.ascontiguousarray(signal[inner]),
+                np.ascontiguousarray(own[inner]),
+                np.ascontiguousarray(weight[inner], dtype=np.float32),
+            )
+        )
+    return out
+
+
+def zoomed_shape(shape: tuple[int, int], zoom: float) -> tuple[int, int]:
+    """The (h, w) of a patch zoomed by `zoom` (at least 1 px a side)."""
+    return max(1, int(round(shape[0] * zoom))), max(1, int(round(shape[1] * zoom)))
+
+
+def orient_patch(patch: TargetPatch, k: int = 0, zoom: float = 1.0) -> TargetPatch:
+    """The patch in orientation k of dihedral (0..7), then zoomed (bilinear signal and weight;
+    the mask thresholded at one half of its bilinear zoom, so it stays exactly 0/1). At zoom 1
+    nothing is interpolated: the mask is the source component, flipped."""
+    parts = [np.ascontiguousarray(dihedral(a, k)) for a in (patch.signal, patch.mask, patch.weight)]
+    if zoom != 1.0:
+        h, w = zoomed_shape(parts[1].shape, zoom)
+        signal, weight = (cv2.resize(a, (w, h), interpolation=cv2.INTER_LINEAR)
+                          for a in (parts[0], parts[2]))  # fmt: skip
+        mask = cv2.resize(parts[1].astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+        parts = [signal, (mask >= 0.5).astype(np.uint8), weight]
+    return TargetPatch(*parts)
+
+
+def implant(
+    frame: np.ndarray, mask: np.ndarray, patch: TargetPatch, y: int, x: int, gain: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """New (frame, mask) with `gain` x the patch's signal added to the frame at top-left (y, x),
+    faded by its weight (soft edges: the frame's own pixels beyond the margin are untouched, so
+    there is no seam), rounded half to even and clipped to 0..255; the patch's mask or-ed into
+    the mask. The patch must lie inside the frame."""
+    h, w = patch.shape
+    if y < 0 or x < 0 or y + h > frame.shape[0] or x + w > frame.shape[1]:
+        raise ValueError(f"patch {h}x{w} at ({y}, {x}) leaves the {frame.shape} frame")
+    frame, mask = frame.copy(), mask.copy()
+    box = (slice(y, y + h), slice(x, x + w))
+    added = frame[box].astype(np.float32) + np.float32(gain) * patch.signal * patch.weight
+    frame[box] = np.clip(np.rint(added), 0, 255).astype(np.uint8)
+    mask[box] |= patch.mask
+    return frame, mask
+
+
+@dataclass(frozen=True)
+class ImplantDraw:
+    """One target to implant: which patch, where (top-left, after orientation and zoom), how."""
+
+    patch: int  # index into the caller's list of patches
+    y: int
+    x: int
+    orient: int  # k of dihedral, 0..7
+    zoom: float
+    gain: float
+
+
+def draw_crop(rng: np.random.Generator, shape: tuple[int, int], crop: int) -> tuple[int, int]:
+    """Top-left (y0, x0) of a crop x crop window inside a frame of `shape`, uniform."""
+    return int(rng.integers(shape[0] - crop + 1)), int(rng.integers(shape[1] - crop + 1))
+
+
+def draw_implants(
+    rng: np.random.Generator,
+    shapes: list[tuple[int, int]],
+    choices: np.ndarray,
+    frame_shape: tuple[int, int],
+    count: int,
+    gain_range: tuple[float, float],
+    zoom_range: tuple[float, float] = (1.0, 1.0),
+    orients: int = 8,
+    tries: int = 20,
+) -> list[ImplantDraw]:
+    """`count` implants into a frame of `frame_shape`: each a patch drawn from `choices` (indices
+    into `shapes`, the patches' (h, w)), one of the first `orients` orientations of dihedral,
+    a zoom drawn log-uniformly from zoom_range, a gain uniformly from gain_range, and a place
+    where it lies inside the frame and its box overlaps no earlier implant's (up to `tries`
+    places each; a target that finds none is left out)."""
+    out: list[ImplantDraw] = []
+    taken = np.zeros(frame_shape, bool)
+    lo, hi = np.log(zoom_range[0]), np.log(zoom_range[1])
+    for _ in range(count):
+        p = int(choices[rng.integers(len(choices))])
+        k = int(rng.integers(orients))
+        zoom = float(np.exp(rng.uniform(lo, hi))) if hi > lo else float(zoom_range[0])
+        gain = float(rng.uniform(*gain_range))
+        h, w = shapes[p][::-1] if bool(k & 4) != bool(k & 1) else shapes[p]  # dihedral's
+        h, w = zoomed_shape((h, w), zoom)
+        if h > frame_shape[0] or w > frame_shape[1]:
+            continue
+        for _ in range(tries):
+            y = int(rng.integers(frame_shape[0] - h + 1))
+            x = int(rng.integers(frame_shape[1] - w + 1))
+            if not taken[y : y + h, x : x + w].any():
+                taken[y : y + h, x : x + w] = True
+                out.append(ImplantDraw(p, y, x, k, zoom, gain))
+                break
+    return out
+
+
+def implant_all(
+    frame: np.ndarray, patches: list[TargetPatch], draws: list[ImplantDraw]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frame with every drawn implant in it, and its 0/1 mask (pure: same draws, same
+    bytes)."""
+    mask = np.zeros(frame.shape, np.uint8)
+    for d in draws:
+        frame, mask = implant(frame, mask, orient_patch(patches[d.patch], d.orient, d.zoom),
+                              d.y, d.x, d.gain)  # fmt: skip
+    return frame, mask

@@ -189,6 +189,47 @@ def legend(width: int, height: int = 20) -> np.ndarray:
     return strip
 
 
+TILE = 256  # px of each gallery tile's long side
+
+
+def sample_tile(title: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A gallery tile: the title, the image with its mask outlined, and beside it a zoomed
+    window on its first target (or a note that it holds none)."""
+    big, f = _fit(image, TILE)
+    panel = _bgr(big)
+    _outline(panel, _scaled(mask.astype(bool), big.shape), SKY, 1)
+    ys, xs = np.nonzero(mask)
+    side = INSET * ZOOM
+    if len(ys):
+        h, w = image.shape
+        y0 = min(max(int(ys[0]) - INSET // 2, 0), max(h - INSET, 0))
+        x0 = min(max(int(xs[0]) - INSET // 2, 0), max(w - INSET, 0))
+        win = (slice(y0, y0 + INSET), slice(x0, x0 + INSET))
+        zoom = _bgr(np.repeat(np.repeat(image[win], ZOOM, axis=0), ZOOM, axis=1))
+        _outline(zoom, np.repeat(np.repeat(mask[win], ZOOM, axis=0), ZOOM, axis=1), SKY, 1)
+        cv2.rectangle(panel, (int(x0 * f), int(y0 * f)),
+                      (int((x0 + INSET) * f), int((y0 + INSET) * f)), YELLOW, 1)  # fmt: skip
+    else:
+        zoom = np.zeros((side, side, 3), np.uint8)
+        cv2.putText(zoom, "no target", (8, side // 2), FONT, 0.45, WHITE, 1, cv2.LINE_AA)
+    zoom = np.pad(zoom, ((0, max(0, side - zoom.shape[0])), (0, max(0, side - zoom.shape[1])),
+                         (0, 0)))  # fmt: skip
+    height = max(panel.shape[0], zoom.shape[0])
+    cells = [np.pad(a, ((0, height - a.shape[0]), (0, 4), (0, 0))) for a in (panel, zoom)]
+    body = np.hstack(cells)
+    return np.vstack([_text_strip(body.shape[1], title, 0.4), body])
+
+
+def gallery(tiles: list[np.ndarray], columns: int = 3) -> np.ndarray:
+    """Tiles (sample_tile) in rows of `columns`, padded to a common size."""
+    h = max(t.shape[0] for t in tiles) + 6
+    w = max(t.shape[1] for t in tiles) + 6
+    padded = [np.pad(t, ((0, h - t.shape[0]), (0, w - t.shape[1]), (0, 0))) for t in tiles]
+    padded += [np.zeros((h, w, 3), np.uint8)] * (-len(padded) % columns)
+    rows = [np.hstack(padded[i : i + columns]) for i in range(0, len(padded), columns)]
+    return np.vstack(rows)
+
+
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """cv2.imwrite that works with any path, atomically (encode, write beside, rename)."""
     ok, buf = cv2.imencode(".png", array)

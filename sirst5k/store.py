@@ -4,7 +4,7 @@ This module is the contract between synthesis, training and evaluation (docs/sto
 It holds the schema constants, a writer (atomic, through sirst5k.files) and validating
 readers; it imports no torch.
 
-Layout (schema version 2): every image and mask at its true size, the rows of a group packed
+Layout (schema version 3): every image and mask at its true size, the rows of a group packed
 one after the other into one flat pixel array per kind; row i is h*w bytes at offset[i].
 
     /            attrs: format, schema_version, params (JSON), seed, source, versions (JSON),
@@ -16,11 +16,22 @@ one after the other into one flat pixel array per kind; row i is h*w bytes at of
     /train/size          (N, 2) int32      (h, w) of row i: offset[i+1] = offset[i] + h*w
     /train/digest        (N, 2) uint32     crc32 of row i's image bytes, of its mask bytes
     /train/source        (N,) int32        index into /sources/name of the image it came from
-    /train/kind          (N,) uint8        KIND_ORIGINAL or KIND_NEGATIVE
+    /train/kind          (N,) uint8        KIND_ORIGINAL, _NEGATIVE, _IMPLANT or _BACKGROUND
     /train/target        (N,) int32        target index in the source image, -1 for originals
     /train/rotation      (N,) int16        0/90/180/270 degrees, -1 for originals
     /train/group         (N,) int32        id shared by the 4 rotations of one target, -1 originals
     /train/noise_source  (N,) int32        /sources index of the noise cell's image, -1 if none
+    /train/background    (N,) int32        /frames/name index of an implant's or background
+                                           crop's frame, -1 for originals and negatives
+    /train/noise_frame   (N,) int32        /noise/name index of the frame whose Eq. 1 cell was
+                                           mixed into a negative (synth --noise-from), else -1
+    /frames/name, /noise/name   (F,) str   the target-free frames (synth --backgrounds,
+                                           --noise-from), when given
+    /frames/row, frame, y0, x0  (K,) int32 which crop of which frame each implant and
+                                           background row is
+    /implants/row, source, target, y, x, orient (T,) int32, /implants/zoom, gain (T,) float32:
+                         every implanted target: its /train row, its source image and target
+                         index (target_boxes order), its place, dihedral k, zoom and gain
     /test/image, /test/mask, /test/offset, /test/size, /test/digest, /test/source   as in /train
 
 The flat arrays are chunked CHUNK bytes per chunk; masks are gzip-compressed (level 1: 0/1
@@ -45,9 +56,11 @@ from sirst5k.errors import StoreError
 from sirst5k.files import atomic_path
 
 FORMAT = "sirst5k-store"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 KIND_ORIGINAL = 0
 KIND_NEGATIVE = 1
+KIND_IMPLANT = 2  # a crop of a target-free frame with labelled targets implanted
+KIND_BACKGROUND = 3  # a crop of a target-free frame as it is: every pixel background
 GROUPS = ("train", "test")
 IMAGE_KEYS = ("image", "mask")
 # Per-sample columns of each group, with their dtypes; the test group has TEST_COLUMNS only.
@@ -61,7 +74,10 @@ COLUMNS = {
     "rotation": np.int16,
     "group": np.int32,
     "noise_source": np.int32,
+    "background": np.int32,
+    "noise_frame": np.int32,
 }
+OPTIONAL = ("background", "noise_frame")  # write_store fills them with -1 when not given
 TEST_COLUMNS = ("offset", "size", "digest", "source")
 PAIR_COLUMNS = ("size", "digest")  # (N, 2); the others are (N,)
 # Chunk of the flat pixel arrays, in bytes (= pixels). 64 KiB: one 256 x 256 image is exactly
@@ -242,7 +258,9 @@ def write_store(
             g["image"][...] = split.image
             g["mask"][...] = split.mask
             for key in g:
-                if key not in IMAGE_KEYS + ("size", "offset"):
+                if key in OPTIONAL and key not in split.columns:
+                    g[key][...] = -1
+                elif key not in IMAGE_KEYS + ("size", "offset"):
                     g[key][...] = split.columns[key]
     return Path(dest)
 

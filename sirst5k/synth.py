@@ -5,6 +5,12 @@ Eq. 4 target boxes, draws one noise cell of another image for each training imag
 randomness, from one numpy Generator seeded by SynthConfig.seed), and writes originals, their
 4z negatives and the test split into one HDF5 store (sirst5k.store; docs/store.md,
 docs/synthesis.md). The equations themselves are in sirst5k.ops.
+
+For the deployment sensor (`--backgrounds DIR`, `--noise-from DIR`): crops of its target-free
+frames with the training images' targets implanted (ops.cut_targets, ops.implant_all), crops
+left as they are (background negatives), and Eq. 1's noise cells taken from its frames instead
+of the training images. Their randomness comes from its own stream of the seed, so a store
+without them is byte for byte what it was.
 """
 
 from __future__ import annotations
@@ -26,10 +32,16 @@ from sirst5k.errors import StoreError, UserError, skipped_reason
 from sirst5k.files import atomic_path, check_free_space, interruptible
 from sirst5k.ops import (
     ROTATIONS,
+    ImplantDraw,
     NoisePool,
+    TargetPatch,
     build_pool,
     check_params,
     crop_cell,
+    cut_targets,
+    draw_crop,
+    draw_implants,
+    implant_all,
     mix,
     negatives,
     noise_cells,
@@ -51,11 +63,46 @@ class SynthConfig:
     resize: str = "bilinear"  # Eq. 2 interpolation: nearest, bilinear, bicubic, area
     label: str = "rotate"  # "rotate": mask box rotated with the image; "unchanged": paper
     seed: int = 0
+    # the deployment sensor's target-free frames (beyond the paper; docs/synthesis.md)
+    backgrounds: str | None = None  # folder: crops to implant targets into, and negatives
+    implants: int | None = None  # implant rows (None: 4 per background frame)
+    bg_negatives: int | None = None  # background rows, all-background masks (None: 1 a frame)
+    bg_crop: int = 256  # side of the crops, px
+    per_frame: tuple[int, int] = (1, 3)  # targets implanted per crop, uniform in LO..HI
+    gain: tuple[float, float] = (0.3, 1.0)  # signal gain, uniform
+    zoom: tuple[float, float] = (1.0, 1.0)  # target zoom, log-uniform (1, 1: none)
+    margin: int = 3  # px of local background cut around each target
+    noise_from: str | None = None  # folder: Eq. 1 cells from these frames, not the sources
 
     def __post_init__(self):
         p = asdict(self)
         seed = p.pop("seed")
-        check_params(**p)
+        check_params(**{k: p[k] for k in ("alpha", "s", "grid", "sigma", "mu", "resize", "label")})
+        self.per_frame = tuple(int(v) for v in self.per_frame)
+        self.gain = tuple(float(v) for v in self.gain)
+        self.zoom = tuple(float(v) for v in self.zoom)
+        rules = [
+            (len(self.per_frame) == 2 and 1 <= self.per_frame[0] <= self.per_frame[1],
+             f"--per-frame {self.per_frame}: give LO,HI with 1 <= LO <= HI"),
+            (len(self.gain) == 2 and 0 < self.gain[0] <= self.gain[1] <= 10,
+             f"--gain {self.gain}: give LO,HI with 0 < LO <= HI <= 10"),
+            (len(self.zoom) == 2 and 0.25 <= self.zoom[0] <= self.zoom[1] <= 4,
+             f"--zoom {self.zoom}: give LO,HI with 0.25 <= LO <= HI <= 4"),
+            (self.bg_crop >= 32, f"--bg-crop {self.bg_crop}: must be >= 32 px"),
+            (self.margin >= 1, f"--margin {self.margin}: must be >= 1 px"),
+            (self.implants is None or self.implants >= 0, f"--implants {self.implants}: >= 0"),
+            (self.bg_negatives is None or self.bg_negatives >= 0,
+             f"--bg-negatives {self.bg_negatives}: must be >= 0"),
+        ]  # fmt: skip
+        for ok, why in rules:
+            if not ok:
+                raise UserError(why)
+        defaults = SynthConfig.__dataclass_fields__
+        ignored = [k for k in ("implants", "bg_negatives", "bg_crop", "per_frame", "gain", "zoom",
+                               "margin") if getattr(self, k) != defaults[k].default]  # fmt: skip
+        if ignored and not self.backgrounds:
+            names = ", ".join("--" + k.replace("_", "-") for k in ignored)
+            raise UserError(f"{names}: options of --backgrounds DIR; give it, or drop them")
         if (
             isinstance(seed, bool)
             or not isinstance(seed, int | np.integer)
@@ -210,26 +257,149 @@ def draw_noise(train: list[SourceImage], cfg: SynthConfig) -> tuple[NoisePool, n
     return pool, sample_noise(np.random.default_rng(cfg.seed), pool, n)
 
 
+def draw_frame_noise(
+    frames: list[np.ndarray], n: int, cfg: SynthConfig
+) -> tuple[NoisePool, np.ndarray]:
+    """`--noise-from`: pool Eq. 1's cells of the deployment frames (no targets in them) and
+    draw one for each of the n training images, uniformly."""
+    keep = [noise_cells(f, np.zeros_like(f), cfg.grid, cfg.sigma, cfg.mu) for f in frames]
+    pool = build_pool(keep)
+    if cfg.alpha == 0:
+        return pool, np.full(n, -1, np.int64)
+    if not len(pool):
+        raise UserError(
+            f"--noise-from {cfg.noise_from}: no cell of its frames passes Eq. 1 (--grid "
+            f"{cfg.grid}, --sigma {cfg.sigma}, --mu {cfg.mu}); raise --sigma or --mu"
+        )
+    return pool, np.random.default_rng([cfg.seed, 2]).integers(len(pool), size=n)
+
+
 def mixed_image(
-    train: list[SourceImage], i: int, pool: NoisePool, drawn: np.ndarray, cfg
+    train: list[SourceImage], i: int, pool: NoisePool, drawn: np.ndarray, cfg, cells_of=None
 ) -> np.ndarray:
-    """I_mix of training image i (Eq. 2-3), or the image itself when no noise was drawn."""
+    """I_mix of training image i (Eq. 2-3), or the image itself when no noise was drawn.
+    cells_of: the images the pool's cells are cut from (None: the training images)."""
     t = train[i]
     if drawn[i] < 0:
         return t.image
     p = drawn[i]
-    cell = crop_cell(train[pool.owner[p]].image, cfg.grid, pool.row[p], pool.col[p])
+    owner = cells_of[pool.owner[p]] if cells_of is not None else train[pool.owner[p]].image
+    cell = crop_cell(owner, cfg.grid, pool.row[p], pool.col[p])
     return mix(t.image, resize_noise(cell, t.image.shape, cfg.resize), cfg.alpha)
 
 
-def _columns(train: list[SourceImage], drawn: np.ndarray, pool: NoisePool) -> dict[str, np.ndarray]:
-    """Per-row provenance of /train: originals, then 4 negatives per target, image by image."""
+# ---------------------------------------------------------------- the deployment sensor
+@dataclass
+class Deployment:
+    """What the deployment sensor's target-free frames add to a store, all drawn up front:
+    rows of implanted crops, then rows of background crops."""
+
+    names: list[str]  # the frames' file names
+    frames: list[np.ndarray]
+    patches: list[TargetPatch]  # every target of the training images
+    owner: np.ndarray  # (P,) training image of each patch
+    index: np.ndarray  # (P,) its target index in that image (target_boxes order)
+    rows: list[tuple[int, int, int, int, list[ImplantDraw]]]  # (kind, frame, y0, x0, draws)
+
+
+def plan_deployment(cfg: SynthConfig, train: list[SourceImage], ex) -> Deployment:
+    """Read the --backgrounds frames, cut every training target, draw every row."""
+    paths = ds.find_frames(cfg.backgrounds)
+    fix = f"remove it, or pass a smaller --bg-crop (<= {cfg.bg_crop})"
+    frames = list(ex.map(lambda p: ds.read_frames([p], cfg.bg_crop, fix=fix)[0], paths))
+    patches, owner, index = [], [], []
+    for i, cut in enumerate(ex.map(lambda t: cut_targets(t.image, t.mask, cfg.margin), train)):
+        patches += cut
+        owner += [i] * len(cut)
+        index += list(range(len(cut)))
+    if not patches:
+        raise UserError("--backgrounds: the training images hold no target to implant")
+    owner, index = np.array(owner, np.int64), np.array(index, np.int64)
+    by_image = [np.flatnonzero(owner == i) for i in range(len(train))]
+    with_targets = [i for i, b in enumerate(by_image) if len(b)]
+    shapes = [p.shape for p in patches]
+    n_frames = len(frames)
+    n_implants = 4 * n_frames if cfg.implants is None else cfg.implants
+    n_bg = n_frames if cfg.bg_negatives is None else cfg.bg_negatives
+    rng = np.random.default_rng([cfg.seed, 1])  # a stream of its own: the rest is unchanged
+    rows = []
+    crop = (cfg.bg_crop, cfg.bg_crop)
+    for r in range(n_implants + n_bg):
+        f = int(rng.integers(n_frames))
+        y0, x0 = draw_crop(rng, frames[f].shape, cfg.bg_crop)
+        if r >= n_implants:
+            rows.append((store.KIND_BACKGROUND, f, y0, x0, []))
+            continue
+        src = with_targets[int(rng.integers(len(with_targets)))]  # one source image a crop
+        count = int(rng.integers(cfg.per_frame[0], cfg.per_frame[1] + 1))
+        draws = draw_implants(rng, shapes, by_image[src], crop, count, cfg.gain, cfg.zoom)
+        rows.append((store.KIND_IMPLANT, f, y0, x0, draws))
+    return Deployment([p.name for p in paths], frames, patches, owner, index, rows)
+
+
+def deployment_row(dep: Deployment, r: int, crop: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """On a worker: (image, mask, digest) of deployment row r."""
+    _, f, y0, x0, draws = dep.rows[r]
+    frame = dep.frames[f][y0 : y0 + crop, x0 : x0 + crop]
+    image, mask = implant_all(frame, dep.patches, draws)
+    return image, mask, store.row_digest(image, mask)
+
+
+def deployment_columns(dep: Deployment, crop: int) -> dict[str, np.ndarray]:
+    """The /train columns of the deployment rows (appended after the negatives)."""
+    k = len(dep.rows)
+    kind = np.array([r[0] for r in dep.rows], np.int64)
+    source = np.array([dep.owner[r[4][0].patch] if r[4] else -1 for r in dep.rows], np.int64)
+    minus = np.full(k, -1)
+    return {
+        "size": np.full((k, 2), crop, np.int32),
+        "source": source,
+        "kind": kind,
+        "target": minus,
+        "rotation": minus,
+        "group": minus,
+        "noise_source": minus,
+        "background": np.array([r[1] for r in dep.rows], np.int64),
+        "noise_frame": minus,
+    }
+
+
+def write_provenance(f: h5py.File, dep: Deployment, first_row: int) -> None:
+    """/frames (the frames and which crop each row is) and /implants (every target)."""
+    f.create_dataset("frames/name", data=np.array(dep.names, dtype=h5py.string_dtype()))
+    rows = np.arange(first_row, first_row + len(dep.rows))
+    for key, col in zip(("frame", "y0", "x0"), zip(*[r[1:4] for r in dep.rows], strict=True),
+                        strict=True):  # fmt: skip
+        f.create_dataset(f"frames/{key}", data=np.array(col, np.int32))
+    f.create_dataset("frames/row", data=rows.astype(np.int32))
+    t = [(row, d) for row, r in zip(rows, dep.rows, strict=True) for d in r[4]]
+    cols = {
+        "row": [row for row, _ in t],
+        "source": [dep.owner[d.patch] for _, d in t],
+        "target": [dep.index[d.patch] for _, d in t],
+        "y": [d.y for _, d in t],
+        "x": [d.x for _, d in t],
+        "orient": [d.orient for _, d in t],
+    }
+    for key, v in cols.items():
+        f.create_dataset(f"implants/{key}", data=np.array(v, np.int32))
+    f.create_dataset("implants/zoom", data=np.array([d.zoom for _, d in t], np.float32))
+    f.create_dataset("implants/gain", data=np.array([d.gain for _, d in t], np.float32))
+
+
+def _columns(
+    train: list[SourceImage], drawn: np.ndarray, pool: NoisePool, from_frames: bool = False
+) -> dict[str, np.ndarray]:
+    """Per-row provenance of /train: originals, then 4 negatives per target, image by image.
+    from_frames: the noise cells come from --noise-from frames (noise_frame), not sources."""
     n = len(train)
     z = np.array([len(t.boxes) for t in train], np.int64)
     img_of = np.repeat(np.arange(n), 4 * z)  # image index of every negative
     n_neg = len(img_of)
     target = np.concatenate([np.repeat(np.arange(k), 4) for k in z]) if n_neg else img_of
     noise = np.where(drawn >= 0, pool.owner[np.maximum(drawn, 0)] if len(pool) else -1, -1)
+    noise_frame = noise if from_frames else np.full(n, -1)
+    noise = np.full(n, -1) if from_frames else noise
     sizes = np.array([t.image.shape for t in train], np.int32).reshape(n, 2)
     neg = np.full(n_neg, -1)
     return {
@@ -240,6 +410,8 @@ def _columns(train: list[SourceImage], drawn: np.ndarray, pool: NoisePool) -> di
         "rotation": np.concatenate([np.full(n, -1), np.tile(ROTATIONS, n_neg // 4)]),
         "group": np.concatenate([np.full(n, -1), np.arange(n_neg) // 4]),
         "noise_source": np.concatenate([np.full(n, -1), noise[img_of] if n_neg else neg]),
+        "background": np.full(n + n_neg, -1),
+        "noise_frame": np.concatenate([np.full(n, -1), noise_frame[img_of] if n_neg else neg]),
     }
 
 
@@ -259,12 +431,15 @@ class Plan:
     skipped: list[dict]
     ids: tuple[int, int] = (0, 0)  # ids listed in the train and the test split file
     warnings: list[str] = field(default_factory=list)
+    noise_frames: list[np.ndarray] | None = None  # --noise-from: the frames the cells are from
+    noise_names: list[str] = field(default_factory=list)
+    deploy: Deployment | None = None  # --backgrounds: the rows after the negatives
 
 
 def _negatives_of(plan: Plan, i: int) -> tuple[np.ndarray, np.ndarray, list]:
     """On a worker: I_mix of training image i, its 4z negatives (Eq. 4), their digests."""
     t, cfg = plan.train[i], plan.cfg
-    img_mix = mixed_image(plan.train, i, plan.pool, plan.drawn, cfg)
+    img_mix = mixed_image(plan.train, i, plan.pool, plan.drawn, cfg, plan.noise_frames)
     imgs, masks = negatives(img_mix, t.mask, t.boxes, cfg.s, cfg.label)
     return imgs, masks, [store.row_digest(a, m) for a, m in zip(imgs, masks, strict=True)]
 
@@ -299,6 +474,27 @@ def _write_train(g, plan: Plan, ex, progress, check, ahead: int = 32) -> None:
             fut.cancel()
     orig.flush()
     negs.flush()
+    if plan.deploy is not None:
+        _write_deployment(g, plan, ex, check, int(len(plan.cols["kind"]) - len(plan.deploy.rows)))
+
+
+def _write_deployment(g, plan: Plan, ex, check, first: int, ahead: int = 64) -> None:
+    """The implant and background rows, computed on the thread pool, written in order."""
+    dep, crop = plan.deploy, plan.cfg.bg_crop
+    rows = RowWriter(g, first, check)
+    k = len(dep.rows)
+    pending = deque(ex.submit(deployment_row, dep, r, crop) for r in range(min(ahead, k)))
+    try:
+        for r in range(k):
+            if r + ahead < k:
+                pending.append(ex.submit(deployment_row, dep, r + ahead, crop))
+            rows.add(*pending.popleft().result())
+            if rows.full():
+                rows.flush()
+    finally:
+        for fut in pending:
+            fut.cancel()
+    rows.flush()
 
 
 def _write_test(g, plan: Plan, progress, check) -> None:
@@ -326,6 +522,10 @@ def _write_store(f: h5py.File, plan: Plan, ex, progress, check, compress=None) -
     store.write_attrs(f, plan.params, plan.cfg.seed, str(plan.source), plan.canvas)
     f.attrs["skipped"] = json.dumps(plan.skipped)
     store.write_sources(f, [t.stem for t in plan.train + plan.test])
+    if plan.noise_frames is not None:
+        f.create_dataset("noise/name", data=np.array(plan.noise_names, dtype=h5py.string_dtype()))
+    if plan.deploy is not None:
+        write_provenance(f, plan.deploy, len(plan.cols["kind"]) - len(plan.deploy.rows))
     g = store.create_split(f, "train", plan.cols["size"], compress)
     for key, arr in plan.cols.items():
         if key != "size":  # written by create_split with the offsets
@@ -416,8 +616,20 @@ def plan_store(
                 f"({_few(sk)}); fix those files"
             )
     check_sizes(train, cfg)
-    pool, drawn = draw_noise(train, cfg)
-    cols = _columns(train, drawn, pool)
+    noise_frames, noise_names = None, []
+    if cfg.noise_from:
+        paths = ds.find_frames(cfg.noise_from, "--noise-from")
+        noise_frames = list(ex.map(lambda p: ds.read_frames([p], cfg.grid * 2, "--noise-from",
+                                                            "remove it")[0], paths))  # fmt: skip
+        noise_names = [p.name for p in paths]
+        pool, drawn = draw_frame_noise(noise_frames, len(train), cfg)
+    else:
+        pool, drawn = draw_noise(train, cfg)
+    cols = _columns(train, drawn, pool, from_frames=noise_frames is not None)
+    deploy = plan_deployment(cfg, train, ex) if cfg.backgrounds else None
+    if deploy is not None:
+        extra = deployment_columns(deploy, cfg.bg_crop)
+        cols = {k: np.concatenate([v, extra[k]]) for k, v in cols.items()}
     shapes = [t.image.shape for t in train + test]
     canvas = (max(h for h, _ in shapes), max(w for _, w in shapes))
     params = asdict(cfg) | {
@@ -425,11 +637,13 @@ def plan_store(
         "test_split": str(files[1]),
         "noise_pool": len(pool),
         "targets": int((cols["kind"] == store.KIND_NEGATIVE).sum() // 4),
+        "implanted": sum(len(r[4]) for r in deploy.rows) if deploy else 0,
     }
     warnings = source_warnings(train, test, pairs, files)
     ids = (len(train_pairs), len(test_pairs))
     return Plan(cfg, source, train, test, pool, drawn, cols, canvas, params,
-                skipped_train + skipped_test, ids, warnings)  # fmt: skip
+                skipped_train + skipped_test, ids, warnings, noise_frames, noise_names,
+                deploy)  # fmt: skip
 
 
 def build_store(
@@ -467,11 +681,15 @@ def build_store(
                 _write_store(f, plan, ex, progress, check, compress)
             check()  # a signal whose exception was swallowed: abort before the rename
     n = len(plan.train)
+    kind = plan.cols["kind"]
     return {
         "store": str(dest),
         "originals": n,
         "targets": plan.params["targets"],
-        "negatives": len(plan.cols["kind"]) - n,
+        "negatives": int((kind == store.KIND_NEGATIVE).sum()),
+        "implants": int((kind == store.KIND_IMPLANT).sum()),
+        "implanted": plan.params["implanted"],
+        "backgrounds": int((kind == store.KIND_BACKGROUND).sum()),
         "noise_pool": len(plan.pool),
         "test": len(plan.test),
         "canvas": plan.canvas,

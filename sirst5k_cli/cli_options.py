@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import click
@@ -29,3 +30,16 @@ DEVICE = Device()
 def method_choice() -> click.Choice:
     """--method: the names of sirst5k.detectors.methods' registry."""
     return click.Choice(sorted(DETECTORS))
+
+
+def parse_range(ctx, param, value):
+    """LO,HI options: two finite numbers (None: not given)."""
+    if value is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give two numbers LO,HI, e.g. 0.5,2") from None
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise click.BadParameter(f"{value!r}: give two finite numbers")
+    return (lo, hi)

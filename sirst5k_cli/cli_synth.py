@@ -12,7 +12,8 @@ import click
 from sirst5k.api import synthesize
 from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.errors import SirstError, UserError
-from sirst5k.inspect_store import verify
+from sirst5k.inspect_store import verify, write_gallery
+from sirst5k_cli.cli_options import parse_range
 
 
 def _console(stderr: bool = False):
@@ -30,6 +31,14 @@ def _table(title: str, rows: list[tuple[str, str]]):
     for k, v in rows:
         t.add_row(k, v)
     return t
+
+
+def _ints(value: str) -> tuple[int, int]:
+    try:
+        lo, hi = (int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give two integers LO,HI, e.g. 1,3") from None
+    return lo, hi
 
 
 def _split_row(source: str, path: str, ids: int) -> str:
@@ -163,8 +172,49 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
     help="Compress the images losslessly (alone: gzip-1; NUDT-SIRST: 0.52x the image bytes, "
     "random reads ~4x slower). Masks are always gzip-1 compressed.",
 )
+@click.option(
+    "--backgrounds",
+    type=click.Path(exists=True, file_okay=False),
+    help="A folder of your sensor's target-free frames: the training targets are implanted "
+    "into crops of them, and crops stay as they are as background negatives.",
+)
+@click.option("--implants", type=click.IntRange(0), help="Implanted crops [default: 4 a frame].")
+@click.option(
+    "--bg-negatives", type=click.IntRange(0), help="Background crops [default: 1 a frame]."
+)
+@click.option("--bg-crop", default=256, show_default=True, help="Side of the crops, px.")
+@click.option(
+    "--per-frame",
+    default="1,3",
+    show_default=True,
+    help="Targets implanted per crop: LO,HI (uniform).",
+)
+@click.option(
+    "--gain",
+    default="0.3,1.0",
+    show_default=True,
+    callback=parse_range,
+    help="Gain on each target's signal over its local background: LO,HI (uniform).",
+)
+@click.option(
+    "--zoom",
+    default="1,1",
+    show_default=True,
+    callback=parse_range,
+    help="Zoom of each implanted target: LO,HI (log-uniform).",
+)
+@click.option(
+    "--margin", default=3, show_default=True, help="Px of background cut around a target."
+)
+@click.option(
+    "--noise-from",
+    type=click.Path(exists=True, file_okay=False),
+    help="Take Eq. 1's noise cells from this folder of target-free frames (your sensor's), not "
+    "from the training images.",
+)
 def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force,
-              skip_bad, compress):  # fmt: skip
+              skip_bad, compress, backgrounds, implants, bg_negatives, bg_crop, per_frame, gain,
+              zoom, margin, noise_from):  # fmt: skip
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -180,8 +230,11 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 
             res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
                              resize=resize, label=label, seed=seed, split=split, force=force,
-                             skip_bad=skip_bad, progress=progress,
-                             compress=compress)  # fmt: skip
+                             skip_bad=skip_bad, progress=progress, compress=compress,
+                             backgrounds=backgrounds, implants=implants,
+                             bg_negatives=bg_negatives, bg_crop=bg_crop,
+                             per_frame=_ints(per_frame), gain=gain, zoom=zoom, margin=margin,
+                             noise_from=noise_from)  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk
@@ -192,6 +245,8 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
         ("originals", str(res["originals"])),
         ("targets", str(res["targets"])),
         ("negatives", str(res["negatives"])),
+        ("implanted crops (targets)", f"{res['implants']} ({res['implanted']})"),
+        ("background crops", str(res["backgrounds"])),
         ("noise pool (cells)", str(res["noise_pool"])),
         ("test images", str(res["test"])),
         ("largest image (h x w)", f"{res['canvas'][0]} x {res['canvas'][1]}"),
@@ -211,11 +266,18 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 
 @click.command("inspect")
 @click.argument("store", type=click.Path())
-def inspect_cmd(store):
+@click.option(
+    "--gallery",
+    type=click.Path(dir_okay=False),
+    help="Also write a PNG of samples: an original and its rotated negatives, implanted and "
+    "background crops, masks outlined, targets zoomed.",
+)
+def inspect_cmd(store, gallery):
     """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
 
     try:
         res = verify(store)
+        shown = write_gallery(store, gallery) if gallery else None
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     rows = [
@@ -227,6 +289,9 @@ def inspect_cmd(store):
             "originals",
             "targets",
             "negatives",
+            "implants",
+            "implanted",
+            "backgrounds",
             "test",
             "seed",
             "source",
@@ -242,4 +307,6 @@ def inspect_cmd(store):
     rows += [(f"param {k}", str(v)) for k, v in sorted(res["params"].items())]
     rows += [(f"version {k}", str(v)) for k, v in sorted(res["versions"].items())]
     _console().print(_table(f"SIRST-5K store {store}", rows))
+    if shown:
+        click.echo(f"gallery of {len(shown['rows'])} samples: {shown['gallery']}")
     click.echo("OK")

@@ -11,7 +11,7 @@ import click
 
 from sirst5k.api import train
 from sirst5k.errors import SirstError
-from sirst5k_cli.cli_options import DEVICE
+from sirst5k_cli.cli_options import DEVICE, parse_range
 from trainer.registry import MODELS
 
 AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
@@ -116,16 +116,6 @@ def _summary_table(s: dict):
     return t
 
 
-def _range(ctx, param, value):
-    if value is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in value.split(","))
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give two numbers LO,HI, e.g. 0.5,2") from None
-    return (lo, hi)
-
-
 @click.command("train")
 @click.argument("store", required=False, type=click.Path(dir_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), help="Run directory (runs/NAME).")
@@ -175,6 +165,12 @@ def _range(ctx, param, value):
     help="Train on the original images only (ablation: no synthesized negatives).",
 )
 @click.option(
+    "--kinds",
+    callback=lambda ctx, param, v: None if v is None else tuple(v.split(",")),
+    help="The store's rows to train on, comma-separated among original, negative, implant, "
+    "background [default: all].",
+)
+@click.option(
     "--on-the-fly",
     is_flag=True,
     default=None,
@@ -183,12 +179,12 @@ def _range(ctx, param, value):
 )
 @click.option(
     "--alpha-range",
-    callback=_range,
+    callback=parse_range,
     help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
 )
 @click.option(
     "--scale-range",
-    callback=_range,
+    callback=parse_range,
     help="Zoom every training crop by a factor drawn log-uniformly from LO,HI, so targets come "
     "in more sizes, e.g. 0.5,2 [1,1: none].",
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 from sirst5k.errors import TrainError
 from trainer.checkpoint import read_checkpoint
-from trainer.data import ALPHA_RANGE, FLIPS
+from trainer.data import ALPHA_RANGE, FLIPS, KINDS
 from trainer.losses import NEG_MODES
 from trainer.registry import model_config, model_stride
 
@@ -64,6 +64,9 @@ class TrainConfig:
     neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
     originals_only: bool = False  # train on the original images only (no synthesized negatives)
+    # the store's rows to train on: original, negative (Eq. 4), implant and background (the
+    # deployment frames of synth --backgrounds); validation is always held-out originals
+    kinds: tuple[str, ...] = ("original", "negative", "implant", "background")
     on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
     alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
     scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
@@ -114,6 +117,9 @@ class TrainConfig:
             bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
         if self.fit_budget and self.max_minutes <= 0:
             bad("--fit-budget fits --epochs to --max-minutes: give --max-minutes > 0")
+        self.kinds = tuple(self.kinds)
+        if not self.kinds or set(self.kinds) - set(KINDS):
+            bad(f"--kinds {','.join(self.kinds)}: choose among {', '.join(KINDS)}")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:

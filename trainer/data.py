@@ -147,10 +147,19 @@ class StoreData:
         return self._h5().read_mask(row)
 
 
+KINDS = {  # the names of the store's row kinds (train --kinds)
+    "original": store.KIND_ORIGINAL,
+    "negative": store.KIND_NEGATIVE,
+    "implant": store.KIND_IMPLANT,
+    "background": store.KIND_BACKGROUND,
+}
+
+
 def split_by_source(
-    columns: dict, val_fraction: float, seed: int, originals_only: bool = False
+    columns: dict, val_fraction: float, seed: int, originals_only: bool = False, kinds=KINDS
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(train_rows, val_rows): validation = originals of a seeded fraction of source images."""
+    """(train_rows, val_rows): validation = originals of a seeded fraction of source images;
+    training = the rows of the given kinds (names of KINDS) made from none of them."""
     kind, source = columns["kind"], columns["source"]
     noise = columns.get("noise_source", np.full_like(source, -1))
     orig = kind == store.KIND_ORIGINAL
@@ -163,7 +172,8 @@ def split_by_source(
     val_sources = np.sort(rng.choice(sources, n_val, replace=False)) if n_val else sources[:0]
     val_rows = np.flatnonzero(orig & np.isin(source, val_sources))
     leak = np.isin(source, val_sources) | np.isin(noise, val_sources)
-    train_mask = ~leak & (orig if originals_only else True)
+    wanted = np.isin(kind, [KINDS[k] for k in kinds])
+    train_mask = ~leak & (orig if originals_only else wanted)
     return np.flatnonzero(train_mask), val_rows
 
 

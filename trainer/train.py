@@ -293,7 +293,7 @@ def build_data(cfg: TrainConfig, ddp: Dist):
     mode = {"auto": "auto", "memory": True, "stream": False}[cfg.in_memory]
     data = StoreData(cfg.store, in_memory=mode)
     train_rows, val_rows = split_by_source(
-        data.columns, cfg.val_fraction, cfg.seed, cfg.originals_only
+        data.columns, cfg.val_fraction, cfg.seed, cfg.originals_only, cfg.kinds
     )
     if len(train_rows) == 0:
         raise TrainError(f"{cfg.store}: no training samples left after the validation split")

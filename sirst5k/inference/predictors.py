@@ -31,6 +31,7 @@ from sirst5k.inference.tiling import (
     default_tiling,
     tiled,
 )
+from sirst5k.ops import dihedral, undo_dihedral
 from trainer.checkpoint import load_model
 from trainer.forward import count_params, predict_probs, resolve_device
 from trainer.nets.aff_unet import set_attention_window
@@ -96,18 +97,6 @@ class ModelPredictor:
             return side_by_side(lambda im: one(im[None])[0], images, self.lanes, n // self.lanes)
         finally:
             torch.set_num_threads(n)
-
-
-def dihedral(image: np.ndarray, k: int) -> np.ndarray:
-    """The k-th of the 8 flips and 90-degree rotations (k in 0..7): transposed when k & 4, then
-    rotated k & 3 quarter turns counter-clockwise."""
-    return np.rot90(image.T if k & 4 else image, k & 3)
-
-
-def undo_dihedral(image: np.ndarray, k: int) -> np.ndarray:
-    """The inverse of dihedral(., k)."""
-    back = np.rot90(image, -(k & 3))
-    return back.T if k & 4 else back
 
 
 # the views (k of dihedral) that TTA averages for a network trained with each set of
