@@ -7,12 +7,13 @@ Every recipe names a store (the synth options below, built once into data/real/N
 NUDT-SIRST's train split and ../shared/data/SIRST-V2-backgrounds) and the train options added
 to the cpu30 preset. Every run trains for --minutes (the cpu30 preset's fitted budget, on 2
 threads), or for --samples training samples (as many epochs of the rows it trains on as come
-closest: a budget that other work on the machine cannot change), keeps its best epoch on held-out NUDT-SIRST training originals (as every run does),
-then is scored on the NUDT-SIRST test split, on SIRST-V2-extra's 87 target frames (IoU, nIoU,
-Pd) and on its 102 target-free frames (Fa: every predicted pixel is false). SIRST-V2-extra
-chooses between recipes; it is never trained on. Runs and evaluations already done are reused,
-and an interrupted run resumes, so the script can be stopped and started again. Writes
-benchmarks/out/<--name>.json and prints a table.
+closest: a budget that other work on the machine cannot change). It keeps its best epoch on
+held-out NUDT-SIRST training originals (as every run does), then is scored on the NUDT-SIRST
+test split, on SIRST-V2-extra's 87 target frames (IoU, nIoU, Pd) and on its 102 target-free
+frames (Fa: every predicted pixel is false). SIRST-V2-extra chooses between recipes; it is
+never trained on. Runs and evaluations already done are reused, and an interrupted run
+resumes, so the script can be stopped and started again. Writes benchmarks/out/<--name>.json
+and prints a table.
 """
 
 from __future__ import annotations
