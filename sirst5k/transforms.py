@@ -2,6 +2,7 @@
 
     NoiseDisplacement(pool, alpha=0.1)   Eq. 2-3: mix a random noise-prone cell into the image
     NegativeRotation(s=3, label="rotate") Eq. 4: rotate the s x s box on one random target
+    TargetImplant(patches, count=(1, 3))  implant labelled targets into a (target-free) frame
 
 Both follow albumentations' contract: the arguments are stored in __init__, every random choice
 is drawn once in get_params_dependent_on_data from the transform's seeded generator
@@ -18,8 +19,12 @@ import numpy as np
 from albumentations.core.transforms_interface import DualTransform
 
 from sirst5k.ops import (
+    TargetPatch,
     check_params,
     crop_cell,
+    cut_targets,
+    draw_implants,
+    implant_all,
     mix,
     noise_cells,
     resize_noise,
@@ -120,3 +125,56 @@ class NegativeRotation(DualTransform):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return ("s", "label")
+
+
+def target_patches(
+    images: list[np.ndarray], masks: list[np.ndarray], margin: int = 3
+) -> list[TargetPatch]:
+    """Every target of grey uint8 images and their masks, cut for TargetImplant."""
+    return [p for i, m in zip(images, masks, strict=True) for p in cut_targets(i, _grey(m), margin)]
+
+
+class TargetImplant(DualTransform):
+    """Implant `count` (LO, HI) targets drawn from `patches` (target_patches of labelled
+    images) into a grey frame, typically one of your sensor's target-free frames: each its signal
+    over its local background times a gain drawn from `gain`, in one of the 8 orientations,
+    zoomed by a factor drawn log-uniformly from `zoom`; the mask gets their exact components.
+    The same draws as `synth --backgrounds` (ops.draw_implants, ops.implant_all)."""
+
+    def __init__(
+        self,
+        patches: list[TargetPatch],
+        count: tuple[int, int] = (1, 3),
+        gain: tuple[float, float] = (0.3, 1.0),
+        zoom: tuple[float, float] = (1.0, 1.0),
+        p: float = 1.0,
+    ):
+        super().__init__(p=p)
+        if not patches:
+            raise ValueError("TargetImplant: no target patches; cut them with target_patches")
+        self.patches, self.count, self.gain, self.zoom = patches, count, gain, zoom
+
+    def get_params_dependent_on_data(self, params: dict, data: dict) -> dict[str, Any]:
+        rng = self.random_generator
+        n = int(rng.integers(self.count[0], self.count[1] + 1))
+        shapes = [q.shape for q in self.patches]
+        shape = data["image"].shape[:2]
+        draws = draw_implants(rng, shapes, np.arange(len(shapes)), shape, n, self.gain, self.zoom)
+        return {"draws": draws}
+
+    def apply(self, img: np.ndarray, draws=(), **params) -> np.ndarray:
+        if img.ndim == 3:  # every channel gets the same signal
+            chans = [implant_all(np.ascontiguousarray(img[:, :, c]), self.patches, draws)[0]
+                     for c in range(img.shape[2])]  # fmt: skip
+            return np.stack(chans, axis=2)
+        return implant_all(img, self.patches, draws)[0]
+
+    def apply_to_mask(self, mask: np.ndarray, draws=(), **params) -> np.ndarray:
+        blank = np.zeros(mask.shape[:2], np.uint8)
+        added = implant_all(blank, self.patches, draws)[1]
+        if mask.ndim == 3:
+            added = added[:, :, None]
+        return np.maximum(mask, added.astype(mask.dtype) * (255 if mask.max(initial=0) > 1 else 1))
+
+    def get_transform_init_args_names(self) -> tuple[str, ...]:
+        return ("count", "gain", "zoom")

@@ -165,6 +165,18 @@ def _summary_table(s: dict):
     help="Train on the original images only (ablation: no synthesized negatives).",
 )
 @click.option(
+    "--implant-share",
+    type=click.FloatRange(0, 1),
+    help="On the fly, from a store built with synth --backgrounds: the share of the items that "
+    "are its background crops with fresh targets implanted [default: 0].",
+)
+@click.option(
+    "--background-share",
+    type=click.FloatRange(0, 1),
+    help="On the fly: the share of the items that are its background crops as they are, every "
+    "pixel background [default: 0].",
+)
+@click.option(
     "--kinds",
     callback=lambda ctx, param, v: None if v is None else tuple(v.split(",")),
     help="The store's rows to train on, comma-separated among original, negative, implant, "

@@ -71,6 +71,11 @@ class TrainConfig:
     alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
     scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
     photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
+    # on the fly, with a store built with synth --backgrounds: the share of the items that are
+    # its background crops with fresh targets implanted, and as they are (the rest: originals
+    # with fresh negatives)
+    implant_share: float = 0.0
+    background_share: float = 0.0
     flips: str = "d4"  # training flips (trainer.data.FLIPS): d4 (8 orientations), hv, h, none
     val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
     val_every: int = 1  # validate every N epochs (and after the last one)
@@ -120,6 +125,12 @@ class TrainConfig:
         self.kinds = tuple(self.kinds)
         if not self.kinds or set(self.kinds) - set(KINDS):
             bad(f"--kinds {','.join(self.kinds)}: choose among {', '.join(KINDS)}")
+        shares = (self.implant_share, self.background_share)
+        if not all(0 <= v <= 1 for v in shares) or sum(shares) > 1:
+            bad(f"--implant-share {shares[0]}, --background-share {shares[1]}: each in [0, 1], "
+                "their sum <= 1")  # fmt: skip
+        if sum(shares) > 0 and not self.on_the_fly:
+            bad("--implant-share and --background-share draw on-the-fly items: give --on-the-fly")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:

@@ -37,6 +37,9 @@ from sirst5k.errors import TrainError
 from sirst5k.ops import (
     build_pool,
     crop_cell,
+    cut_targets,
+    draw_implants,
+    implant_all,
     mix,
     negative,
     noise_cells,
@@ -391,6 +394,12 @@ class FreshDataset(torch.utils.data.Dataset):
     rotated box) and flips. All of it is drawn from the item's seed, so an epoch is a pure
     function of (seed, epoch) and resumes exactly. Position i uses original i % n, so an epoch
     of `length` items visits the originals evenly.
+
+    With a store built with `synth --backgrounds`, a share of the items come from the
+    deployment sensor's frames instead (beyond the paper): `background_share` of them are its
+    background crops as they are (every pixel background), `implant_share` of them are such a
+    crop with targets of the training originals implanted afresh (ops.draw_implants with the
+    store's --per-frame, --gain and --zoom; patches cut with its --margin).
     """
 
     def __init__(
@@ -403,6 +412,8 @@ class FreshDataset(torch.utils.data.Dataset):
         flips: str = "d4",
         scale_range: tuple[float, float] = (1.0, 1.0),
         photometric: bool = False,
+        implant_share: float = 0.0,
+        background_share: float = 0.0,
     ):
         p = data.params
         self.grid, self.s = int(p.get("grid", 8)), data.s
@@ -434,6 +445,37 @@ class FreshDataset(torch.utils.data.Dataset):
         self.counts = np.bincount(self.pool.owner, minlength=len(self.rows))
         self.starts = np.concatenate([[0], np.cumsum(self.counts)[:-1]])
         self.groups = np.full(self.length, -1)
+        self.shares = (float(background_share), float(implant_share))
+        if sum(self.shares) > 0:
+            self._frames(data, rows, p)
+
+    def _frames(self, data: StoreData, rows: np.ndarray, p: dict) -> None:
+        """The store's background crops (those of the training rows) and every target of the
+        training originals, for the items made from the deployment frames."""
+        bg = np.asarray(rows)[data.columns["kind"][rows] == store.KIND_BACKGROUND]
+        if not len(bg):
+            raise TrainError(
+                f"{data.path}: --implant-share and --background-share need background crops; "
+                "build the store with `sirst5k synth SOURCE --backgrounds FRAMES`"
+            )
+        self.backgrounds = [data.read(int(r))[0].copy() for r in bg]
+        self.patches = [q for i, m in zip(self.image, self.mask, strict=True)
+                        for q in cut_targets(i, m, int(p.get("margin", 3)))]  # fmt: skip
+        if not self.patches:
+            raise TrainError(f"{data.path}: the training originals hold no target to implant")
+        self.per_frame = tuple(p.get("per_frame", (1, 3)))
+        self.gain, self.zoom = tuple(p.get("gain", (0.3, 1.0))), tuple(p.get("zoom", (1, 1)))
+
+    def from_frames(self, kind: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A background crop as it is (kind 0), or with fresh targets implanted (kind 1)."""
+        frame = self.backgrounds[int(rng.integers(len(self.backgrounds)))]
+        if kind == 0:
+            return frame, np.zeros_like(frame)
+        count = int(rng.integers(self.per_frame[0], self.per_frame[1] + 1))
+        shapes = [q.shape for q in self.patches]
+        choices = np.arange(len(self.patches))
+        draws = draw_implants(rng, shapes, choices, frame.shape, count, self.gain, self.zoom)
+        return implant_all(frame, self.patches, draws)
 
     def __len__(self) -> int:
         return self.length
@@ -461,12 +503,16 @@ class FreshDataset(torch.utils.data.Dataset):
         pos, seed = key
         i = pos % len(self.rows)
         rng = np.random.default_rng(seed)
-        image, mask, box = self.synthesize(i, rng)
+        u = rng.random() if sum(self.shares) > 0 else 1.0  # drawn only when asked for
+        if u < sum(self.shares):  # from the deployment frames
+            image, mask = self.from_frames(int(u >= self.shares[0]), rng)
+            size, box = image.shape, None
+        else:
+            image, mask, box = self.synthesize(i, rng)
+            size = self.size[i]
         force = bool(rng.random() < 0.5)
         box = box if force else None
-        image, mask = sample_crop(
-            image, mask, self.size[i], self.crop, rng, force, box, self.scale_range
-        )
+        image, mask = sample_crop(image, mask, size, self.crop, rng, force, box, self.scale_range)
         return flip_and_pack(image, mask, self.augment, rng, -1, self.photometric)
 
 

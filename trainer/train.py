@@ -303,6 +303,7 @@ def build_data(cfg: TrainConfig, ddp: Dist):
         dataset = FreshDataset(
             data, train_rows, crop, len(train_rows), cfg.alpha_range,
             scale_range=cfg.scale_range, photometric=cfg.photometric, flips=cfg.flips,
+            implant_share=cfg.implant_share, background_share=cfg.background_share,
         )  # fmt: skip
     else:
         dataset = TrainDataset(
