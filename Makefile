@@ -12,7 +12,7 @@ NUDT    ?= ../shared/data/NUDT-SIRST
 # TORCH_INDEX=https://download.pytorch.org/whl/cpu, or PyPI's default build pulls CUDA wheels.
 TORCH_INDEX ?=
 
-.PHONY: install demo demo-data dataset train-demo eval-demo test lint format \
+.PHONY: install demo demo-data dataset train-demo eval-demo test test-fast lint format \
         bench-synth bench-store bench-metrics bench-train bench-infer bench-methods bench-models train-nudt-cpu \
         train-nudt-gpu ablation-cpu bundle clean
 
@@ -50,6 +50,11 @@ eval-demo: install
 
 test: install
 	$(BIN)/python -m pytest -q tests
+
+# the edit loop: the suite without the tests marked slow (training runs, torchrun, compile,
+# ONNX export, killed processes)
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow" tests
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,6 +15,7 @@ TINY = dict(
 )
 
 
+@pytest.mark.slow
 def test_api_pipeline_matches_the_cli(demo_source, tmp_path):
     store = tmp_path / "s.h5"
     summary = synthesize(demo_source, store)

@@ -20,6 +20,8 @@ from trainer.registry import build_model
 pytest.importorskip("onnxruntime")
 CFG = dict(widths=[4, 8, 8, 16, 16], blocks=1)
 
+pytestmark = pytest.mark.slow  # ONNX export and ONNX Runtime: seconds each
+
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):

@@ -287,6 +287,7 @@ def test_cli_synth_backgrounds_inspect_gallery(demo_source, frames_dir, tmp_path
     assert res.exit_code == 1 and "options of --backgrounds" in res.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kw",
     [

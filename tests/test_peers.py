@@ -95,6 +95,7 @@ def alcnet_count(layers=(4, 4, 4), ch=(8, 16, 32, 64), r=1, cin=1):
 # ----------------------------------------------------------------------------- the networks
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PEERS)
 def test_shapes_and_gradients_at_odd_multiples_of_the_stride(name):
     torch.manual_seed(0)
@@ -204,6 +205,7 @@ def test_cli_refuses_aff_unet_options_for_a_peer(tmp_path):
     assert r.exit_code == 2 and "'nope' is not one of" in r.output
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["acm", "alcnet"])
 def test_train_then_eval_with_no_model_flag(name, demo_store, tmp_path):
     out = tmp_path / name

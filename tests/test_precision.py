@@ -32,6 +32,7 @@ def plain_probs(checkpoint, image: np.ndarray) -> np.ndarray:
         return torch.sigmoid(model(torch.from_numpy(x))[0])[0, 0, :h, :w].numpy()
 
 
+@pytest.mark.slow
 def test_frames_side_by_side_equal_a_plain_forward(tiny_checkpoint, demo_source, monkeypatch):
     import sirst5k.inference.predictors as predictors
 

@@ -13,6 +13,7 @@ from sirst5k.store import (
     CHUNK,
     COLUMNS,
     FORMAT,
+    OPTIONAL,
     TEST_COLUMNS,
     Split,
     check_file,
@@ -46,14 +47,15 @@ def test_round_trip_and_attrs(tmp_path):
     back = read_split(path, "train")
     assert np.array_equal(back.image, train.image) and np.array_equal(back.mask, train.mask)
     for k in COLUMNS:
-        assert np.array_equal(back.columns[k], train.columns[k])
+        want = train.columns[k] if k not in OPTIONAL else np.full(3, -1)  # filled in: -1
+        assert np.array_equal(back.columns[k], want)
         assert back.columns[k].dtype == COLUMNS[k]
     assert back.size.tolist() == [[6, 5], [4, 7], [6, 5]] and back.offset.tolist() == [0, 30, 58]
     assert set(read_split(path, "test").columns) == set(TEST_COLUMNS)
     attrs = read_attrs(path)
     assert attrs["params"] == {"alpha": 0.1} and attrs["seed"] == 7
     assert attrs["canvas"] == (6, 7) and attrs["sources"] == ["a", "b"]
-    assert attrs["schema_version"] == 2
+    assert attrs["schema_version"] == 3
     with h5py.File(path) as f:
         assert f["train/image"].shape == (88,) and f["train/image"].chunks == (CHUNK,)
         assert f["train/image"].compression is None and f["train/mask"].compression == "gzip"

@@ -224,6 +224,7 @@ def test_inspect_detects_inconsistent_stores(demo_store, tmp_path, edit, reason)
         verify(bad)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not NUDT.is_dir(), reason="NUDT-SIRST not at ../shared/data")
 def test_nudt_sirst_counts(tmp_path):
     out = tmp_path / "nudt.h5"
@@ -239,6 +240,7 @@ def test_nudt_sirst_counts(tmp_path):
     assert summary["canvas"] == (256, 256)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_killed_process_leaves_nothing(demo_source, tmp_path, sig):
     """A real `sirst5k synth` process killed while writing: no store, no partial file."""

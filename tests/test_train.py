@@ -67,6 +67,7 @@ class _StopAt:
             raise KeyboardInterrupt
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights(tiny_store, tmp_path):
     straight = train(_cfg(tiny_store, tmp_path / "a"))
     assert straight["epochs_done"] == 4
@@ -85,6 +86,7 @@ def test_resume_gives_the_same_weights(tiny_store, tmp_path):
     assert [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop,warmup", [(8, 0), (3, 4)])
 def test_ctrl_c_mid_epoch_saves_and_resumes_exactly(tiny_store, tmp_path, stop, warmup):
     kw = dict(epochs=3, neg_loss="min", warmup=warmup)
@@ -137,6 +139,7 @@ TINY_ARGS = ("--epochs", 2, "--batch-size", 8, "--crop", 16, "--device", "cpu")
 TINY_ARGS += ("--widths", "4,4,8,8,8", "--blocks", 1, "--val-fraction", 0.2)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tiny_store, tmp_path):
     out = tmp_path / "run"
     r = _cli("train", tiny_store, "--out", out, *TINY_ARGS)
@@ -204,6 +207,7 @@ def _torchrun(*args):
     return [*cmd, "-m", "sirst5k_cli", "train", *[str(a) for a in args]]
 
 
+@pytest.mark.slow
 def test_ddp_gloo_two_processes_ctrl_c_and_resume(tiny_store, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parents[1]))
     args = [*TINY_ARGS, "--epochs", 3]  # the later --epochs wins
@@ -275,6 +279,7 @@ def test_budget_epochs_by_hand():
     assert budget_epochs(1680, 1700, 35, done=10) == 10  # past the budget: end now
 
 
+@pytest.mark.slow
 def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, monkeypatch):
     """After each epoch the run's epochs become budget_epochs(...) (stubbed: 3), which the
     cosine, config.json, the checkpoints and the summary follow; a resume does not fit again."""
@@ -316,6 +321,7 @@ def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, 
     assert not train_config(resume=tmp_path / "b", epochs=5)[0].fit_budget
 
 
+@pytest.mark.slow
 def test_fit_budget_refits_and_the_cosine_follows(tiny_store, tmp_path, monkeypatch):
     """A pace that drifts changes the count after a later epoch: fitted to 5 after epoch 1 and
     to 3 after epoch 2, the run ends after epoch 3, which it validates although --val-every 2
@@ -339,6 +345,7 @@ def test_fit_budget_refits_and_the_cosine_follows(tiny_store, tmp_path, monkeypa
     assert lr_at(c5, 1, 0) != pytest.approx(lr_at(c3, 1, 0))  # the counts give different lrs
 
 
+@pytest.mark.slow
 def test_fit_budget_edge_cases(tiny_store, tmp_path, monkeypatch):
     """Fitted to its first epoch with --val-every 2, a run still validates it (best.pt); a run
     stopped in its first epoch and resumed with --no-fit-budget keeps its --epochs."""
@@ -356,6 +363,7 @@ def test_fit_budget_edge_cases(tiny_store, tmp_path, monkeypatch):
     assert train(cfg, resume=ckpt)["epochs_done"] == 4  # not fitted to 1
 
 
+@pytest.mark.slow
 def test_val_every_and_no_validation(tiny_store, tmp_path):
     s = train(_cfg(tiny_store, tmp_path / "a", epochs=3, val_every=2))
     rows = (tmp_path / "a" / "log.csv").read_text().splitlines()[1:]
@@ -377,6 +385,7 @@ def test_stop_request_defers_the_first_ctrl_c():
     assert signal.getsignal(signal.SIGINT) is before
 
 
+@pytest.mark.slow
 def test_on_the_fly_resumes_exactly_and_differs_by_epoch(demo_store, tmp_path):
     """On-the-fly negatives, zoom and photometric variation are drawn from (seed, epoch): a run
     stopped mid-epoch and resumed ends with the weights of an uninterrupted one; the two epochs
@@ -422,6 +431,7 @@ def test_lr_at_warmup_then_cosine_per_epoch():
         assert opt.param_groups[0]["lr"] == pytest.approx(lr_at(cfg, e, 0), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_compiled_training_saves_plain_weights(tiny_store, tmp_path):
     """--compile compiles the training forward only: the checkpoint holds the plain model's
     keys (loadable by eval) and the run completes. (About a minute: the compile itself.)"""
@@ -505,6 +515,7 @@ def test_ema_is_the_moving_average_of_the_steps_weights(tiny_store, tmp_path, mo
     assert not torch.allclose(seen[-1][0], expected[0])  # the average is not the last step
 
 
+@pytest.mark.slow
 def test_ema_resumes_exactly_mid_epoch(tiny_store, tmp_path):
     kw = dict(epochs=3, ema=0.95)
     train(_cfg(tiny_store, tmp_path / "a", **kw))
