@@ -45,6 +45,8 @@ STORES = {  # name -> synth options beside SOURCE -o STORE
     "implant": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"],
     "implant-noise": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"]
     + ["--noise-from", BG],
+    # the paper's few-labels claim: every 8th image of NUDT-SIRST's train split (83 images)
+    "eighth": ["--split", "{eighth}", "--split", "{test}"],
 }
 RECIPES = {  # name -> (store, train options after --preset cpu30)
     "base": ("nudt", []),
@@ -54,6 +56,9 @@ RECIPES = {  # name -> (store, train options after --preset cpu30)
     "implant-nonegs": ("implant", ["--kinds", "original,implant,background"]),
     "implant-nobg": ("implant", ["--kinds", "original,negative,implant"]),
     "implant-photo": ("implant", ["--photometric"]),
+    # few labels: the store (originals + negatives) against the originals alone, same samples
+    "eighth-store": ("eighth", []),
+    "eighth-orig": ("eighth", ["--originals-only"]),
 }
 
 
@@ -63,12 +68,23 @@ def sirst5k(*args: str, log, threads: int) -> None:
     subprocess.run(cmd, env=env, stdout=log, stderr=log, check=True)
 
 
+def eighth_split(args) -> dict[str, str]:
+    """Split files of the few-labels store: every 8th id of the train split, the test split."""
+    splits = Path(args.source) / "splits" / "50_50"
+    ids = (splits / "train.txt").read_text().split()
+    out = Path(args.data) / "splits" / "train_eighth.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(ids[::8]) + "\n")
+    return {"eighth": str(out), "test": str(splits / "test.txt")}
+
+
 def build_store(name: str, args) -> Path:
     path = Path(args.data) / f"{name}.h5"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        options = [o.format(**eighth_split(args)) for o in STORES[name]]
         with open(f"{path}.log", "a") as log:
-            sirst5k("synth", args.source, "-o", str(path), *STORES[name], log=log, threads=2)
+            sirst5k("synth", args.source, "-o", str(path), *options, log=log, threads=2)
     return path
 
 
