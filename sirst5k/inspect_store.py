@@ -10,7 +10,6 @@ every group id used by exactly 4 negatives with rotations 0/90/180/270; negative
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -120,7 +119,7 @@ def verify(path: str | Path) -> dict:
     try:
         with store.check_file(path) as f:
             canvas = tuple(int(v) for v in f.attrs["canvas"])
-            params = json.loads(f.attrs["params"])
+            params = store.attr_json(f, "params")
             n_sources = len(f["sources/name"])
             n_train = len(store.require_group(f, "train")["size"])  # offsets checked here
             n_test = len(store.require_group(f, "test")["size"])
@@ -148,9 +147,9 @@ def verify(path: str | Path) -> dict:
                 "seed": int(f.attrs["seed"]),
                 "source": str(f.attrs["source"]),
                 "created": str(f.attrs["created"]),
-                "skipped": len(json.loads(f.attrs.get("skipped", "[]"))),
+                "skipped": len(store.attr_json(f, "skipped", "[]")),
                 "params": params,
-                "versions": json.loads(f.attrs["versions"]),
+                "versions": store.attr_json(f, "versions"),
                 "MB": path.stat().st_size / 1e6,
                 "pixel_MB": pixels / 1e6,  # images + masks at their real sizes, uncompressed
                 "compression": _filters(f["train/image"]),

@@ -265,8 +265,45 @@ def write_store(
     return Path(dest)
 
 
+def attr_json(f: h5py.File, key: str, default: str | None = None):
+    """A root attribute holding JSON, decoded; damaged or hostile JSON (nested thousands deep)
+    is a one-line StoreError."""
+    try:
+        value = f.attrs[key] if default is None else f.attrs.get(key, default)
+        return json.loads(value)
+    except (KeyError, OSError, ValueError, TypeError, RecursionError) as e:
+        what = type(e).__name__
+        raise StoreError(f"{f.filename}: damaged store metadata ('{key}': {what}); {FIX}") from None
+
+
+def check_links(f: h5py.File) -> None:
+    """Refuse, before any data is read, a store holding anything but plain objects: a soft or
+    external link, a dataset whose bytes live in another file (external raw storage) or that is
+    assembled from others (virtual). synth writes none of these; they would make a reader take
+    another file's bytes (even a system file's) for the store's."""
+
+    def walk(g: h5py.Group) -> None:
+        for name in g:
+            link = g.get(name, getlink=True)
+            where = f"{g.name.rstrip('/')}/{name}"
+            if not isinstance(link, h5py.HardLink):
+                kind = type(link).__name__
+                raise StoreError(f"{f.filename}: {where} is a {kind}, not data of this file; {FIX}")
+            obj = g[name]
+            if isinstance(obj, h5py.Group):
+                walk(obj)
+            elif obj.external or obj.is_virtual:
+                raise StoreError(
+                    f"{f.filename}: {where} keeps its bytes outside this file (external or "
+                    f"virtual dataset); {FIX}"
+                )
+
+    walk(f)
+
+
 def check_file(path: str | os.PathLike) -> h5py.File:
-    """Open a store read-only and check format and schema version; raise StoreError if not."""
+    """Open a store read-only and check format, schema version and that it holds only its own
+    data (check_links); raise StoreError if not."""
     path = Path(path)
     if path.is_dir():
         raise StoreError(
@@ -298,6 +335,11 @@ def check_file(path: str | os.PathLike) -> h5py.File:
             f"{path}: schema version {version}, this sirst5k reads {SCHEMA_VERSION}; "
             "rebuild the store with this version's `sirst5k synth`"
         )
+    try:
+        check_links(f)
+    except BaseException:
+        f.close()
+        raise
     return f
 
 
@@ -415,8 +457,8 @@ def read_attrs(path: str | os.PathLike) -> dict:
         try:
             attrs = {k: f.attrs[k] for k in f.attrs}
             names = [s.decode() if isinstance(s, bytes) else s for s in f["sources/name"][...]]
-            attrs["params"] = json.loads(attrs["params"])
-            attrs["versions"] = json.loads(attrs["versions"])
+            attrs["params"] = attr_json(f, "params")
+            attrs["versions"] = attr_json(f, "versions")
             attrs["canvas"] = tuple(int(v) for v in attrs["canvas"])
         except (KeyError, OSError, ValueError, TypeError) as e:
             what = str(e).splitlines()[0][:100]
