@@ -214,9 +214,9 @@ TTA_COLUMNS = [  # with --tta
 
 def table(rows: list[dict], variants: list[str], columns: list[tuple]) -> str:
     def cell(xs: list[float], scale: float) -> str:
+        xs = [x * scale for x in xs if x is not None]  # None: undefined (no targets)
         if not xs:
             return "-"
-        xs = [x * scale for x in xs]
         sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
         return f"{statistics.mean(xs):.2f} ± {sd:.2f}"
 

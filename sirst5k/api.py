@@ -22,6 +22,7 @@ from typing import Any
 
 from sirst5k.errors import UserError
 from sirst5k.inference.bundled import BUNDLED, resolve
+from sirst5k.io import IMAGE_DIRS, MASK_DIRS, split_args
 from sirst5k.store import check_file
 from sirst5k.synth import SynthConfig, build_store
 
@@ -68,7 +69,11 @@ def synthesize(
     (signal over local background times a `gain`, zoomed by `zoom`, `margin` px of background
     cut around each) and `bg_negatives` crops left as they are; `noise_from`, a folder of its
     frames, is where Eq. 1's noise cells come from.
+
+    OUT may not be one of the inputs, even with `force`: a file in SOURCE's images or masks,
+    in `backgrounds` or `noise_from`, or a split file.
     """
+    _refuse_input_as_out(out, source, split, [backgrounds, noise_from])
     cfg = SynthConfig(
         alpha, s, grid, sigma, mu, resize, label, seed,
         backgrounds=str(backgrounds) if backgrounds else None, implants=implants,
@@ -76,6 +81,22 @@ def synthesize(
         margin=margin, noise_from=str(noise_from) if noise_from else None,
     )  # fmt: skip
     return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
+
+
+def _refuse_input_as_out(out, source, split, folders) -> None:
+    """synth's OUT inside a folder it reads (SOURCE's images and masks, --backgrounds,
+    --noise-from) or on a split file: refused, so that no input is ever replaced."""
+    dest = Path(out).resolve()
+    reads = [Path(source) / d for d in (*IMAGE_DIRS, *MASK_DIRS)] + [Path(f) for f in folders if f]
+    for folder in reads:
+        if dest == folder.resolve() or folder.resolve() in dest.parents:
+            raise UserError(
+                f"-o {out}: inside {folder}, which synth reads; write the store elsewhere, "
+                "e.g. data/NAME.h5"
+            )
+    for path in split_args(split):
+        if dest == path.resolve():
+            raise UserError(f"-o {out}: the split file synth reads; choose another -o")
 
 
 def train(
@@ -173,9 +194,11 @@ def predict(
     overlay: bool = True,
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Write OUT/<name>.png target masks (0/255, each image's size) for IMAGES (files or
-    folders, searched recursively), and overlays; return a summary."""
+    folders, searched recursively), and overlays; return a summary. No output may be an input
+    image; existing files are replaced only with `force`, checked before anything runs."""
     from sirst5k import evaluation
     from sirst5k.inference.predictors import make_predictor
 
@@ -185,7 +208,7 @@ def predict(
     )
     threshold = 0.5 if threshold is None else threshold
     return evaluation.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
-                      batch_size, progress=progress)  # fmt: skip
+                      batch_size, progress=progress, force=force)  # fmt: skip
 
 
 def export(
@@ -197,13 +220,20 @@ def export(
     force: bool = False,
 ) -> dict[str, Any]:
     """Write the checkpoint's model as ONNX (sirst5k/inference/export.py), the AFF U-Net's attention
-    window built in; an existing OUT is replaced only with `force`. Return a summary with the
-    largest difference from PyTorch on odd-sized inputs (None without ONNX Runtime)."""
+    window built in; an existing OUT is replaced only with `force`, the checkpoint itself never.
+    Return a summary with the largest difference from PyTorch on odd-sized inputs (None without
+    ONNX Runtime)."""
     from sirst5k.inference.export import export_onnx
 
+    ckpt = resolve(checkpoint)
+    if Path(out).resolve() == Path(ckpt).resolve():
+        raise UserError(
+            f"-o {out}: that is the checkpoint being exported; choose another -o, e.g. "
+            f"{Path(ckpt).with_suffix('.onnx')}"
+        )
     if Path(out).exists() and not force:
         raise UserError(f"{out} exists; pass --force to replace it, or choose another -o")
-    return export_onnx(resolve(checkpoint), out, opset, attention_window)
+    return export_onnx(ckpt, out, opset, attention_window)
 
 
 def load_model(checkpoint: PathLike, device: str = "cpu"):

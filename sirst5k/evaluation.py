@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import heapq
 import json
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -32,7 +33,7 @@ import cv2
 import numpy as np
 
 from sirst5k.errors import StoreError, UserError, skipped_reason
-from sirst5k.files import atomic_path
+from sirst5k.files import atomic_path, safe_name
 from sirst5k.inference.bundled import resolve
 from sirst5k.inference.predictors import decision_rule, default_batch, make_predictor
 from sirst5k.io import collect_images, find_split_file, load_split, read_image, read_pair
@@ -44,6 +45,8 @@ from sirst5k.store import read_attrs, read_split
 DEFINITIONS = {
     "iou": "foreground IoU, intersections and unions summed over the set, divided once",
     "niou": "mean over images of per-image IoU (empty union counts 0)",
+    "null": "undefined, a ratio over nothing: pd and recall without targets, iou and niou with "
+    "nothing target or predicted, precision with nothing predicted",
     "pd": "8-connected targets matched greedily (label order) to a prediction at < 3 px",
     "fa_corrected": FA_CORRECTED,
     "fa_legacy": FA_LEGACY,
@@ -162,6 +165,11 @@ def _stack(arrays: list[np.ndarray], dtype) -> tuple[np.ndarray, np.ndarray]:
     return out, sizes
 
 
+def _times(v: float | None, scale: float) -> float | None:
+    """A metric in paper units; None (undefined) stays None."""
+    return None if v is None else v * scale
+
+
 def _badness(s) -> tuple:
     """Worst first: low IoU (an image with nothing to find and nothing found is perfect), then
     misses, then false pixels."""
@@ -171,7 +179,13 @@ def _badness(s) -> tuple:
 
 def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=False,
              batch_size=None, worst=8, progress=None) -> dict:  # fmt: skip
-    """Run `predictor` over `data`, write every output into `out`, return metrics.json's dict."""
+    """Run `predictor` over `data`, write every output into `out`, return metrics.json's dict.
+
+    Each file is written whole or not at all. The previous metrics.json is deleted before any
+    other file is written and the new one is written last, so a metrics.json present always
+    belongs to the per_image.csv, roc.csv, pd_fa.png and overlays/ beside it (an eval killed
+    part-way leaves none). Overlays are named by rank and each image's name reduced to a plain
+    base name (files.safe_name): data cannot put a file outside `out`."""
     t_start = time.perf_counter()
     batch_size = batch_size or default_batch(predictor)
     metrics, roc = Metrics(threshold, legacy_fa), RocSweep(extra=threshold)
@@ -201,22 +215,24 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
     out.mkdir(parents=True, exist_ok=True)
     result = metrics.compute()
     scores = metrics.per_image()
-    # every output is written whole or not at all (an interrupted eval leaves the old files)
+    # metrics.json goes first and comes back last: it vouches for the files beside it
+    (out / "metrics.json").unlink(missing_ok=True)
     with atomic_path(out / "per_image.csv", force=True) as tmp, open(tmp, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["stem", "h", "w", "iou", "targets", "hits", "misses", "false_pixels"])
         for stem, (h, wd), s in zip(stems, shapes, scores, strict=True):
-            w.writerow([stem, h, wd, f"{s.iou:.6f}", s.targets, s.hits, s.misses, s.false_pixels])
+            iou = "n/a" if s.iou is None else f"{s.iou:.6f}"  # nothing to find, nothing found
+            w.writerow([stem, h, wd, iou, s.targets, s.hits, s.misses, s.false_pixels])
     with atomic_path(out / "roc.csv", force=True) as tmp:
         roc.write_csv(tmp)
     pd_fa_curve(roc.compute(), out / "pd_fa.png", threshold, f"{predictor.name} on {data.path}")
     worst_list = sorted(heap, reverse=True)
+    names = [f"{r + 1:02d}-{safe_name(e[3])}" for r, e in enumerate(worst_list)]  # ranked: unique
     for old in (out / "overlays").glob("*.png"):  # a previous eval's worst images
         old.unlink()
-    for rank, (_, _, index, stem, pred) in enumerate(worst_list):
+    for name, (_, _, index, _, pred) in zip(names, worst_list, strict=True):
         sample = data.get(index)
-        name = f"{rank + 1:02d}-{stem}.png"
-        write_png(out / "overlays" / name, overlay(sample.image, pred, sample.mask))
+        write_png(out / "overlays" / f"{name}.png", overlay(sample.image, pred, sample.mask))
     n, seconds = len(stems), time.perf_counter() - t_start
     keys = ("iou", "niou", "pd", "fa", "fa_corrected", "fa_legacy", "precision", "recall")
     report = {
@@ -233,18 +249,18 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
         "definitions": DEFINITIONS,
         "metrics": {k: result[k] for k in keys},
         "paper_units": {
-            "iou_x1e2": result["iou"] * 1e2,
-            "niou_x1e2": result["niou"] * 1e2,
-            "pd_x1e2": result["pd"] * 1e2,
-            "fa_x1e6": result["fa"] * 1e6,
-            "fa_corrected_x1e6": result["fa_corrected"] * 1e6,
-            "fa_legacy_x1e6": None if result["fa_legacy"] is None else result["fa_legacy"] * 1e6,
+            "iou_x1e2": _times(result["iou"], 1e2),
+            "niou_x1e2": _times(result["niou"], 1e2),
+            "pd_x1e2": _times(result["pd"], 1e2),
+            "fa_x1e6": _times(result["fa"], 1e6),
+            "fa_corrected_x1e6": _times(result["fa_corrected"], 1e6),
+            "fa_legacy_x1e6": _times(result["fa_legacy"], 1e6),
         },
         "counts": {k: v for k, v in result.items() if isinstance(v, int)},
         "images": n,
         "comparable_to_papers": is_nudt_test(stems),
         "skipped": data.skipped,
-        "worst": [f"{r + 1:02d}-{e[3]}" for r, e in enumerate(worst_list)],
+        "worst": names,
         "timing": {
             "predict_s": t_pred,
             "total_s": seconds,
@@ -257,14 +273,41 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
     return report
 
 
+def check_outputs(items, out: Path, overlays: bool, force: bool, limit=None) -> None:
+    """Refuse, before anything runs, predict's outputs for `items` (collect_images) that would
+    overwrite an input (even with force) or each other, and, without force, existing files."""
+    inputs = {src.resolve(): src for src, _ in items}
+    planned: dict[Path, Path] = {}
+    for src, rel in items[: limit or None]:
+        for dest in [out / rel, out / "overlays" / rel] if overlays else [out / rel]:
+            if dest.resolve() in inputs:
+                raise UserError(
+                    f"-o {out}: {dest} would overwrite the input image "
+                    f"{inputs[dest.resolve()]}; choose an output folder apart from the images"
+                )
+            if dest in planned:
+                raise UserError(f"{src} and {planned[dest]} would both be written to {dest}; "
+                                "rename one")  # fmt: skip
+            planned[dest] = src
+    existing = [dest for dest in planned if dest.exists()]
+    if existing and not force:
+        more = f" (and {len(existing) - 1} more output files)" if len(existing) > 1 else ""
+        raise UserError(
+            f"{existing[0]} exists{more}; pass --force to replace, or choose another -o"
+        )
+
+
 def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=False,
-            write_overlays=True, batch_size=None, progress=None) -> dict:  # fmt: skip
+            write_overlays=True, batch_size=None, progress=None, force=False) -> dict:  # fmt: skip
     """Write OUT/<name>.png (0/255 mask at the real size) and OUT/overlays/<name>.png.
 
-    Every PNG is written atomically (whole or not at all); a failure part-way says how many
-    masks were written before it."""
+    No output may be an input; existing files are replaced only with `force` (check_outputs,
+    before anything runs). Every PNG is written atomically (whole or not at all); a failure
+    part-way says how many masks were written before it."""
     out = Path(out)
-    items = collect_images(inputs, out)[: limit or None]
+    items = collect_images(inputs, out)
+    check_outputs(items, out, write_overlays, force, limit)
+    items = items[: limit or None]
     batch_size = batch_size or default_batch(predictor)
     written, targets, skipped, t_pred, t0 = 0, 0, [], 0.0, time.perf_counter()
     try:
@@ -332,6 +375,11 @@ def compare(
     k = dict(k or {})
     if unknown := sorted(set(k) - set(methods)):
         raise UserError(f"--k {unknown[0]}=...: {unknown[0]} is not among the --method given")
+    for m, v in k.items():
+        if not math.isfinite(v):
+            raise UserError(f"--k {m}={v}: give a finite number, e.g. {m}=3")
+    if threshold is not None and not 0 <= threshold <= 1:  # nan too
+        raise UserError(f"--threshold {threshold}: give a probability in [0, 1], e.g. 0.5")
     paths = [resolve(c) for c in checkpoints]  # a run folder: its best.pt
     if len(set(map(Path.resolve, paths))) < len(paths):
         raise UserError("compare: a checkpoint is given twice")
@@ -359,14 +407,15 @@ def compare(
             "rule": r["rule"] + (", tta 8" if r.get("tta") else ""),
         })  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
-    keys = list(rows[0])
+    keys, scores = list(rows[0]), ("iou", "niou", "pd", "fa")  # a None score: undefined, n/a
     with atomic_path(out / "compare.csv", force=True) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, keys)
         w.writeheader()
-        w.writerows(rows)
+        w.writerows({k: "n/a" if v is None and k in scores else v for k, v in r.items()}
+                    for r in rows)  # fmt: skip
 
-    def fmt(v, digits=2):
-        return "-" if v is None else f"{v:.{digits}f}"
+    def fmt(v, digits=2, none="-"):
+        return none if v is None else f"{v:.{digits}f}"
 
     md = [
         f"Data: {data} ({rows[0]['images']} images). IoU, nIoU, Pd x1e2; Fa x1e6 (corrected).",
@@ -375,7 +424,7 @@ def compare(
         "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        cells = [fmt(r["iou"]), fmt(r["niou"]), fmt(r["pd"]), fmt(r["fa"], 1)]
+        cells = [fmt(r[k], 1 if k == "fa" else 2, "n/a") for k in scores]
         cells += [fmt(r["params_m"]), fmt(r["images_per_s"], 1), r["rule"]]
         md.append(f"| {r['name']} | " + " | ".join(cells) + " |")
     with atomic_path(out / "compare.md", force=True) as tmp:

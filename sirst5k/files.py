@@ -15,11 +15,14 @@
 - `DeferredInterrupt`: the first Ctrl-C only sets `asked` (the trainer reads it between
   batches, so its saved state is a whole number of steps); a second one raises at once.
 - `check_free_space(dest, nbytes)`: a one-line error before writing what cannot fit.
+- `safe_name(name)`: a file name taken from data (a store's source name, an image stem) as one
+  plain base name, so that it cannot reach outside the output folder.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import sys
@@ -159,3 +162,12 @@ def check_free_space(dest: str | os.PathLike, nbytes: int) -> None:
             f"{dest}: needs about {nbytes / 1e6:.0f} MB, and {folder} has {free / 1e6:.0f} MB "
             "free; free some space or write elsewhere"
         )
+
+
+def safe_name(name: str, limit: int = 120) -> str:
+    """`name`, a file name taken from data, as one plain base name: the last part of any path
+    in it (after / or \\), control characters as "_", at most `limit` characters; "_" for an
+    empty name or dots only ("." and ".." name folders, not files)."""
+    base = re.split(r"[/\\]", str(name))[-1]
+    base = re.sub(r"[\x00-\x1f\x7f]", "_", base)[:limit]
+    return base if base.strip(".") else "_"

@@ -87,6 +87,8 @@ def to_grey_uint8(arr: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
 def decode(path: str | Path) -> np.ndarray:
     """Decode an image file unchanged (any depth, palette expanded), or raise UserError."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{path}: a folder, not an image file; rename or remove it")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     data = np.fromfile(path, np.uint8)
@@ -414,13 +416,23 @@ def load_split(
 
 def collect_images(inputs: list[str | Path], out: Path) -> list[tuple[Path, Path]]:
     """(image path, output path relative to OUT) for files and folders (recursively, image
-    extensions only, never inside OUT, nor in a dataset folder's masks/ or annotations/masks/);
-    two inputs with one output name are an error."""
+    extensions only, never inside an OUT within the folder, nor in a dataset folder's masks/ or
+    annotations/masks/); no inputs, OUT the input folder itself, and two inputs with one output
+    name are errors."""
+    if not inputs:
+        raise UserError("no images given: name image files or folders")
     found: list[tuple[Path, Path]] = []
     out_abs = out.resolve()
     for item in map(Path, inputs):
+        if item.is_dir() and item.resolve() == out_abs:
+            raise UserError(
+                f"-o {out}: the output folder is the input folder {item}; the masks would "
+                "replace the images: choose another -o"
+            )
         if item.is_dir():
-            skip = [out_abs] + [(item / d).resolve() for d in MASK_DIRS if (item / d).is_dir()]
+            skip = [(item / d).resolve() for d in MASK_DIRS if (item / d).is_dir()]
+            if item.resolve() in out_abs.parents:  # OUT inside the folder: not an input
+                skip.append(out_abs)
             for p in sorted(item.rglob("*")):
                 if p.is_file() and p.suffix.lower() in IMAGE_EXTS:
                     if any(d in p.resolve().parents for d in skip):

@@ -18,12 +18,14 @@ Definitions (../shared/reference/ANCHORS.md section 2; docs/evaluation.md):
     Offered only to compare with numbers printed in papers (`legacy_fa=True`).
 
 Counts are integers accumulated over batches and reduced once in `compute`; zero division is
-handled in `_div` only (x / 0 = 0). Components come from one OpenCV call per batch: the rows
-of the batch that hold foreground are packed into one image, runs of consecutive rows kept
-together with a zero row before each run (8-connected components cannot cross it), and labelled
-by Wu's scan (CCL_SAUF), whose labels follow raster order like skimage.measure.label; areas and
-centroids come from the foreground pixels only. Matching loops over candidate (ground truth,
-prediction) pairs of the same image only, never over pixels.
+decided in `_div` only: a ratio over nothing is undefined, None (a set without targets has no
+Pd; nothing predicted on it, no IoU either), never a 0 that would read as a miss. Components
+come from one OpenCV call per batch: the rows of the batch that hold foreground are packed into
+one image, runs of consecutive rows kept together with a zero row before each run (8-connected
+components cannot cross it), and labelled by Wu's scan (CCL_SAUF), whose labels follow raster
+order like skimage.measure.label; areas and centroids come from the foreground pixels only.
+Matching loops over candidate (ground truth, prediction) pairs of the same image only, never
+over pixels.
 Centroid distances are compared with 3 exactly (integer arithmetic on coordinate sums) where
 floating point cannot decide.
 """
@@ -66,15 +68,16 @@ COUNT_KEYS = (  # the integer counts `compute` returns beside the metrics
 )
 
 
-def _div(num: float, den: float) -> float:
-    """The one place zero division is decided: a ratio with a zero denominator is 0."""
-    return float(num) / float(den) if den else 0.0
+def _div(num: float, den: float) -> float | None:
+    """The one place zero division is decided: a ratio with a zero denominator is undefined
+    (None)."""
+    return float(num) / float(den) if den else None
 
 
 class ImageScore(NamedTuple):
     """One image's scores, as written to the per-image CSV."""
 
-    iou: float
+    iou: float | None  # None: nothing to find and nothing found
     hits: int
     misses: int
     false_pixels: int
@@ -339,10 +342,12 @@ class Metrics:
         return c
 
     def compute(self) -> dict:
-        """Metrics as fractions (not scaled), plus the integer counts they come from."""
+        """Metrics as fractions (not scaled), plus the integer counts they come from. Undefined
+        ones are None: iou and niou when nothing is a target or predicted, pd and recall
+        without targets, precision without predictions."""
         c = self.counts()
         inter, union = self._column("inter"), self._column("union")
-        ious = [_div(i, u) for i, u in zip(inter, union, strict=True)]
+        ious = [_div(i, u) or 0.0 for i, u in zip(inter, union, strict=True)]  # empty: 0
         fa = _div(c["false_pixels"], c["pixels"])
         # the legacy Fa divides by 256*256 per image: meaningful only when every image is that
         legacy_ok = bool((self._column("pixels") == LEGACY_PIXELS_PER_IMAGE).all())
@@ -354,7 +359,7 @@ class Metrics:
             )
         return {
             "iou": _div(c["inter"], c["union"]),
-            "niou": _div(math.fsum(ious), len(ious)),
+            "niou": _div(math.fsum(ious), len(ious)) if c["union"] else None,
             "pd": _div(c["hits"], c["targets"]),
             "fa": fa_legacy if self.legacy_fa else fa,
             "fa_corrected": fa,

@@ -230,6 +230,11 @@ def gallery(tiles: list[np.ndarray], columns: int = 3) -> np.ndarray:
     return np.vstack(rows)
 
 
+def _times(v: float | None, scale: float) -> float:
+    """v * scale for a plot; nan (not drawn) where a metric is undefined (None)."""
+    return np.nan if v is None else v * scale
+
+
 def write_png(path: str | Path, array: np.ndarray) -> None:
     """cv2.imwrite that works with any path, atomically (encode, write beside, rename)."""
     ok, buf = cv2.imencode(".png", array)
@@ -253,7 +258,7 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     rows = inner if len(inner) >= 2 else rows
     fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(15, 4.2))
     fa = [r["fa"] * 1e6 for r in rows]
-    pd = [r["pd"] * 1e2 for r in rows]
+    pd = [_times(r["pd"], 1e2) for r in rows]  # undefined without targets: not drawn
     ax1.plot(fa, pd, "o-", ms=4)
     log_x = min(fa) > 0 and max(fa) / min(fa) > 10  # log only where Fa spans over a decade
     if log_x:
@@ -276,7 +281,8 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     ax1.set_title("Pd vs Fa")
     ax1.grid(alpha=0.3)
     ax1.legend(loc="lower right")
-    ax2.plot([r["recall"] for r in rows], [r["precision"] for r in rows], "s-", ms=4)
+    recall, precision = ([_times(r[k], 1) for r in rows] for k in ("recall", "precision"))
+    ax2.plot(recall, precision, "s-", ms=4)
     ax2.set_xlabel("pixel recall")
     ax2.set_ylabel("pixel precision")
     ax2.set_xlim(0, 1.02)
@@ -284,7 +290,7 @@ def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str
     ax2.set_title("precision vs recall")
     ax2.grid(alpha=0.3)
     ts = [r["threshold"] for r in rows]
-    ax3.plot(ts, [r["iou"] * 1e2 for r in rows], "o-", ms=3, label="IoU")
+    ax3.plot(ts, [_times(r["iou"], 1e2) for r in rows], "o-", ms=3, label="IoU")
     ax3.plot(ts, pd, "^:", ms=3, label="Pd")
     ax3.axvline(threshold, color="red", alpha=0.5, label=f"threshold {threshold:g}")
     ax3.set_xlabel("threshold on the probability")
@@ -320,7 +326,7 @@ def training_curves(rows: list[dict], path: str | Path, best_epoch: int, title: 
         ve = [r["epoch"] for r in val]
         for key, style, name in (("val_iou", "o-", "IoU"), ("val_niou", "s--", "nIoU"),
                                  ("val_pd", "^:", "Pd")):  # fmt: skip
-            ax2.plot(ve, [100 * r[key] for r in val], style, ms=3, label=name)
+            ax2.plot(ve, [_times(r.get(key), 100) for r in val], style, ms=3, label=name)
         ax2.set_ylabel("%")
         fa = ax2.twinx()
         fa.plot(ve, [1e6 * r["val_fa"] for r in val], "m-", alpha=0.5, label="Fa")

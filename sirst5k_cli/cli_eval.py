@@ -7,6 +7,7 @@ commands, through sirst5k.evaluation, so `sirst5k --help` stays fast.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -14,9 +15,10 @@ import click
 from sirst5k.api import compare, evaluate, export, predict
 from sirst5k.errors import SirstError
 from sirst5k.inference import PRECISIONS
+from sirst5k.inference.tiling import WINDOW_MAX
 from sirst5k.io import collect_images
 from sirst5k.reference import REFERENCE_ROWS
-from sirst5k_cli.cli_options import DEVICE, method_choice
+from sirst5k_cli.cli_options import DEVICE, FiniteFloat, method_choice
 
 
 def _predictor_options(f):
@@ -32,14 +34,14 @@ def _predictor_options(f):
         click.option("--method", type=method_choice(), help="A classical detector instead."),
         click.option(
             "--k",
-            type=float,
+            type=FiniteFloat(),
             default=None,
             help="Method only: adaptive threshold T = mean + k*std of the score map "
             "(default: the method's own, see docs/evaluation.md).",
         ),
         click.option(
             "--threshold",
-            type=click.FloatRange(0, 1),
+            type=FiniteFloat(0, 1),
             default=None,
             help="A network's pixel is target when its probability is > this [0.5].",
         ),
@@ -82,7 +84,7 @@ def _predictor_options(f):
         ),
         click.option(
             "--attention-window",
-            type=click.IntRange(0),
+            type=click.IntRange(0, WINDOW_MAX),
             default=None,
             help="The AFF U-Net's channel attention pools over N x N px cells of a frame, not "
             "the whole frame: large frames run whole as the 256 x 256 images it was chosen on; "
@@ -124,8 +126,9 @@ def _progress():
     )
 
 
-def _fmt(v, digits=2) -> str:
-    return "-" if v is None else f"{v:.{digits}f}"
+def _fmt(v, digits=2, none="-") -> str:
+    """A number for the tables; `none` for None: "-" not applicable, "n/a" undefined."""
+    return none if v is None else f"{v:.{digits}f}"
 
 
 def _print_table(report: dict) -> None:
@@ -142,9 +145,9 @@ def _print_table(report: dict) -> None:
     params = report["params"] / 1e6 if report["params"] else None
     t.add_row(
         f"[bold]{report['predictor']}[/bold]",
-        _fmt(pu["iou_x1e2"]),
-        _fmt(pu["niou_x1e2"]),
-        _fmt(pu["pd_x1e2"]),
+        _fmt(pu["iou_x1e2"], none="n/a"),  # undefined: a split without targets
+        _fmt(pu["niou_x1e2"], none="n/a"),
+        _fmt(pu["pd_x1e2"], none="n/a"),
         _fmt(pu["fa_x1e6"], 3),
         "legacy" if legacy else "corr.",
         _fmt(params),
@@ -227,12 +230,15 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
 @click.option("--limit", type=click.IntRange(1), help="Only the first N images.")
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (magenta: predicted pixels).")  # fmt: skip
+@click.option("--force", is_flag=True, help="Replace existing files in OUT (never an input).")
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-                tta, attention_window, precision, skip_bad, out, limit, overlay):  # fmt: skip
+                tta, attention_window, precision, skip_bad, out, limit, overlay,
+                force):  # fmt: skip
     """Predict target masks for IMAGES (files or folders, searched recursively; a dataset
     folder's masks/ are skipped).
 
-    Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size).
+    Any size, 8 or 16 bit, grey or colour. Writes OUT/<name>.png (0/255, the image's size);
+    an existing file there only with --force, an input image never.
     """
 
     try:
@@ -243,7 +249,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
                 list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
                 device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
                 tta=tta, attention_window=attention_window, precision=precision, limit=limit,
-                overlay=overlay, skip_bad=skip_bad,
+                overlay=overlay, skip_bad=skip_bad, force=force,
                 progress=lambda n: bar.advance(task, n),
             )  # fmt: skip
     except SirstError as e:
@@ -266,7 +272,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
 @click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="The .onnx file to write.")  # fmt: skip
 @click.option("--opset", type=click.IntRange(13), default=17, show_default=True)
-@click.option("--attention-window", type=click.IntRange(0), default=256, show_default=True,
+@click.option("--attention-window", type=click.IntRange(0, WINDOW_MAX), default=256,
+              show_default=True,
               help="Built into the graph: the AFF U-Net's channel attention pools over N x N "
               "px cells (as eval's default); 0 = the whole input.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing OUT.")
@@ -302,6 +309,8 @@ def _parse_k(ctx, param, values) -> dict[str, float]:
             ks[name] = float(k)
         except ValueError:
             raise click.BadParameter(f"{v!r}: use METHOD=K, e.g. tophat=3") from None
+        if not math.isfinite(ks[name]):
+            raise click.BadParameter(f"{v!r}: give a finite K, e.g. {name}=3")
     return ks
 
 
@@ -316,7 +325,7 @@ def _parse_k(ctx, param, values) -> dict[str, float]:
 @click.option("--device", type=DEVICE, default="auto", show_default=True)
 @click.option("--k", "ks", multiple=True, metavar="METHOD=K", callback=_parse_k,
               help="A method's k (T = mean + k std), e.g. --k tophat=3.")  # fmt: skip
-@click.option("--threshold", type=click.FloatRange(0, 1), default=None,
+@click.option("--threshold", type=FiniteFloat(0, 1), default=None,
               help="The networks' probability threshold [0.5].")  # fmt: skip
 @click.option(
     "--tta",
@@ -344,8 +353,9 @@ def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
         left = col in ("method", "rule")
         t.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in rows:
-        t.add_row(r["name"], _fmt(r["iou"]), _fmt(r["niou"]), _fmt(r["pd"]), _fmt(r["fa"], 1),
-                  _fmt(r["params_m"]), _fmt(r["images_per_s"], 1), r["rule"])  # fmt: skip
+        scores = [_fmt(r[k], 1 if k == "fa" else 2, "n/a") for k in ("iou", "niou", "pd", "fa")]
+        t.add_row(r["name"], *scores, _fmt(r["params_m"]), _fmt(r["images_per_s"], 1),
+                  r["rule"])  # fmt: skip
     from rich.console import Console
 
     Console(width=None if Console().is_terminal else 120).print(t)

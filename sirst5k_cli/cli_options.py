@@ -25,6 +25,20 @@ class Device(click.ParamType):
 
 
 DEVICE = Device()
+SEED = click.IntRange(0, 2**32 - 1)  # what numpy's and torch's generators all take
+
+
+class FiniteFloat(click.FloatRange):
+    """A float option that must be finite (nan and inf are refused) and within the range given
+    (FloatRange's arguments; none: any finite number)."""
+
+    name = "finite float"
+
+    def convert(self, value, param, ctx):
+        rv = super().convert(value, param, ctx)
+        if not math.isfinite(rv):
+            self.fail(f"{value!r}: give a finite number", param, ctx)
+        return rv
 
 
 def method_choice() -> click.Choice:

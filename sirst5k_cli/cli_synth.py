@@ -13,7 +13,7 @@ from sirst5k.api import synthesize
 from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.errors import SirstError, UserError
 from sirst5k.inspect_store import verify, write_gallery
-from sirst5k_cli.cli_options import parse_range
+from sirst5k_cli.cli_options import SEED, parse_range
 
 
 def _console(stderr: bool = False):
@@ -73,7 +73,8 @@ def _split_row(source: str, path: str, ids: int) -> str:
     type=click.Choice(["fixed", "mixed"]),
     help="'mixed': heights and widths vary from 3/4 x size to size.",
 )
-@click.option("--seed", default=0, show_default=True, help="Random seed (same seed, same files).")
+@click.option("--seed", default=0, show_default=True, type=SEED,
+              help="Random seed (same seed, same files).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
 def demo_data_cmd(out, n, size, sizes, seed, force):
     """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
@@ -82,6 +83,10 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
         res = generate_demo(out, DemoConfig(n=n, size=size, seed=seed, sizes=sizes), force=force)
     except UserError as e:
         raise click.ClickException(str(e)) from e
+    except OSError as e:  # a read-only or full disk, a file where a folder must go
+        raise click.ClickException(
+            f"{e.filename or out}: {e.strerror or e}; choose a folder you can write"
+        ) from e
     click.echo(
         f"wrote {res['images']} images ({res['train']} train, {res['test']} test, "
         f"{res['targets']} targets) to {out}"

@@ -11,7 +11,7 @@ import click
 
 from sirst5k.api import train
 from sirst5k.errors import SirstError
-from sirst5k_cli.cli_options import DEVICE, parse_range
+from sirst5k_cli.cli_options import DEVICE, SEED, FiniteFloat, parse_range
 from trainer.registry import MODELS
 
 AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
@@ -27,6 +27,11 @@ def _widths(ctx, param, value):
     if len(widths) != 5 or min(widths) < 1:
         raise click.BadParameter(f"{value!r}: give 5 positive integers, e.g. 16,32,64,128,256")
     return widths
+
+
+def _pct(v) -> str:
+    """A validation fraction in %; n/a where undefined (no target in the validation images)."""
+    return "n/a" if v is None else f"{100 * v:.2f}"
 
 
 class _Progress:
@@ -65,10 +70,8 @@ class _Progress:
     def on_epoch(self, r):
         val = ""
         if "val_iou" in r:
-            val = (
-                f" val IoU {100 * r['val_iou']:.2f} Pd {100 * r['val_pd']:.2f} "
-                f"Fa {1e6 * r['val_fa']:.2f}e-6"
-            )
+            val = f" val IoU {_pct(r['val_iou'])} Pd {_pct(r['val_pd'])} "
+            val += f"Fa {1e6 * r['val_fa']:.2f}e-6"
         self.console.print(
             f"epoch {r['epoch']}: loss {r['loss']:.4f} (main {r['loss_main']:.4f}, "
             f"neg {r['loss_neg']:.4f}){val} lr {r['lr']:.4g} "
@@ -100,8 +103,8 @@ def _summary_table(s: dict):
         rows.append(
             (
                 "best val IoU / nIoU / Pd / Fa",
-                f"{100 * b['val_iou']:.2f} / {100 * b['val_niou']:.2f} / "
-                f"{100 * b['val_pd']:.2f} / {1e6 * b['val_fa']:.2f}e-6",
+                f"{_pct(b['val_iou'])} / {_pct(b['val_niou'])} / {_pct(b['val_pd'])} / "
+                f"{1e6 * b['val_fa']:.2f}e-6",
             )
         )
     rows += [
@@ -132,7 +135,7 @@ def _summary_table(s: dict):
     help="adagrad (paper) or adam (BasicIRSTD) [adagrad].",
 )
 @click.option(
-    "--lr", type=click.FloatRange(0, min_open=True), help="Learning rate [adagrad 0.05, adam 5e-4]."
+    "--lr", type=FiniteFloat(0, min_open=True), help="Learning rate [adagrad 0.05, adam 5e-4]."
 )
 @click.option(
     "--warmup",
@@ -141,7 +144,7 @@ def _summary_table(s: dict):
 )
 @click.option(
     "--ema",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     help="Validate and save an exponential moving average of the weights, with this decay per "
     "step (e.g. 0.999); 0 = off [0].",
 )
@@ -157,7 +160,7 @@ def _summary_table(s: dict):
     help="L_Neg over the 4 rotations: group (one Soft-IoU over a group's pixels), sum (Eq. 9), "
     "min (Alg. 2), off [sum].",
 )
-@click.option("--neg-weight", type=click.FloatRange(0), help="total = main + w * L_Neg [1.0].")
+@click.option("--neg-weight", type=FiniteFloat(0), help="total = main + w * L_Neg [1.0].")
 @click.option(
     "--originals-only",
     is_flag=True,
@@ -224,7 +227,7 @@ def _summary_table(s: dict):
 @click.option("--blocks", type=click.IntRange(1), help="Residual blocks per stage [2].")
 @click.option(
     "--val-fraction",
-    type=click.FloatRange(0, 1, max_open=True),
+    type=FiniteFloat(0, 1, max_open=True),
     help="Fraction of training source images held out for validation [0.1].",
 )
 @click.option("--val-every", type=click.IntRange(1), help="Validate every N epochs [1].")
@@ -243,10 +246,10 @@ def _summary_table(s: dict):
     default=None,
     help="Hold the store in memory / stream it from HDF5 [auto: memory if it fits].",
 )
-@click.option("--seed", type=int, help="Seed of init, split, sampling, augmentation [42].")
+@click.option("--seed", type=SEED, help="Seed of init, split, sampling, augmentation [42].")
 @click.option(
     "--max-minutes",
-    type=click.FloatRange(0),
+    type=FiniteFloat(0),
     help="Stop cleanly after the epoch that passes this budget; 0 = none.",
 )
 @click.option(

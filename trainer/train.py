@@ -16,7 +16,8 @@ Resuming: every checkpoint holds the model, optimizer, RNG states, the epoch and
 batches done in it; the lr is a function of (epoch, step), so nothing else is needed. The
 sampler is a pure function of (seed, epoch) and skips the done batches, so a resumed run ends
 with the same weights as an uninterrupted one on the CPU. Ctrl-C is read between batches
-(StopRequest), so an interrupted run saves a whole step.
+(StopRequest), so an interrupted run saves a whole step. A loss that is not finite stops the run
+before its step (check_loss): best.pt and last.pt stay those of the last good epoch.
 """
 
 from __future__ import annotations
@@ -392,6 +393,23 @@ def build_model_and_optimizer(cfg: TrainConfig, device: torch.device):
     return model, opt(model.parameters(), lr=cfg.lr)
 
 
+def check_loss(run: Run, loss: torch.Tensor) -> None:
+    """Raise TrainError at the first loss that is not finite (on any rank under DDP), before its
+    step could carry it into the weights: one line naming the epoch and the likely cause."""
+    bad = (~torch.isfinite(loss.detach())).to(torch.int32).reshape(1)
+    if run.ddp.world > 1:
+        dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    if not bad.item():
+        return
+    last = run.out / "last.pt"
+    kept = f"the last good checkpoint {last} is kept" if last.exists() else "no checkpoint yet"
+    raise TrainError(
+        f"epoch {run.epoch + 1}, step {run.step + 1}: the loss is {loss.item()}, training "
+        f"diverged: --lr {lr_at(run.cfg, run.epoch, run.step):g} is likely too high (try a "
+        f"tenth of it, or --warmup), or --neg-weight {run.cfg.neg_weight:g}; {kept}"
+    )
+
+
 def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
     """The batches of epoch run.epoch from run.step on; raises KeyboardInterrupt on a stop."""
     cfg, ddp, partial = run.cfg, run.ddp, run.partial
@@ -411,6 +429,7 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
             with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
                 outputs = run.net(x)
             loss, main, neg = run.criterion(outputs, y, g)  # float32 whatever the autocast
+            check_loss(run, loss)
             for group in run.optimizer.param_groups:
                 group["lr"] = lr_at(cfg, run.epoch, run.step)
             run.optimizer.zero_grad(set_to_none=True)
@@ -476,13 +495,20 @@ def end_epoch(run: Run, hooks) -> None:
     run.rows.append(row)
     write_log(run.out, run.rows)
     # best by validation IoU; without a validation split the last epoch is best
-    if row.get("val_iou", -1.0) > run.best["val_iou"] or not len(run.val_rows):
+    if iou_rank(row) > iou_rank(run.best) or not len(run.val_rows):
         run.best = {"epoch": run.epoch, "val_iou": row.get("val_iou", -1.0)}
         run.best.update({k: row[k] for k in row if k.startswith("val_")})
         save_checkpoint(run.checkpoint(), run.out / "best.pt")
     save_checkpoint(run.checkpoint(), run.out / "last.pt")
     if hooks:
         hooks.on_epoch(row)
+
+
+def iou_rank(row: dict) -> float:
+    """A row's validation IoU for choosing best.pt: -1 unmeasured, 0 undefined (None: nothing
+    is a target or predicted in the validation images)."""
+    iou = row.get("val_iou", -1.0)
+    return 0.0 if iou is None else iou
 
 
 def fit_epochs(run: Run, pace: float, hooks) -> None:

@@ -26,12 +26,24 @@ import torch.nn.functional as F
 from sirst5k.errors import UserError
 from sirst5k.files import atomic_path
 from sirst5k.inference.runtime import side_by_side
-from sirst5k.inference.tiling import WINDOW, by_shape, default_tiling, tiled
+from sirst5k.inference.tiling import (
+    WINDOW,
+    WINDOW_TILE,
+    by_shape,
+    check_window,
+    default_tiling,
+    tiled,
+)
 from trainer.checkpoint import load_model
 from trainer.forward import count_params
 from trainer.nets.aff_unet import set_attention_window
 
+try:  # the newest opset the installed TorchScript exporter writes (torch 2.x: 20)
+    from torch.onnx._constants import ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET as MAX_OPSET
+except ImportError:
+    MAX_OPSET = 20
 OPSET = 17
+MIN_OPSET = 13
 META_WINDOW = "sirst5k.attention_window"  # ONNX metadata: the built-in attention window (0: none)
 META_FLIPS = "sirst5k.flips"  # ONNX metadata: the training --flips, the views --tta may average
 
@@ -81,10 +93,16 @@ def export_onnx(
     checkpoint: str | os.PathLike, out: str | os.PathLike, opset: int = OPSET, window=None
 ) -> dict:
     """Write the checkpoint's model as ONNX to OUT (atomically); check it against PyTorch on
-    odd-sized inputs (one larger than the attention window) when ONNX Runtime is there. Returns
-    a summary dict."""
+    odd-sized inputs (one larger than the attention window, at most 2085 x 2101) when ONNX
+    Runtime is there. Returns a summary dict. An opset outside MIN_OPSET..MAX_OPSET, or a
+    window that is not a multiple of 32 up to 65536, is refused first."""
     import onnx
 
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserError(
+            f"--opset {opset}: the installed torch exports opsets {MIN_OPSET} to {MAX_OPSET}"
+        )
+    check_window(window)
     model, ckpt = load_model(checkpoint, "cpu")
     window = WINDOW if window is None else window
     window = window if set_attention_window(model, window) else 0
@@ -117,7 +135,8 @@ def export_onnx(
     except UserError:
         return summary
     gen, diffs, sess = torch.Generator().manual_seed(1), [], session(out)
-    for shape in [(2, 1, 37, 53), (1, 1, window + 37, window + 53)][: 2 if window else 1]:
+    side = min(window, WINDOW_TILE)  # beyond a window of 2048 px: a frame inside it
+    for shape in [(2, 1, 37, 53), (1, 1, side + 37, side + 53)][: 2 if window else 1]:
         x = torch.rand(shape, generator=gen) * 255
         with torch.inference_mode():
             ref = wrapped(x).numpy()

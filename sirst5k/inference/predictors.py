@@ -13,6 +13,7 @@ that would be ignored before anything runs.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -24,10 +25,10 @@ from sirst5k.inference.bundled import default_checkpoint, resolve
 from sirst5k.inference.export import OnnxPredictor
 from sirst5k.inference.runtime import LANES, check_precision, side_by_side
 from sirst5k.inference.tiling import (
-    TILE_STEP,
     WINDOW,
     by_shape,
     check_tiling,
+    check_window,
     default_tiling,
     tiled,
 )
@@ -135,15 +136,19 @@ def make_predictor(
     WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
     network over the flips and rotations it was trained on (TTAPredictor); `precision`
     "bf16" runs a .pt network in bf16 autocast (None: "fp32"). `threshold` is only checked here:
-    a network's option, refused with a method (None: not given). Bad values and options that
-    would be ignored are refused here, before anything runs."""
+    a network's option, refused with a method (None: not given). Bad values (a `threshold`
+    outside [0, 1], a `k` that is not finite) and options that would be ignored are refused
+    here, before anything runs."""
 
+    if threshold is not None and not 0 <= threshold <= 1:  # nan too
+        raise UserError(f"--threshold {threshold}: give a probability in [0, 1], e.g. 0.5")
+    if k is not None and not math.isfinite(k):
+        raise UserError(f"--k {k}: give a finite number, e.g. 3")
     check_tiling(tile, halo)
+    check_window(window)
     given = {"--tile": tile, "--tile-halo": halo, "--attention-window": window,
              "--threshold": threshold, "--tta": tta or None,
              "--precision": precision}  # fmt: skip
-    if window is not None and (window < 0 or window % TILE_STEP):
-        raise UserError(f"--attention-window {window}: use a multiple of {TILE_STEP} (0 = none)")
     if checkpoint is None and method is None:
         checkpoint = default_checkpoint()
         if checkpoint is None:

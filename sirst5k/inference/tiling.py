@@ -16,6 +16,7 @@ from sirst5k.errors import UserError
 TILE, HALO = 256, 64
 WINDOW, WINDOW_TILE, WINDOW_HALO = 256, 2048, 256
 TILE_STEP = 32  # tiles start on multiples of every model's stride (4 to 32)
+WINDOW_MAX = 65536  # px: the largest --attention-window; frames are smaller
 
 
 def check_tiling(tile: int | None, halo: int | None) -> None:
@@ -23,6 +24,16 @@ def check_tiling(tile: int | None, halo: int | None) -> None:
     for name, v in (("--tile", tile), ("--tile-halo", halo)):
         if v is not None and (v < 0 or v % TILE_STEP):
             raise UserError(f"{name} {v}: use a multiple of {TILE_STEP} (--tile 0 = never tile)")
+
+
+def check_window(window: int | None) -> None:
+    """Refuse an --attention-window (None: not given) that is not a multiple of TILE_STEP in
+    0..WINDOW_MAX."""
+    if window is not None and (window < 0 or window % TILE_STEP or window > WINDOW_MAX):
+        raise UserError(
+            f"--attention-window {window}: use a multiple of {TILE_STEP} up to {WINDOW_MAX} "
+            "(0 = the whole input)"
+        )
 
 
 def default_tiling(tile: int | None, halo: int | None, windowed: bool) -> tuple[int, int]:

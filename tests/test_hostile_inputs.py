@@ -1,0 +1,302 @@
+"""A hostile user's inputs (issue 32): outputs that would overwrite inputs, names from data that
+escape --out, half-written output sets, options that crashed in torch or numpy, NaN and
+infinity, metrics without targets, misnamed causes. Each is refused with one line that names
+the file or option, before anything is written."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from test_data import make_tiny_store
+
+import sirst5k
+from sirst5k.errors import SirstError, UserError
+from sirst5k.io import read_image
+from sirst5k.metrics import Metrics
+from sirst5k_cli.cli import main
+
+
+def invoke(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def one_line_error(r, code: int, *words: str) -> str:
+    """The run failed with `code` and one error line (no traceback) holding every word."""
+    assert r.exit_code == code, r.output
+    assert isinstance(r.exception, SystemExit), r.exception
+    assert "Traceback" not in r.output
+    lines = [ln for ln in r.output.splitlines() if ln.startswith("Error")]
+    assert len(lines) == 1, r.output
+    assert r.output.rstrip().endswith(lines[0]), r.output  # nothing after the error line
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def src(demo_source, tmp_path):
+    """A private, editable copy of the demo source."""
+    out = tmp_path / "src"
+    shutil.copytree(demo_source, out)
+    return out
+
+
+# ------------------------------------------------------------------ 1: predict overwrites
+
+
+def test_predict_never_overwrites_its_input_image(src):
+    image = src / "images" / "demo_0000.png"
+    before = image.read_bytes()
+    for force in ([], ["--force"]):
+        r = invoke("predict", image, "--method", "tophat", "-o", src / "images", *force)
+        one_line_error(r, 1, str(image), "-o")
+        assert image.read_bytes() == before
+
+
+def test_predict_refuses_existing_outputs_without_force(src, tmp_path):
+    other = tmp_path / "other" / "images"
+    other.mkdir(parents=True)
+    victim = other / "demo_0003.png"
+    victim.write_bytes(b"another dataset's image")
+    r = invoke("predict", src / "images", "--method", "tophat", "-o", other)
+    one_line_error(r, 1, str(victim), "--force")
+    assert victim.read_bytes() == b"another dataset's image"
+    assert sorted(p.name for p in other.iterdir()) == ["demo_0003.png"]  # nothing written
+    r = invoke("predict", src / "images", "--method", "tophat", "-o", other, "--force")
+    assert r.exit_code == 0, r.output
+    assert cv2.imread(str(victim), cv2.IMREAD_UNCHANGED).max() in (0, 255)  # now a mask
+
+
+# ------------------------------------------------------------------ 2: names from data
+
+
+def test_eval_overlay_names_from_a_store_stay_inside_out(demo_store, tmp_path):
+    store = tmp_path / "evil.h5"
+    shutil.copy(demo_store, store)
+    victim = tmp_path / "x" / "victim"
+    victim.parent.mkdir()
+    with h5py.File(store, "r+") as f:
+        names = f["sources/name"]
+        for i in range(len(names)):
+            names[i] = "/" + "../" * 40 + str(victim).lstrip("/")
+    out = tmp_path / "ev"
+    r = invoke("eval", store, "--method", "tophat", "--out", out, "--worst", 8)
+    assert r.exit_code == 0, r.output
+    assert not victim.with_suffix(".png").exists() and list(victim.parent.iterdir()) == []
+    written = sorted(p.name for p in (out / "overlays").iterdir())
+    assert written == [f"{i:02d}-victim.png" for i in range(1, 9)]
+    assert not [p for p in tmp_path.rglob("*victim*") if p.parent != out / "overlays"]
+
+
+# ------------------------------------------------------------------ 3: outputs = inputs
+
+
+def test_export_refuses_to_write_over_its_checkpoint(tiny_checkpoint, tmp_path):
+    ckpt = tmp_path / "run" / "best.pt"
+    ckpt.parent.mkdir()
+    shutil.copy(tiny_checkpoint, ckpt)
+    before = ckpt.read_bytes()
+    r = invoke("export", ckpt, "-o", ckpt, "--force")
+    one_line_error(r, 1, str(ckpt), "-o")
+    r = invoke("export", ckpt.parent, "-o", ckpt, "--force")  # the run folder means its best.pt
+    one_line_error(r, 1, str(ckpt), "-o")
+    assert ckpt.read_bytes() == before
+
+
+def test_synth_refuses_to_write_into_its_source(src):
+    image = src / "images" / "demo_0000.png"
+    before = image.read_bytes()
+    r = invoke("synth", src, "-o", image, "--force")
+    one_line_error(r, 1, str(image), "-o")
+    assert image.read_bytes() == before
+    r = invoke("synth", src, "-o", src / "masks" / "new.h5")
+    one_line_error(r, 1, "-o")
+    assert not (src / "masks" / "new.h5").exists()
+
+
+# ------------------------------------------------------------------ 4: consistent output set
+
+
+def test_eval_killed_while_writing_leaves_no_stale_metrics(demo_store, tmp_path, monkeypatch):
+    out = tmp_path / "ev"
+    r = invoke("eval", demo_store, "--method", "tophat", "--k", 3, "--out", out, "--worst", 2)
+    assert r.exit_code == 0, r.output
+    old_rows = (out / "per_image.csv").read_text()
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(out / "pd_fa.png"))
+
+    monkeypatch.setattr("sirst5k.evaluation.pd_fa_curve", full_disk)
+    r = invoke("eval", demo_store, "--method", "tophat", "--k", 9, "--out", out, "--worst", 2)
+    one_line_error(r, 1, "No space left")
+    assert (out / "per_image.csv").read_text() != old_rows  # the new run got this far
+    assert not (out / "metrics.json").exists()  # so the old metrics.json must not stay
+
+
+# ------------------------------------------------------------------ 8, 9: bad option values
+
+CRASHED = [  # options that crashed inside torch or numpy, and the non-finite floats
+    ("train", "--lr", "nan"),
+    ("train", "--lr", "inf"),
+    ("train", "--seed", "-5"),
+    ("train", "--neg-weight", "nan"),
+    ("train", "--neg-weight", "inf"),
+    ("train", "--max-minutes", "nan"),
+    ("train", "--ema", "nan"),
+    ("train", "--val-fraction", "nan"),
+    ("demo-data", "--seed", "-1"),
+    ("export", "--opset", "100"),
+    ("export", "--attention-window", "99999968"),
+    ("eval", "--threshold", "nan"),
+    ("eval", "--k", "nan"),
+    ("eval", "--k", "inf"),
+    ("predict", "--k", "-inf"),
+    ("compare", "--k", "tophat=nan"),
+    ("compare", "--threshold", "nan"),
+]
+
+
+@pytest.mark.parametrize("command,option,value", CRASHED)
+def test_bad_option_values_are_refused_at_the_option(command, option, value, tmp_path,
+                                                     tiny_checkpoint, demo_store):  # fmt: skip
+    first = {
+        "train": [demo_store, "--out", tmp_path / "run"],
+        "demo-data": [tmp_path / "demo"],
+        "export": [tiny_checkpoint, "-o", tmp_path / "m.onnx"],
+        "eval": [demo_store, "--method", "tophat", "--out", tmp_path / "ev"],
+        "predict": [demo_store.parent, "--method", "tophat", "-o", tmp_path / "p"],
+        "compare": [demo_store, "--method", "tophat", "--out", tmp_path / "cmp"],
+    }[command]
+    r = invoke(command, *first, option, value)
+    one_line_error(r, 1 if option == "--opset" else 2, option)  # opsets: the installed torch's
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_export_attention_window_must_be_a_multiple_of_32(tiny_checkpoint, tmp_path):
+    r = invoke("export", tiny_checkpoint, "-o", tmp_path / "m.onnx", "--attention-window", 100)
+    one_line_error(r, 1, "--attention-window 100", "32")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_demo_data_into_an_unwritable_folder_is_one_line(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    r = invoke("demo-data", tmp_path / "afile" / "demo")
+    one_line_error(r, 1, str(tmp_path / "afile"))
+
+
+def test_api_refuses_non_finite_threshold_and_k(demo_store, tmp_path):
+    with pytest.raises(UserError, match="--threshold nan"):
+        sirst5k.evaluate(demo_store, checkpoint="nudt", threshold=math.nan, out=tmp_path / "e")
+    with pytest.raises(UserError, match="--threshold 1.5"):
+        sirst5k.evaluate(demo_store, checkpoint="nudt", threshold=1.5, out=tmp_path / "e")
+    for k in (math.nan, math.inf):
+        with pytest.raises(UserError, match=f"--k {k}"):
+            sirst5k.evaluate(demo_store, method="tophat", k=k, out=tmp_path / "e")
+    with pytest.raises(UserError, match="--k tophat=nan"):
+        sirst5k.compare(demo_store, methods=["tophat"], k={"tophat": math.nan},
+                        out=tmp_path / "c")  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.slow  # a training run
+def test_training_stops_at_the_first_non_finite_loss(tmp_path, monkeypatch):
+    """The loss turns NaN in epoch 2: one line naming the epoch and --lr; last.pt stays the
+    last good one (epoch 1, finite weights)."""
+    import trainer.train as tt
+    from trainer.checkpoint import read_checkpoint
+    from trainer.losses import SirstLoss
+
+    store = make_tiny_store(tmp_path / "tiny.h5", n_src=10)
+    poisoned = {"on": False}
+    end_epoch, call = tt.end_epoch, SirstLoss.__call__
+
+    def end_then_poison(run, hooks):
+        end_epoch(run, hooks)
+        poisoned["on"] = True
+
+    def loss(self, *args):
+        total, main, neg = call(self, *args)
+        return (total * math.nan if poisoned["on"] else total), main, neg
+
+    monkeypatch.setattr(tt, "end_epoch", end_then_poison)
+    monkeypatch.setattr(SirstLoss, "__call__", loss)
+    run = tmp_path / "run"
+    r = invoke("train", store, "--out", run, "--epochs", 3, "--batch-size", 8, "--crop", 16,
+               "--device", "cpu", "--val-fraction", 0.2, "--widths", "4,4,8,8,8",
+               "--blocks", 1)  # fmt: skip
+    one_line_error(r, 1, "epoch 2", "--lr", "last.pt")
+    last = read_checkpoint(run / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())
+
+
+# ------------------------------------------------------------------ 13: no targets
+
+
+def test_metrics_without_targets_are_undefined_not_zero():
+    m = Metrics()
+    m.update(np.zeros((2, 8, 8), np.float32), np.zeros((2, 8, 8), np.uint8))
+    r = m.compute()
+    assert (r["iou"], r["niou"], r["pd"], r["precision"], r["recall"]) == (None,) * 5
+    assert r["fa"] == 0.0
+    m.update(np.ones((1, 8, 8), np.float32), np.zeros((1, 8, 8), np.uint8))  # false alarms
+    r = m.compute()
+    assert r["pd"] is None and r["recall"] is None  # still no target to find
+    assert r["iou"] == 0.0 and r["fa"] == 64 / (3 * 64)
+
+
+def test_split_without_targets_reports_n_a(src, tmp_path):
+    for mask in (src / "masks").iterdir():
+        cv2.imwrite(str(mask), np.zeros_like(cv2.imread(str(mask), cv2.IMREAD_GRAYSCALE)))
+    out = tmp_path / "ev"
+    r = invoke("eval", src, "--method", "tophat", "--k", 1000, "--out", out)
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "metrics.json").read_text())
+    assert report["metrics"]["pd"] is None and report["metrics"]["iou"] is None
+    assert report["paper_units"]["pd_x1e2"] is None and report["metrics"]["fa"] == 0.0
+    row = next(ln for ln in r.output.splitlines() if ln.strip().startswith("tophat"))
+    assert row.split()[1:4] == ["n/a", "n/a", "n/a"]  # IoU, nIoU, Pd
+    with open(out / "per_image.csv", newline="") as f:
+        assert {r["iou"] for r in csv.DictReader(f)} == {"n/a"}
+    r = invoke("compare", src, "--method", "tophat", "--k", "tophat=1000", "--out", tmp_path / "c")
+    assert r.exit_code == 0, r.output
+    with open(tmp_path / "c" / "compare.csv", newline="") as f:
+        row = next(csv.DictReader(f))
+    assert (row["iou"], row["niou"], row["pd"]) == ("n/a", "n/a", "n/a")
+    md = (tmp_path / "c" / "compare.md").read_text().splitlines()[-1]
+    assert md.startswith("| tophat | n/a | n/a | n/a | 0.0 |"), md
+
+
+# ------------------------------------------------------------------ 21: misnamed causes
+
+
+def test_predict_into_its_own_input_folder_says_so(src):
+    r = invoke("predict", src / "images", "--method", "tophat", "-o", src / "images")
+    one_line_error(r, 1, "output folder", "input folder")
+    assert "no image files" not in r.output
+
+
+def test_api_predict_without_images_says_none_given(tmp_path):
+    with pytest.raises(UserError, match="no images given"):
+        sirst5k.predict([], tmp_path / "p", method="tophat")
+
+
+def test_a_folder_named_like_an_image_is_called_a_folder(src, tmp_path):
+    stem = (src / "splits" / "50_50" / "test.txt").read_text().split()[0]
+    image = src / "images" / f"{stem}.png"
+    image.unlink()
+    image.mkdir()
+    r = invoke("eval", src, "--method", "tophat", "--out", tmp_path / "ev")
+    line = one_line_error(r, 1, str(image), "folder, not an image file")
+    assert "no such file" not in line
+    with pytest.raises(SirstError, match="folder, not an image file"):
+        read_image(image)
