@@ -6,6 +6,9 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 DATA    ?= data/demo-source
 STORE   ?= data/sirst5k.h5
+# target-free frames of the deployment sensor for `make dataset` (the demo's own by default)
+BACKGROUNDS ?= $(if $(filter data/demo-source,$(DATA)),data/demo-source/frames)
+BG_CROP ?= $(if $(filter data/demo-source,$(DATA)),128,256)
 NUDT    ?= ../shared/data/NUDT-SIRST
 # Where pip finds torch's CPU build. Empty: pip's own configuration (this project's machines
 # serve the CPU build of torch 2.13.0 from a local file). Elsewhere set
@@ -29,14 +32,16 @@ $(STAMP): setup.cfg pyproject.toml
 demo: install demo-data dataset train-demo eval-demo
 
 demo-data: install
-	$(BIN)/sirst5k demo-data data/demo-source --force
+	$(BIN)/sirst5k demo-data data/demo-source --frames 12 --force
 
-# Build the store from DATA (default: the demo source made by `make demo-data`).
+# Build the store from DATA (default: the demo source made by `make demo-data`), with the
+# target-free frames of BACKGROUNDS implanted (default: the demo's own frames; empty: none).
 dataset: install
-	@if [ "$(DATA)" = "data/demo-source" ] && [ ! -d data/demo-source ]; then \
-	  $(BIN)/sirst5k demo-data data/demo-source; fi
-	$(BIN)/sirst5k synth $(DATA) -o $(STORE) --alpha 0.1 --s 3 --force
-	$(BIN)/sirst5k inspect $(STORE)
+	@if [ "$(DATA)" = "data/demo-source" ] && [ ! -d data/demo-source/frames ]; then \
+	  $(BIN)/sirst5k demo-data data/demo-source --frames 12 --force; fi
+	$(BIN)/sirst5k synth $(DATA) -o $(STORE) --alpha 0.1 --s 3 --force \
+	  $(if $(BACKGROUNDS),--backgrounds $(BACKGROUNDS) --bg-crop $(BG_CROP))
+	$(BIN)/sirst5k inspect $(STORE) --gallery $(basename $(STORE))-gallery.png
 
 train-demo: install
 	$(BIN)/sirst5k train $(STORE) --out runs/demo --preset demo --device cpu --force

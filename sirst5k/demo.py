@@ -6,7 +6,10 @@ OUT/masks/<stem>.png (0/255) and OUT/splits/50_50/{train,test}.txt. Each image i
 + sensor noise + fixed-pattern (column/row) noise shared by the whole "sensor", with 0-3
 small targets of 1-10 px and varied contrast. The mask of a target is its half-maximum
 ellipse, so every target is one 8-connected component and targets never touch.
-Same config and seed -> the same bytes.
+With `frames` > 0 it also writes OUT/frames/images/: target-free frames of another "sensor"
+(its own fixed-pattern noise, twice the side), the footage a user records of their own scenes,
+for `synth --backgrounds` and `--noise-from`. Same config and seed -> the same bytes (the
+frames come from a stream of their own: the dataset is the same with or without them).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ class DemoConfig:
     seed: int = 0
     sizes: str = "fixed"  # "mixed": heights and widths drawn from 3/4*size .. size
     stem_prefix: str = "demo_"
+    frames: int = 0  # target-free frames of another sensor, 2 x size a side, in OUT/frames
 
     def __post_init__(self):
         if self.n < 2:
@@ -40,6 +44,8 @@ class DemoConfig:
             raise UserError(f"--size {self.size}: choose a side between 32 and 2048 px")
         if self.sizes not in SIZES:
             raise UserError(f"--sizes {self.sizes!r}: choose one of {', '.join(SIZES)}")
+        if not 0 <= self.frames <= 10000:
+            raise UserError(f"--frames {self.frames}: choose 0 to 10000")
 
 
 def cloud(rng: np.random.Generator, h: int, w: int, beta: float) -> np.ndarray:
@@ -156,6 +162,7 @@ def generate_demo(out: str | Path, cfg: DemoConfig, force: bool = False) -> dict
         test = sorted(stems[j] for j in order[n_train:])
         (tmp / "splits" / "50_50" / "train.txt").write_text("\n".join(train) + "\n")
         (tmp / "splits" / "50_50" / "test.txt").write_text("\n".join(test) + "\n")
+        write_frames(tmp / "frames" / "images", cfg)
         (tmp / MARKER).write_text(f"sirst5k demo-data, seed {cfg.seed}\n")
         # the old set goes only once the new one is complete
         old = out.with_name(f".{out.name}.old")
@@ -166,4 +173,19 @@ def generate_demo(out: str | Path, cfg: DemoConfig, force: bool = False) -> dict
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return {"images": cfg.n, "train": len(train), "test": len(test), "targets": n_targets}
+    return {"images": cfg.n, "train": len(train), "test": len(test), "targets": n_targets,
+            "frames": cfg.frames}  # fmt: skip
+
+
+def write_frames(folder: Path, cfg: DemoConfig) -> None:
+    """cfg.frames target-free frames of another sensor: 2 x size a side, a stronger fixed
+    pattern of its own; from the seed's own stream [seed, 1]."""
+    if not cfg.frames:
+        return
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng([cfg.seed, 1])
+    side = 2 * cfg.size
+    fpn = rng.normal(0, 3.0, (1, side)) + rng.normal(0, 1.5, (side, 1))
+    for i in range(cfg.frames):
+        frame = np.clip(np.rint(background(rng, side, side, fpn)), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(folder / f"frame_{i:04d}.png"), frame)

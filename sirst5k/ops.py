@@ -44,8 +44,8 @@ def check_params(**params) -> None:
         "alpha": (lambda v: 0.0 <= v <= 1.0, "must lie in [0, 1] (paper: 0.1)"),
         "s": (lambda v: v >= 1 and v % 2 == 1, "must be an odd number >= 1 (paper: 3)"),
         "grid": (lambda v: v >= 1, "must be >= 1 (paper: 8)"),
-        "sigma": (lambda v: v > 0, "must be > 0 (official code: 50)"),
-        "mu": (lambda v: v > 0, "must be > 0 (official code: 255, no bound)"),
+        "sigma": (lambda v: 0 < v < float("inf"), "must be > 0 and finite (official code: 50)"),
+        "mu": (lambda v: 0 < v < float("inf"), "must be > 0 and finite (official: 255, no bound)"),
         "resize": (lambda v: v in RESIZE, f"choose one of {', '.join(RESIZE)}"),
         "label": (lambda v: v in LABEL_MODES, f"choose one of {', '.join(LABEL_MODES)}"),
     }

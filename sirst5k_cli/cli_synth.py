@@ -76,11 +76,20 @@ def _split_row(source: str, path: str, ids: int) -> str:
 @click.option("--seed", default=0, show_default=True, type=SEED,
               help="Random seed (same seed, same files).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-def demo_data_cmd(out, n, size, sizes, seed, force):
+@click.option(
+    "--frames",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0, 10000),
+    help="Also write this many target-free frames of another sensor to OUT/frames (for synth "
+    "--backgrounds and --noise-from).",
+)
+def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
 
     try:
-        res = generate_demo(out, DemoConfig(n=n, size=size, seed=seed, sizes=sizes), force=force)
+        cfg = DemoConfig(n=n, size=size, seed=seed, sizes=sizes, frames=frames)
+        res = generate_demo(out, cfg, force=force)
     except UserError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # a read-only or full disk, a file where a folder must go
@@ -90,6 +99,7 @@ def demo_data_cmd(out, n, size, sizes, seed, force):
     click.echo(
         f"wrote {res['images']} images ({res['train']} train, {res['test']} test, "
         f"{res['targets']} targets) to {out}"
+        + (f", and {res['frames']} target-free frames to {out}/frames" if res["frames"] else "")
     )
 
 

@@ -279,6 +279,7 @@ def test_overlay_large_frame_keeps_small_targets_visible():
     assert (out[22 + 410 + 22 :] != 0).any()
 
 
+@pytest.mark.slow
 def test_eval_again_replaces_the_worst_overlays(tmp_path, demo_store):
     out = tmp_path / "e"
     for worst in (5, 2):

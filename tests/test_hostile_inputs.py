@@ -300,3 +300,25 @@ def test_a_folder_named_like_an_image_is_called_a_folder(src, tmp_path):
     assert "no such file" not in line
     with pytest.raises(SirstError, match="folder, not an image file"):
         read_image(image)
+
+
+@pytest.mark.parametrize(
+    "option,value",
+    [("lr", float("nan")), ("lr", float("inf")), ("min_lr", -1.0), ("neg_weight", float("nan")),
+     ("neg_weight", float("inf")), ("max_minutes", float("nan")), ("seed", -5)],
+)  # fmt: skip
+def test_train_config_refuses_non_finite_and_negative_values(option, value):
+    from sirst5k.errors import TrainError
+    from trainer.config import make_config
+
+    flag = "--" + option.replace("_", "-")
+    with pytest.raises(TrainError, match=flag):
+        make_config(store="s.h5", out="o", **{option: value})
+
+
+@pytest.mark.parametrize("option", ["sigma", "mu"])
+def test_synth_refuses_infinite_thresholds(option):
+    from sirst5k.synth import SynthConfig
+
+    with pytest.raises(UserError, match=f"--{option} inf"):
+        SynthConfig(**{option: float("inf")})

@@ -3,6 +3,7 @@ named presets. Saved whole into config.json and every checkpoint."""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -143,8 +144,13 @@ class TrainConfig:
             bad(f"in_memory {self.in_memory!r}: choose auto, memory or stream")
         if self.optimizer not in OPTIMIZERS:
             bad(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
-        if self.lr <= 0:
-            bad(f"--lr {self.lr}: must be > 0")
+        for name in ("lr", "min_lr", "neg_weight", "max_minutes"):  # nan and inf too
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
+                flag = "--" + name.replace("_", "-")
+                bad(f"{flag} {value}: must be a finite number >= 0" + (" and > 0" * (name == "lr")))
+        if not 0 <= self.seed < 2**32:
+            bad(f"--seed {self.seed}: choose 0 <= seed < 2**32")
         if self.warmup < 0:
             bad(f"--warmup {self.warmup}: must be >= 0")
         if not 0 <= self.ema < 1:
