@@ -9,12 +9,12 @@ Writes benchmarks/out/<--name>.json and prints a table of the per-variant mean a
 A run whose summary.json says completed is not trained again, an interrupted one (a last.pt,
 no completed summary) is resumed exactly, an evaluation whose metrics.json exists is not run
 again; several instances may share --runs (a lock folder per run holding its instance's pid; a
-lock whose process is gone is taken over), so a long ablation can be resumed across sessions,
+lock whose process is gone is taken over), so a long ablation can be resumed another day,
 or run on two lanes started at different times.
 
     python benchmarks/ablation_negatives.py --variants orig,off,group,fresh --seeds 42,43,44
 
-The gate of issue 8 (`make ablation-cpu`): the cpu30 recipe (0.52 M parameters, batch 16, crop
+The negatives' gate (`make ablation-cpu`): the cpu30 recipe (0.52 M parameters, batch 16, crop
 64, Adagrad 0.05 with a 50-step warm-up, cosine), the same number of training samples in every
 run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~597 originals):
   orig      the originals alone (150 epochs, validated every 6th: 25 validations too)
@@ -47,7 +47,7 @@ run (about 90,000: 25 epochs of the store's ~3590 training rows, or 150 of the ~
 --tta adds a test-time-augmented NUDT-SIRST eval (`sirst5k eval --tta`) to every run.
 --budget short gives the older 10-epoch (36,000 samples) runs without warm-up, --budget long
 twice the gate's samples (does the store's value grow with the budget?). --model trains a
-peer (issue 11) with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
+peer with the same budget: `--model acm --variants orig,off --runs runs/peers-acm`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ VARIANTS = {  # {E}: the store epochs of the budget; originals-only runs take 6x
     "off-h": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "h"],
     "off-none": ["--epochs", "{E}", "--neg-loss", "off", "--flips", "none"],
     "cpu30": [],
-    # the model sweep at the cpu30 budget (issue 9): one change to the preset each
+    # the model sweep at the cpu30 budget: one change to the preset each
     "cpu30-w12": ["--widths", "12,24,48,96,192"],
     "cpu30-b2": ["--blocks", "2"],
     "cpu30-c96": ["--crop", "96"],
@@ -137,7 +137,7 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
         owner = (lock / "pid").read_text().strip() if (lock / "pid").exists() else ""
         if owner.isdigit() and Path(f"/proc/{owner}").exists():
             return None  # another instance is on it
-        shutil.rmtree(lock, ignore_errors=True)  # its instance is gone (a session ended)
+        shutil.rmtree(lock, ignore_errors=True)  # its instance is gone
         lock.mkdir()
     (lock / "pid").write_text(str(os.getpid()))
     try:
@@ -151,7 +151,7 @@ def run_one(name: str, variant: str, seed: int, args) -> dict | None:
         t0 = time.perf_counter()
         with open(f"{out}.log", "a") as log:
             if not done and (out / "last.pt").exists():
-                # an interrupted run (Ctrl-C, kill, a session that ended): continue it exactly
+                # an interrupted run (Ctrl-C, kill, a shutdown): continue it exactly
                 cmd = [*cli, "train", args.store, "--resume", str(out)]
                 subprocess.run(cmd, env=env, stdout=log, stderr=log, check=True)
             elif not done:

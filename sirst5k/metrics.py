@@ -1,6 +1,6 @@
 """IRSTD metrics as accumulators: IoU, nIoU, Pd, Fa, and a threshold sweep (ROC).
 
-Definitions (../shared/reference/ANCHORS.md section 2; docs/evaluation.md):
+Definitions (docs/reference.md, with their sources; docs/evaluation.md):
   - A pixel is predicted target when prob > threshold (strict); with prob = sigmoid(logit) and
     threshold 0.5 this is BasicIRSTD's rule and DNA-Net's logit > 0.
   - Only the real, unpadded part [:h, :w] of each image counts: padding is cleared first.

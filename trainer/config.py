@@ -31,7 +31,7 @@ PRESETS = {
     # IoU on the two seeds of three that learned at all; warm-up guards against that Adagrad
     # collapse. Crop 96 and no flips (the images as they are): the best validation mean of the
     # 30-minute variants (until 2026-12-06: crop 64, 28 minutes, 8 orientations; then 2 for a
-    # day; docs/results.md, "No flips: 3 seeds")
+    # day; docs/experiments/2026-12-07-no-flips.md)
     "cpu30": dict(
         epochs=25, batch_size=16, crop=96, max_minutes=26.0, neg_loss="off", warmup=50,
         fit_budget=True, flips="none", model=dict(widths=[8, 16, 32, 64, 128], blocks=1),

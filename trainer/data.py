@@ -17,7 +17,7 @@
 - Crops: a --crop px window inside the real image; half of them are forced to hold a target
   pixel (BasicIRSTD's recipe); images smaller than the crop are zero padded (crop_pad).
   Flips and the transpose go through albumentations (HorizontalFlip, VerticalFlip, Transpose).
-- Variation beyond the paper, off by default (issue 8): scale_range zooms each crop by a factor
+- Variation beyond the paper, off by default: scale_range zooms each crop by a factor
   drawn log-uniformly (the window is crop/scale px, resized to crop), so targets come in more
   sizes; photometric varies gamma, gain and offset, blur and sensor noise (image only). Both
   draw from the item's seed only when on, so the default items stay what they were.

@@ -3,8 +3,8 @@
 Pure functions on logits; `SirstLoss` only holds the two options and combines them.
 
 - soft_iou: p = sigmoid(logits); 1 - (sum(p*y) + 1) / (sum(p) + sum(y) - sum(p*y) + 1), the sums
-  over the whole batch, exactly as the official code (ANCHORS.md). soft_iou_per_sample sums over
-  each sample's own pixels and gives one loss per sample (B,).
+  over the whole batch, exactly as the official code (docs/reference.md). soft_iou_per_sample
+  sums over each sample's own pixels and gives one loss per sample (B,).
 - Deep supervision: every head is compared with the mask max-pooled to the head's size (a target
   pixel anywhere in a cell keeps the cell positive, so small targets survive down-sampling);
   the main loss is the mean of the heads' Soft-IoU.

@@ -1,7 +1,7 @@
 """Classical (non-learned) detectors for `sirst5k eval/predict --method NAME`.
 
 Each detector is a pure function: grey uint8 (H, W) image -> float32 (H, W) score map, where
-bright small targets score high (ANCHORS.md section 4, the usual parameters). `detect` turns a
+bright small targets score high (the usual parameters: docs/reference.md). `detect` turns a
 score map into a probability-like map through one adaptive threshold rule, so that the usual
 metrics at threshold 0.5 give exactly the detector's mask:
 
