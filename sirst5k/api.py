@@ -54,6 +54,7 @@ def synthesize(
     gain: tuple[float, float] = (0.3, 1.0),
     zoom: tuple[float, float] = (1.0, 1.0),
     margin: int = 3,
+    mask_level: float | None = None,
     noise_from: PathLike | None = None,
 ) -> dict[str, Any]:
     """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
@@ -67,7 +68,8 @@ def synthesize(
     For the deployment sensor (docs/synthesis.md): `backgrounds`, a folder of its target-free
     frames, adds `implants` crops of `bg_crop` px with `per_frame` training targets implanted
     (signal over local background times a `gain`, zoomed by `zoom`, `margin` px of background
-    cut around each) and `bg_negatives` crops left as they are; `noise_from`, a folder of its
+    cut around each; `mask_level`: masks where the signal is at least that fraction of the
+    peak, not the labels) and `bg_negatives` crops left as they are; `noise_from`, a folder of its
     frames, is where Eq. 1's noise cells come from.
 
     OUT may not be one of the inputs, even with `force`: a file in SOURCE's images or masks,
@@ -78,7 +80,7 @@ def synthesize(
         alpha, s, grid, sigma, mu, resize, label, seed,
         backgrounds=str(backgrounds) if backgrounds else None, implants=implants,
         bg_negatives=bg_negatives, bg_crop=bg_crop, per_frame=per_frame, gain=gain, zoom=zoom,
-        margin=margin, noise_from=str(noise_from) if noise_from else None,
+        margin=margin, mask_level=mask_level, noise_from=str(noise_from) if noise_from else None,
     )  # fmt: skip
     return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
 

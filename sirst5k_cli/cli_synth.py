@@ -222,6 +222,12 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     "--margin", default=3, show_default=True, help="Px of background cut around a target."
 )
 @click.option(
+    "--mask-level",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    help="Implanted targets' masks: the pixels whose signal is at least this fraction of the "
+    "peak [default: the labelled masks].",
+)
+@click.option(
     "--noise-from",
     type=click.Path(exists=True, file_okay=False),
     help="Take Eq. 1's noise cells from this folder of target-free frames (your sensor's), not "
@@ -229,7 +235,7 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
 )
 def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force,
               skip_bad, compress, backgrounds, implants, bg_negatives, bg_crop, per_frame, gain,
-              zoom, margin, noise_from):  # fmt: skip
+              zoom, margin, mask_level, noise_from):  # fmt: skip
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -249,7 +255,7 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
                              backgrounds=backgrounds, implants=implants,
                              bg_negatives=bg_negatives, bg_crop=bg_crop,
                              per_frame=_ints(per_frame), gain=gain, zoom=zoom, margin=margin,
-                             noise_from=noise_from)  # fmt: skip
+                             mask_level=mask_level, noise_from=noise_from)  # fmt: skip
     except SirstError as e:
         raise click.ClickException(str(e)) from e
     except OSError as e:  # an output folder that cannot be written, a full disk

@@ -409,3 +409,20 @@ def test_albumentations_transform_implants_as_the_store_does():
     assert np.array_equal(runs[0]["image"], runs[1]["image"]) and runs[0]["mask"].any()
     with pytest.raises(ValueError, match="no target patches"):
         TargetImplant([])
+
+
+def test_mask_level_grows_the_mask_to_a_fraction_of_the_peak():
+    yy, xx = np.mgrid[0:40, 0:40]
+    blob = 100 * np.exp(-((yy - 20) ** 2 + (xx - 20) ** 2) / (2 * 1.5**2))
+    image = np.rint(50 + blob).astype(np.uint8)
+    mask = (blob >= 50).astype(np.uint8)  # labelled at half the peak: a tight mask
+    plain = cut_targets(image, mask, margin=4)[0]
+    wide = cut_targets(image, mask, margin=4, level=0.1)[0]
+    assert plain.mask.sum() == mask.sum() == 9
+    # independently: the pixels of the blob at >= 10 of its 100 grey levels, all within 4 px
+    want = (np.rint(blob) >= 10)[15:26, 15:26]  # the 3 x 3 component's box grown by 4 px
+    assert np.array_equal(wide.mask.astype(bool), want)
+    assert wide.mask.sum() > 3 * plain.mask.sum() and (wide.mask >= plain.mask).all()
+    assert (wide.weight[wide.mask > 0] == 1).all()
+    with pytest.raises(UserError, match="--mask-level 1.5"):
+        cut_targets(image, mask, level=1.5)

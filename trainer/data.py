@@ -460,7 +460,8 @@ class FreshDataset(torch.utils.data.Dataset):
             )
         self.backgrounds = [data.read(int(r))[0].copy() for r in bg]
         self.patches = [q for i, m in zip(self.image, self.mask, strict=True)
-                        for q in cut_targets(i, m, int(p.get("margin", 3)))]  # fmt: skip
+                        for q in cut_targets(i, m, int(p.get("margin", 3)),
+                                             p.get("mask_level"))]  # fmt: skip
         if not self.patches:
             raise TrainError(f"{data.path}: the training originals hold no target to implant")
         self.per_frame = tuple(p.get("per_frame", (1, 3)))
