@@ -51,6 +51,9 @@ STORES = {  # name -> synth options beside SOURCE -o STORE
     + ["--gain", "0.5,2"],
     "implant-g2z": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"]
     + ["--gain", "0.5,2", "--zoom", "0.7,1.5"],
+    # masks by the signal, down to a tenth of the peak (the real annotations' extent)
+    "implant-g2z-ml": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"]
+    + ["--gain", "0.5,2", "--zoom", "0.7,1.5", "--mask-level", "0.1"],
     # the paper's few-labels claim: every 8th image of NUDT-SIRST's train split (83 images)
     "eighth": ["--split", "{eighth}", "--split", "{test}"],
 }
@@ -64,6 +67,7 @@ RECIPES = {  # name -> (store, train options after --preset cpu30)
     "implant-photo": ("implant", ["--photometric"]),
     "implant-g2": ("implant-g2", []),
     "implant-g2z": ("implant-g2z", []),
+    "implant-g2z-ml": ("implant-g2z-ml", []),
     # few labels: the store (originals + negatives) against the originals alone, same samples
     "eighth-store": ("eighth", []),
     "eighth-orig": ("eighth", ["--originals-only"]),
