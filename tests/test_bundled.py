@@ -48,3 +48,16 @@ def test_predict_with_the_bundled_name(tmp_path):
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     assert len(list((tmp_path / "p").glob("*.png"))) == 4
+
+
+def test_the_default_is_the_real_frames_model_when_shipped(tmp_path, monkeypatch):
+    from sirst5k.inference import bundled
+
+    real, nudt = tmp_path / "real.pt", tmp_path / "nudt.pt"
+    monkeypatch.setattr(bundled, "BUNDLED", {"real": real, "nudt": nudt})
+    assert bundled.default_checkpoint() is None
+    nudt.write_bytes(b"x")
+    assert bundled.default_checkpoint() == nudt
+    real.write_bytes(b"x")
+    assert bundled.default_checkpoint() == real
+    assert bundled.resolve("nudt") == nudt  # both names stay available

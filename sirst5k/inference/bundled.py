@@ -1,4 +1,7 @@
-"""The model shipped inside the package: `--checkpoint nudt`, and the default of eval/predict.
+"""The models shipped inside the package, by name (`--checkpoint nudt`), and the default of
+eval and predict: `real` (trained for real frames of other sensors: the labelled targets
+implanted into real target-free frames, docs/model-card.md) when the package holds it, else
+`nudt` (NUDT-SIRST alone). Both names stay available.
 
 weights/nudt.pt is a best.pt of the project's own CPU recipe on NUDT-SIRST's train split
 (docs/model-card.md), stripped to the model and its card, weights stored as float16 (1 MB) and
@@ -14,8 +17,8 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
-BUNDLED = {"nudt": WEIGHTS / "nudt.pt"}
-DEFAULT = "nudt"
+BUNDLED = {"real": WEIGHTS / "real.pt", "nudt": WEIGHTS / "nudt.pt"}
+DEFAULTS = ("real", "nudt")  # the first one present is the default
 FIXTURE = dict(n=24, size=96, seed=7, sizes="fixed")  # sirst5k.demo.DemoConfig
 
 
@@ -31,6 +34,5 @@ def resolve(checkpoint) -> Path:
 
 
 def default_checkpoint() -> Path | None:
-    """The bundled model used when neither --checkpoint nor --method is given (None if absent)."""
-    path = BUNDLED[DEFAULT]
-    return path if path.is_file() else None
+    """The bundled model used when neither --checkpoint nor --method is given (None if none)."""
+    return next((BUNDLED[n] for n in DEFAULTS if BUNDLED[n].is_file()), None)
