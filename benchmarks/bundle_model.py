@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from sirst5k.api import evaluate
 from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.inference.bundled import BUNDLED, FIXTURE
+from sirst5k.store import read_attrs
 from trainer.checkpoint import SCHEMA, read_checkpoint, save_checkpoint
 
 KEYS = ("iou", "niou", "pd", "fa")
@@ -73,6 +74,11 @@ def main() -> None:
                 "on_the_fly",
                 "alpha_range",
                 "originals_only",
+                "kinds",
+                "implant_share",
+                "background_share",
+                "photometric",
+                "scale_range",
                 "seed",
                 "val_fraction",
             )
@@ -83,6 +89,8 @@ def main() -> None:
         "weights": "float16 (loaded as float32)",
         "metrics": {},
     }
+    if Path(cfg["store"]).is_file():  # how the store was synthesized (its frames, gains, ...)
+        card["store"] = read_attrs(cfg["store"])["params"]
     # --fit-budget refits the epochs after every epoch: the run's last count is in config.json
     final = args.run / "config.json"
     if final.is_file():
