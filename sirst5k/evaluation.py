@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from sirst5k.errors import StoreError, UserError, skipped_reason
-from sirst5k.files import atomic_path, safe_name
+from sirst5k.files import atomic_path, safe_name, write_error
 from sirst5k.inference.bundled import resolve
 from sirst5k.inference.predictors import decision_rule, default_batch, make_predictor
 from sirst5k.io import collect_images, find_split_file, load_split, read_image, read_pair
@@ -328,18 +328,22 @@ def predict(inputs, predictor, out: Path, threshold=0.5, limit=None, skip_bad=Fa
                 for im, rel, p in zip(images, kept, probs, strict=True):
                     pred = p > threshold
                     write_png(out / rel, pred.astype(np.uint8) * 255)
-                    if write_overlays:
-                        write_png(out / "overlays" / rel, overlay(im, pred))
+                    written += 1
                     n_components = cv2.connectedComponents(pred.astype(np.uint8), connectivity=8)[0]
                     targets += n_components - 1
-                    written += 1
+                    if write_overlays:
+                        write_png(out / "overlays" / rel, overlay(im, pred))
             if progress:
                 progress(len(batch))
-    except (UserError, OSError) as e:
-        why = str(e).splitlines()[0]
+    except UserError as e:
         raise UserError(
-            f"{why} (predict stopped: {written} of {len(items)} masks were written to {out}; "
-            "--skip-bad skips unreadable images)"
+            f"{str(e).splitlines()[0]} (predict stopped: {written} of {len(items)} masks were "
+            f"written to {out}; --skip-bad skips unreadable images)"
+        ) from None
+    except OSError as e:  # a full or read-only disk
+        raise UserError(
+            f"{write_error(out, e)}; predict stopped: {written} of {len(items)} masks were "
+            f"written to {out}"
         ) from None
     return {
         "out": str(out),

@@ -14,13 +14,17 @@
   longer run (kill -9) are removed by the next atomic_path to the same dest.
 - `DeferredInterrupt`: the first Ctrl-C only sets `asked` (the trainer reads it between
   batches, so its saved state is a whole number of steps); a second one raises at once.
-- `check_free_space(dest, nbytes)`: a one-line error before writing what cannot fit.
+- `check_free_space(dest, nbytes)`: a one-line error before writing what cannot fit (with a
+  5 % margin, said in it) or into a folder that cannot be written (check_writable);
+  `is_disk_full(error)`, `disk_full(path)` and `write_error(path, error)` name the cause of
+  a write that failed (a disk that filled up, a read-only one).
 - `safe_name(name)`: a file name taken from data (a store's source name, an image stem) as one
   plain base name, so that it cannot reach outside the output folder.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -153,14 +157,82 @@ def remove_stale_partials(dest: Path) -> list[Path]:
     return removed
 
 
-def check_free_space(dest: str | os.PathLike, nbytes: int) -> None:
-    """SirstError (one line) when dest's folder has less than nbytes (plus 5 %) free."""
-    folder = Path(dest).parent
-    free = shutil.disk_usage(folder if folder.exists() else Path.cwd()).free
-    if free < nbytes * 1.05:
+MARGIN = 0.05  # check_free_space asks for this much more than the estimate
+
+
+def _existing(folder: Path) -> Path:
+    """folder, or its nearest parent that exists (a folder not made yet is on its disk)."""
+    folder = Path(os.path.abspath(folder))
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    return folder
+
+
+def mount_point(folder: str | os.PathLike) -> Path:
+    """The mount point of the disk (file system) holding folder."""
+    p = _existing(Path(folder)).resolve()
+    while not os.path.ismount(p):
+        p = p.parent
+    return p
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Whether an error is a full disk or quota: an OSError's errno, or HDF5's text."""
+    if getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return any(s in str(error) for s in ("No space left on device", "errno = 28", "Disk quota"))
+
+
+def disk_full(path: str | os.PathLike) -> str:
+    """`PATH: the disk MOUNT is full (N MB free in FOLDER)`, FOLDER being path itself when it is
+    a folder, else the folder it is in: the start of a full-disk message."""
+    folder = _existing(Path(path) if Path(path).is_dir() else Path(path).parent)
+    free = shutil.disk_usage(folder).free
+    return f"{path}: the disk {mount_point(folder)} is full ({free / 1e6:.1f} MB free in {folder})"
+
+
+def write_error(path: str | os.PathLike, error: BaseException, need: int = 0) -> str:
+    """One line for a write to path (a file or a folder) that failed: a full disk (disk_full;
+    also when less than `need` bytes are free: some writers do not say why they failed), a
+    read-only file system, or the error's own words."""
+    folder = _existing(Path(path) if Path(path).is_dir() else Path(path).parent)
+    if is_disk_full(error) or shutil.disk_usage(folder).free < need:
+        return disk_full(path)
+    if getattr(error, "errno", None) == errno.EROFS:
+        return f"{path}: {mount_point(path)} is mounted read-only"
+    return f"{path}: {getattr(error, 'strerror', None) or str(error).splitlines()[0]}"
+
+
+def check_writable(dest: str | os.PathLike) -> None:
+    """SirstError (one line) when dest's folder (or the nearest one that exists) cannot be
+    written: a read-only file system, or no write permission."""
+    folder = _existing(Path(dest).parent)
+    probe = None
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sirst5k-probe.", dir=folder)
+        os.close(fd)
+    except OSError as e:
+        why = "a read-only file system" if e.errno == errno.EROFS else (e.strerror or str(e))
         raise SirstError(
-            f"{dest}: needs about {nbytes / 1e6:.0f} MB, and {folder} has {free / 1e6:.0f} MB "
-            "free; free some space or write elsewhere"
+            f"{dest}: {folder} cannot be written ({why}); choose a folder you can write"
+        ) from None
+    finally:
+        if probe:
+            os.unlink(probe)
+
+
+def check_free_space(dest: str | os.PathLike, nbytes: int) -> None:
+    """SirstError (one line) when dest's folder cannot be written, or has less than nbytes
+    plus a MARGIN (5 %) free."""
+    check_writable(dest)
+    folder = _existing(Path(dest).parent)
+    free = shutil.disk_usage(folder).free
+    need = nbytes * (1 + MARGIN)
+    if free < need:
+        raise SirstError(
+            f"{dest}: needs about {nbytes / 1e6:.0f} MB plus a {MARGIN:.0%} margin "
+            f"({need / 1e6:.0f} MB), and {folder} has {free / 1e6:.0f} MB free; free some space "
+            "or write elsewhere"
         )
 
 

@@ -24,12 +24,16 @@ Pixel conventions (docs/store.md):
   - masks: any channel layout is reduced to grey; a mask must hold at most two levels, 0 for
     background and one other value (255, 1, True, 65535, ...) for target: every non-zero pixel
     is target. Anything else is reported as non-binary.
+  - an image over MAX_PIXELS (50 megapixels; the environment variable SIRST5K_MAX_PIXELS
+    raises it) is refused from its header, before it is decoded; so is a float image with NaN
+    or infinite pixels, and a folder with two files of one id (x.png and x.bmp).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +47,10 @@ IMAGE_EXTS = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
 IMAGE_DIRS = ("images", "mixed")  # mixed/: SIRST-V2
 MASK_DIRS = ("masks", "annotations/masks")  # annotations/masks/: SIRST-V2
 TWO_FILES = "--split TRAIN.txt --split TEST.txt"
+# the largest image read (its header says how large before it is decoded): 50 megapixels, a
+# 7071 x 7071 frame; the environment variable raises it
+MAX_PIXELS = 50_000_000
+PIXELS_VAR = "SIRST5K_MAX_PIXELS"
 
 SplitArg = str | os.PathLike | Sequence[str | os.PathLike] | None
 
@@ -78,23 +86,97 @@ def to_grey_uint8(arr: np.ndarray, path: str | Path = "<array>") -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.uint8) * 255
     a = arr.astype(np.float64)
+    if not np.isfinite(a).all():  # a float image: NaN would become 0 and stretch nothing
+        bad = int((~np.isfinite(a)).sum())
+        raise UserError(
+            f"{path}: {bad} pixel(s) are NaN or infinite; fill them with finite values, or "
+            "pass --skip-bad"
+        )
     lo, hi = float(a.min()), float(a.max())
     if hi <= lo:
         return np.zeros(a.shape, np.uint8)
     return np.round((a - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
+def max_pixels() -> int:
+    """The largest image read, in pixels: SIRST5K_MAX_PIXELS, else MAX_PIXELS."""
+    value = os.environ.get(PIXELS_VAR, "")
+    if not value:
+        return MAX_PIXELS
+    if not value.isdigit() or int(value) < 1:
+        raise UserError(f"{PIXELS_VAR}={value!r}: give a number of pixels, e.g. 100000000")
+    return int(value)
+
+
+def header_size(data: bytes | memoryview) -> tuple[int, int] | None:
+    """(width, height) from a PNG, BMP, JPEG or TIFF file's header (its bytes), without decoding;
+    None if unknown. struct.error for a header cut short."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":
+        return struct.unpack(">II", data[16:24])
+    if data[:2] == b"BM" and len(data) >= 26:
+        w, h = struct.unpack("<ii", data[18:26])
+        return abs(w), abs(h)
+    if data[:2] == b"\xff\xd8":  # JPEG: the first start-of-frame segment
+        i = 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker, length = data[i + 1], struct.unpack(">H", data[i + 2 : i + 4])[0]
+            if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+                h, w = struct.unpack(">HH", data[i + 5 : i + 9])
+                return w, h
+            i += 2 + length
+        return None
+    if data[:4] in (b"II*\x00", b"MM\x00*") and len(data) >= 8:  # TIFF: the first IFD
+        e = "<" if data[0] == ord("I") else ">"
+        at = struct.unpack(e + "I", data[4:8])[0]
+        if at + 2 > len(data):
+            return None
+        size = {}
+        for k in range(struct.unpack(e + "H", data[at : at + 2])[0]):
+            entry = data[at + 2 + 12 * k : at + 14 + 12 * k]
+            if len(entry) < 12:
+                break
+            tag, kind = struct.unpack(e + "HH", entry[:4])
+            if tag in (256, 257):  # ImageWidth, ImageLength: a SHORT or a LONG
+                fmt = e + ("H" if kind == 3 else "I")
+                size[tag] = struct.unpack(fmt, entry[8 : 8 + struct.calcsize(fmt)])[0]
+        return (size[256], size[257]) if len(size) == 2 else None
+    return None
+
+
+def too_large(path, w: int, h: int) -> UserError:
+    return UserError(
+        f"{path}: {w}x{h} px is {w * h / 1e6:.0f} megapixels, over the limit of "
+        f"{max_pixels() / 1e6:g} (environment variable {PIXELS_VAR}); shrink or tile the image, "
+        f"raise the limit (e.g. {PIXELS_VAR}={w * h}), or pass --skip-bad"
+    )
+
+
 def decode(path: str | Path) -> np.ndarray:
-    """Decode an image file unchanged (any depth, palette expanded), or raise UserError."""
+    """Decode an image file unchanged (any depth, palette expanded), or raise UserError. An
+    image over max_pixels() is refused from its header, before it is decoded."""
     path = Path(path)
     if path.is_dir():
         raise UserError(f"{path}: a folder, not an image file; rename or remove it")
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     data = np.fromfile(path, np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    try:
+        size = header_size(memoryview(data))
+    except struct.error:  # a header cut short: imdecode says so
+        size = None
+    if size is not None and size[0] * size[1] > max_pixels():
+        raise too_large(path, *size)
+    try:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    except cv2.error:  # OpenCV's own limit (CV_IO_MAX_IMAGE_PIXELS), a broken header...
+        raise UserError(
+            f"{path}: OpenCV cannot decode this image (too large for it, or a broken header); "
+            "replace it"
+        ) from None
     if arr is None:
         raise UserError(f"{path}: cannot decode this image (corrupt or not an image); replace it")
+    if arr.shape[0] * arr.shape[1] > max_pixels():  # a header that header_size cannot read
+        raise too_large(path, arr.shape[1], arr.shape[0])
     return arr
 
 
@@ -138,7 +220,17 @@ def read_pair(pair: Pair) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _index(folder: Path) -> dict[str, Path]:
-    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_EXTS}
+    """The image files of a folder by stem; two files of one stem (x.png, x.bmp) are refused."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTS:
+            if p.stem in found:
+                raise UserError(
+                    f"{found[p.stem]} and {p}: two files for the id '{p.stem}', which one is "
+                    "meant is unclear; remove or rename one"
+                )
+            found[p.stem] = p
+    return found
 
 
 def _first_dir(root: Path, names: tuple[str, ...]) -> Path | None:

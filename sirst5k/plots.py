@@ -241,7 +241,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     if not ok:
         raise OSError(f"{path}: could not encode PNG")
     with atomic_path(path, force=True) as tmp:
-        buf.tofile(str(tmp))
+        tmp.write_bytes(buf.tobytes())  # a full disk: OSError ENOSPC (tofile does not say)
 
 
 def pd_fa_curve(rows: list[dict], path: str | Path, threshold: float, title: str) -> None:

@@ -16,6 +16,7 @@ without them is byte for byte what it was.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +30,14 @@ import numpy as np
 from sirst5k import io as ds
 from sirst5k import store
 from sirst5k.errors import StoreError, UserError, skipped_reason
-from sirst5k.files import atomic_path, check_free_space, interruptible
+from sirst5k.files import (
+    MARGIN,
+    atomic_path,
+    check_free_space,
+    disk_full,
+    interruptible,
+    is_disk_full,
+)
 from sirst5k.ops import (
     ROTATIONS,
     ImplantDraw,
@@ -72,6 +80,7 @@ class SynthConfig:
     gain: tuple[float, float] = (0.3, 1.0)  # signal gain, uniform
     zoom: tuple[float, float] = (1.0, 1.0)  # target zoom, log-uniform (1, 1: none)
     margin: int = 3  # px of local background cut around each target
+    mask_level: float | None = None  # implanted masks: signal >= this x peak (None: the labels)
     noise_from: str | None = None  # folder: Eq. 1 cells from these frames, not the sources
 
     def __post_init__(self):
@@ -90,6 +99,8 @@ class SynthConfig:
              f"--zoom {self.zoom}: give LO,HI with 0.25 <= LO <= HI <= 4"),
             (self.bg_crop >= 32, f"--bg-crop {self.bg_crop}: must be >= 32 px"),
             (self.margin >= 1, f"--margin {self.margin}: must be >= 1 px"),
+            (self.mask_level is None or 0 < self.mask_level < 1,
+             f"--mask-level {self.mask_level}: choose a fraction of the peak in (0, 1)"),
             (self.implants is None or self.implants >= 0, f"--implants {self.implants}: >= 0"),
             (self.bg_negatives is None or self.bg_negatives >= 0,
              f"--bg-negatives {self.bg_negatives}: must be >= 0"),
@@ -99,7 +110,8 @@ class SynthConfig:
                 raise UserError(why)
         defaults = SynthConfig.__dataclass_fields__
         ignored = [k for k in ("implants", "bg_negatives", "bg_crop", "per_frame", "gain", "zoom",
-                               "margin") if getattr(self, k) != defaults[k].default]  # fmt: skip
+                               "margin", "mask_level")
+                   if getattr(self, k) != defaults[k].default]  # fmt: skip
         if ignored and not self.backgrounds:
             names = ", ".join("--" + k.replace("_", "-") for k in ignored)
             raise UserError(f"{names}: options of --backgrounds DIR; give it, or drop them")
@@ -308,7 +320,8 @@ def plan_deployment(cfg: SynthConfig, train: list[SourceImage], ex) -> Deploymen
     fix = f"remove it, or pass a smaller --bg-crop (<= {cfg.bg_crop})"
     frames = list(ex.map(lambda p: ds.read_frames([p], cfg.bg_crop, fix=fix)[0], paths))
     patches, owner, index = [], [], []
-    for i, cut in enumerate(ex.map(lambda t: cut_targets(t.image, t.mask, cfg.margin), train)):
+    cut_one = lambda t: cut_targets(t.image, t.mask, cfg.margin, cfg.mask_level)  # noqa: E731
+    for i, cut in enumerate(ex.map(cut_one, train)):
         patches += cut
         owner += [i] * len(cut)
         index += list(range(len(cut)))
@@ -535,6 +548,45 @@ def _write_store(f: h5py.File, plan: Plan, ex, progress, check, compress=None) -
     _write_test(g, plan, progress, check)
 
 
+def write_file(tmp: Path, dest, plan: Plan, ex, progress, check, compress, reserve: int) -> None:
+    """The store into tmp, with `reserve` bytes of disk allocated to it first.
+
+    HDF5 cannot recover from a write that fails half-way (a disk that fills up after
+    check_free_space): its objects, freed later, print "Exception ignored" by the hundred and
+    then crash Python. So the space is reserved up front (posix_fallocate: a full disk fails
+    here, cleanly; HDF5 writes into the reserved blocks and truncates the file to its end on
+    close), and a write that fails anyway (a reserve too small, a file system that cannot
+    reserve) empties the partial file, so that HDF5 can close it, and raises one line. No chunk
+    cache (rdcc_nbytes=0): a failed write raises in the call that made it, not when HDF5 frees
+    an object later and cannot report it (as fast: rows are written in large blocks)."""
+    h5py.File(tmp, "w").close()  # the superblock: HDF5 reopens it, its blocks reserved after it
+    try:
+        with open(tmp, "r+b") as fd:
+            os.posix_fallocate(fd.fileno(), 0, reserve)
+    except OSError as e:
+        if is_disk_full(e):
+            raise UserError(
+                f"{disk_full(dest)}: the store needs about {reserve / 1e6:.0f} MB; "
+                "nothing was written: free some space or write elsewhere"
+            ) from None
+    f = h5py.File(tmp, "r+", rdcc_nbytes=0)
+    try:
+        _write_store(f, plan, ex, progress, check, compress)
+        f.close()  # flushes the metadata: a full disk may show only here
+    except BaseException as e:
+        os.truncate(tmp, 0)  # HDF5's last writes on closing go to a sparse, empty file
+        try:
+            f.close()
+        except Exception:
+            pass
+        if is_disk_full(e):
+            raise UserError(
+                f"{disk_full(dest)}: it filled up while the store was written; the partial "
+                "store was removed: free some space or write elsewhere"
+            ) from None
+        raise
+
+
 def _few(skipped: list[dict], n: int = 3) -> str:
     """The first n skipped files with their reasons, on one line."""
     parts = [f"{sk['file']}: {sk['reason']}" for sk in skipped[:n]]
@@ -615,6 +667,12 @@ def plan_store(
                 f"{source}: no usable {which} image left, all {len(sk)} of {f.name} skipped "
                 f"({_few(sk)}); fix those files"
             )
+    if not any(t.mask.any() for t in train):  # --skip-bad too: nothing to learn a target from
+        raise UserError(
+            f"{source}: no target in any training mask (the {len(train)} training images of "
+            f"{files[0].name}); a store without a target cannot train a detector: check that "
+            "the masks mark the targets with non-zero pixels"
+        )
     check_sizes(train, cfg)
     noise_frames, noise_names = None, []
     if cfg.noise_from:
@@ -670,15 +728,16 @@ def build_store(
         raise StoreError(f"{dest} exists: choose another output or pass --force")
     with ThreadPoolExecutor(workers) as ex:
         plan = plan_store(Path(source), cfg, split, skip_bad, ex)
-        # HDF5 crashes (not raises) on a write that fails half-way: refuse before writing.
+        # HDF5 crashes (not raises) on a write that fails half-way: refuse before writing,
+        # and reserve the space (write_file).
         # Upper bound: every pixel of images and masks uncompressed, plus the columns.
         rows = len(plan.cols["kind"]) + len(plan.test)
         pixels = int(plan.cols["size"].astype(np.int64).prod(1).sum() + sizes_of_test(plan).astype(
             np.int64).prod(1).sum())  # fmt: skip
-        check_free_space(dest, 2 * pixels + 48 * rows + 2**20)
+        need = 2 * pixels + 48 * rows + 2**20
+        check_free_space(dest, need)
         with atomic_path(dest, force) as tmp, interruptible() as check:
-            with h5py.File(tmp, "w") as f:
-                _write_store(f, plan, ex, progress, check, compress)
+            write_file(tmp, dest, plan, ex, progress, check, compress, int(need * (1 + MARGIN)))
             check()  # a signal whose exception was swallowed: abort before the rename
     n = len(plan.train)
     kind = plan.cols["kind"]

@@ -7,10 +7,14 @@ and exit 1; bad option values exit 2.
 
 from __future__ import annotations
 
+import math
+import time
+
 import click
 
 from sirst5k.api import train
 from sirst5k.errors import SirstError
+from sirst5k.files import write_error
 from sirst5k_cli.cli_options import DEVICE, SEED, FiniteFloat, parse_range
 from trainer.registry import MODELS
 
@@ -35,7 +39,11 @@ def _pct(v) -> str:
 
 
 class _Progress:
-    """rich progress bar: one task per epoch, loss and samples/s in the description."""
+    """rich progress bar: one task per epoch, loss and samples/s in the description. Where the
+    output is no terminal (a log file, a pipe), a line at the first step of each epoch and then
+    every EVERY seconds instead, so that a long epoch does not look hung."""
+
+    EVERY = 30.0
 
     def __init__(self, console):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
@@ -50,6 +58,7 @@ class _Progress:
             transient=True,
         )
         self.task = None
+        self.said = -math.inf  # time.monotonic() of the last step line (no terminal)
 
     def on_start(self, info):
         self.console.print(
@@ -63,6 +72,12 @@ class _Progress:
 
     def on_step(self, s):
         desc = f"epoch {s['epoch'] + 1} loss {s['loss']:.4f} {s['samples_per_s']:.0f} samples/s"
+        if not self.console.is_terminal:
+            now = time.monotonic()
+            if now - self.said >= self.EVERY or s["step"] == 1:
+                self.said = now
+                self.console.print(f"{desc}: step {s['step']}/{s['steps']}")
+            return
         if self.task is None:
             self.task = self.bar.add_task(desc, total=s["steps"])
         self.bar.update(self.task, description=desc, completed=s["step"], total=s["steps"])
@@ -301,12 +316,8 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
         raise click.ClickException(
             "CUDA out of memory: try a smaller --batch-size or --crop (docs/training.md)"
         ) from e
-    except OSError as e:  # a full disk or an unwritable run folder: the last good files stay
-        where = e.filename or out or resume_dir
-        raise click.ClickException(
-            f"{where}: {e.strerror or e}; the run's last complete checkpoint is kept: free "
-            "space, then `sirst5k train --resume DIR`"
-        ) from e
+    except OSError as e:  # a write the trainer does not report itself (the run's own files do)
+        raise click.ClickException(write_error(e.filename or out or resume_dir, e)) from e
     finally:
         hooks.stop()
     report = summary["rank"] == 0  # under torchrun, rank 0 alone reports

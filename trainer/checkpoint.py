@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from sirst5k.errors import CheckpointError
-from sirst5k.files import atomic_path
+from sirst5k.files import atomic_path, write_error
 from trainer.registry import build_model
 
 SCHEMA = "sirst5k-checkpoint/1"
@@ -48,15 +47,24 @@ def save_checkpoint(ckpt: dict, path: str | os.PathLike) -> None:
     """Write a checkpoint dict atomically (a temporary file beside it, then os.replace), with a
     digest of its model and optimizer tensors that read_checkpoint checks."""
     ckpt = dict(ckpt, digest=tensor_digest({k: ckpt[k] for k in DIGESTED if k in ckpt}))
-    with atomic_path(path, force=True) as tmp:
-        try:
+    path = Path(path)
+    try:
+        with atomic_path(path, force=True) as tmp:
             torch.save(ckpt, tmp)
-        except RuntimeError as e:  # torch's zip writer reports a failed write (a full disk) so
-            free = shutil.disk_usage(Path(path).parent).free / 1e6
-            raise CheckpointError(
-                f"{path}: could not be written ({str(e).splitlines()[0][:80]}; {free:.1f} MB "
-                "free: No space left on device?); the previous checkpoint is kept"
-            ) from None
+    except (OSError, RuntimeError) as e:  # torch's zip writer: RuntimeError for a failed write
+        kept = f"the previous {path.name} is kept" if path.exists() else f"no {path.name} exists"
+        raise CheckpointError(f"{write_error(path, e, tensor_bytes(ckpt))}; {kept}") from None
+
+
+def tensor_bytes(obj) -> int:
+    """Bytes of the tensors in a (nested) checkpoint entry: about what torch.save writes."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, list | tuple):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
 
 
 FIX_TRAIN = "train one with `sirst5k train STORE --out DIR` and pass DIR/best.pt"

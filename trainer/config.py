@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sirst5k.errors import TrainError
+from sirst5k.store import check_file, store_id
 from trainer.checkpoint import read_checkpoint
 from trainer.data import ALPHA_RANGE, FLIPS, KINDS
 from trainer.losses import NEG_MODES
@@ -93,6 +94,7 @@ class TrainConfig:
     # cosine then spans the budget on any machine); an explicit epochs turns it off
     fit_budget: bool = False
     preset: str = ""  # the PRESETS entry this config started from
+    store_id: str = ""  # the id of the store trained on (set by train): --resume refuses another
     # the model: "name" (trainer.registry.MODELS; absent = "aff-unet") and that model's options
     model: dict = field(default_factory=model_config)
 
@@ -115,8 +117,6 @@ class TrainConfig:
         lo, hi = (self.scale_range + (0.0, 0.0))[:2]
         if len(self.scale_range) != 2 or not 0.125 <= lo <= hi <= 8:
             bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
-        if self.scale_range != (1.0, 1.0) and self.crop == 0:
-            bad("--scale-range zooms crops: give a --crop > 0 with it")
         if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:  # the CLI: even the default
             bad(ALPHA_WITHOUT_FLY)
         if self.flips not in FLIPS:
@@ -134,6 +134,9 @@ class TrainConfig:
             bad("--implant-share and --background-share draw on-the-fly items: give --on-the-fly")
         if self.on_the_fly and self.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
+        for option in NO_OPS:  # options that would do nothing with the others
+            if getattr(self, option) != DEFAULTS[option] and (why := self.no_op(option)):
+                bad(why)
         if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
             bad(f"--batch-size {self.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
         if not 0 <= self.val_fraction < 1:
@@ -166,6 +169,30 @@ class TrainConfig:
                 "or 0 for whole"
             )
 
+    def no_op(self, option: str) -> str:
+        """Why `option` (a field name) does nothing in this config, or "" when it does act."""
+        value = getattr(self, option)
+        shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
+        without = "--originals-only" if self.originals_only else "--on-the-fly"
+        if option == "neg_loss" and value != "off" and (self.originals_only or self.on_the_fly):
+            return (
+                f"--neg-loss {shown}: L_Neg compares the store's 4 rotated negatives of a "
+                f"target, which {without} does not train on; drop --neg-loss"
+            )
+        if option == "neg_weight" and not self.groups_used:
+            why = "--neg-loss off" if self.neg_loss == "off" else without
+            return f"--neg-weight {shown}: weighs L_Neg, which {why} turns off; drop --neg-weight"
+        if option == "kinds" and self.originals_only:
+            return (
+                f"--kinds {shown} and --originals-only both choose the rows to train on "
+                "(--originals-only is --kinds original): give one"
+            )
+        if option == "scale_range" and self.crop == 0:
+            return "--scale-range zooms crops: give a --crop > 0 with it"
+        if option == "val_every" and self.val_fraction == 0:
+            return f"--val-every {shown}: --val-fraction 0 leaves nothing to validate; drop it"
+        return ""
+
     @property
     def groups_used(self) -> bool:
         """Whether L_Neg applies: the store's groups, not the originals alone or fresh samples."""
@@ -178,6 +205,10 @@ class TrainConfig:
     def from_dict(cls, d: dict) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
+
+
+NO_OPS = ("neg_loss", "neg_weight", "kinds", "scale_range", "val_every")  # TrainConfig.no_op
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in NO_OPS}
 
 
 def _merge_model(base: dict, new: dict) -> dict:
@@ -211,7 +242,11 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
     if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
         d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
     d["preset"] = preset
-    return TrainConfig.from_dict(d)
+    cfg = TrainConfig.from_dict(d)
+    for option in NO_OPS:  # given, even at its default value, it would do nothing
+        if overrides.get(option) is not None and (why := cfg.no_op(option)):
+            raise TrainError(why)
+    return cfg
 
 
 # Options that --resume may change; every other setting comes from the run's own config.
@@ -238,17 +273,22 @@ def train_config(
             raise TrainError(ALPHA_WITHOUT_FLY)
         return cfg, None
     fix = f"{resume} holds no run to resume; start one with `sirst5k train STORE --out DIR`"
-    if (Path(resume) / "last.pt").exists():  # damaged from outside (it is written atomically)
+    last = Path(resume) / "last.pt"
+    if not last.exists() and (Path(resume) / "best.pt").exists():  # last.pt failed (full disk)
+        last = Path(resume) / "best.pt"  # the same state, as of the best epoch
+    if last.exists():  # damaged from outside (it is written atomically)
         fix = (
             "the run cannot continue from it; its other files are untouched: evaluate "
             f"{resume}/best.pt, or train again into a new --out"
         )
     elif (Path(resume) / "config.json").exists():  # a run killed in its first epoch
         fix = (
-            f"{resume} holds a run that never finished its first epoch (no last.pt): start it "
-            f"again with `sirst5k train STORE --out {resume} --force`"
+            f"{resume} holds a run that never finished its first epoch (no last.pt nor "
+            f"best.pt): start it again with `sirst5k train STORE --out {resume} --force`"
         )
-    ckpt = read_checkpoint(Path(resume) / "last.pt", fix=fix)
+    ckpt = read_checkpoint(last, fix=fix)
+    if "optimizer" not in ckpt or "rng" not in ckpt:
+        raise TrainError(f"{last}: not a checkpoint of a training run (no optimizer state); {fix}")
     ignored = [
         k for k, v in options.items() if v not in (None, False, {}) and k not in RESUME_OPTIONS
     ]
@@ -264,7 +304,17 @@ def train_config(
     given = {k for k in RESUME_OPTIONS if options.get(k) is not None}
     d.update({k: options[k] for k in given})
     settle_fit_budget(d, given)  # the epochs given (or no budget left to fit) stand
+    trained_on = d.get("store", "")
     if store:
         d["store"] = str(store)
+    if d.get("store_id"):  # runs before store ids were recorded: not checked
+        with check_file(d["store"]) as f:
+            now = store_id(f)
+        if now != d["store_id"]:
+            raise TrainError(
+                f"{d['store']}: another store than the one the run {resume} trained on "
+                f"({trained_on}, store id {d['store_id'][:8]}, this one {now[:8] or 'none'}); "
+                "resume with that store, or start a new run with another --out"
+            )
     d["out"] = str(resume)
     return TrainConfig.from_dict(d), ckpt

@@ -29,6 +29,7 @@ import os
 import random
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,8 +38,8 @@ import torch
 import torch.distributed as dist
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from sirst5k.errors import TrainError
-from sirst5k.files import DeferredInterrupt, atomic_path
+from sirst5k.errors import CheckpointError, TrainError
+from sirst5k.files import DeferredInterrupt, atomic_path, check_writable, write_error
 from sirst5k.machine import describe_cpu
 from sirst5k.metrics import Metrics
 from sirst5k.plots import training_curves
@@ -147,10 +148,10 @@ def prepare_out(out: Path, resume: bool, force: bool) -> None:
     if resume:
         return
     existing = [f for f in RUN_FILES if (out / f).exists()]
-    if existing and not force and not (out / "last.pt").exists():
+    if existing and not force and not {"last.pt", "best.pt"} & set(existing):
         raise TrainError(
-            f"{out} holds a run that never finished its first epoch (no last.pt, nothing to "
-            f"resume); start it again with --force, or choose another --out"
+            f"{out} holds a run that never finished its first epoch (no last.pt nor best.pt, "
+            f"nothing to resume); start it again with --force, or choose another --out"
         )
     if existing and not force:
         raise TrainError(
@@ -183,6 +184,35 @@ def read_log(out: Path, upto: int) -> list[dict]:
 def write_json(path: Path, obj: dict) -> None:
     with atomic_path(path, force=True) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def run_state(out: Path) -> str:
+    """What the run folder holds to resume from: the end of a message on a failed write."""
+    held = []
+    for name in ("last.pt", "best.pt"):
+        try:
+            ckpt = torch.load(out / name, map_location="cpu", weights_only=True, mmap=True)
+            held.append(f"{name} (epoch {ckpt['epoch']})")
+        except Exception:  # missing or unreadable: not something to resume from
+            pass
+    if not held:
+        return f"{out} holds no checkpoint yet: once it can be written, start again with --force"
+    return (
+        f"{out} holds {' and '.join(held)}: once it can be written, `sirst5k train --resume "
+        f"{out}` continues from {held[0].split()[0]}"
+    )
+
+
+@contextmanager
+def saving(out: Path):
+    """A failed write of the run's files (a full or read-only disk) as one TrainError that says
+    why and what the run folder holds."""
+    try:
+        yield
+    except CheckpointError as e:
+        raise TrainError(f"{e}; {run_state(out)}") from None
+    except OSError as e:
+        raise TrainError(f"{write_error(e.filename or out, e)}; {run_state(out)}") from None
 
 
 @torch.no_grad()
@@ -493,13 +523,14 @@ def end_epoch(run: Run, hooks) -> None:
     if not run.ddp.main:
         return
     run.rows.append(row)
-    write_log(run.out, run.rows)
-    # best by validation IoU; without a validation split the last epoch is best
-    if iou_rank(row) > iou_rank(run.best) or not len(run.val_rows):
-        run.best = {"epoch": run.epoch, "val_iou": row.get("val_iou", -1.0)}
-        run.best.update({k: row[k] for k in row if k.startswith("val_")})
-        save_checkpoint(run.checkpoint(), run.out / "best.pt")
-    save_checkpoint(run.checkpoint(), run.out / "last.pt")
+    with saving(run.out):
+        write_log(run.out, run.rows)
+        # best by validation IoU; without a validation split the last epoch is best
+        if iou_rank(row) > iou_rank(run.best) or not len(run.val_rows):
+            run.best = {"epoch": run.epoch, "val_iou": row.get("val_iou", -1.0)}
+            run.best.update({k: row[k] for k in row if k.startswith("val_")})
+            save_checkpoint(run.checkpoint(), run.out / "best.pt")
+        save_checkpoint(run.checkpoint(), run.out / "last.pt")
     if hooks:
         hooks.on_epoch(row)
 
@@ -521,7 +552,8 @@ def fit_epochs(run: Run, pace: float, hooks) -> None:
         return
     cfg.epochs = run.info["epochs"] = n
     if run.ddp.main:
-        write_json(run.out / "config.json", cfg.to_dict())
+        with saving(run.out):
+            write_json(run.out / "config.json", cfg.to_dict())
         if hooks and hasattr(hooks, "on_fit"):
             hooks.on_fit(n, pace)
 
@@ -575,13 +607,17 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     t_start = time.time()
     ddp = setup(cfg)
     out = Path(cfg.out)
+    if ddp.main:  # a read-only --out is said so at once, not as a failed checkpoint later
+        check_writable(out / "config.json")
     data, val_rows, sampler, loader, info = build_data(cfg, ddp)
+    cfg.store_id = data.store_id  # in config.json and every checkpoint: --resume checks it
     model, optimizer = build_model_and_optimizer(cfg, ddp.device)
     check_memory(cfg, model, info["crop"], ddp)
     # only now, with store, options and memory checked, is an earlier run in --out replaced
     if ddp.main:
         prepare_out(out, resume is not None, force)
-        write_json(out / "config.json", cfg.to_dict())
+        with saving(out):
+            write_json(out / "config.json", cfg.to_dict())
     if ddp.world > 1:
         dist.barrier()
     net = model
@@ -637,14 +673,16 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
         except KeyboardInterrupt:
             stopped = "interrupted"
             if ddp.main and run.boundary:  # resume skips the batches done in this epoch
-                save_checkpoint(run.checkpoint(), out / "last.pt")
+                with saving(out):
+                    save_checkpoint(run.checkpoint(), out / "last.pt")
         data.close()
         summary = summarize(run, stopped, t_start)
         if ddp.main:
-            write_json(out / "summary.json", summary)
-            if run.rows:
-                with atomic_path(out / "curves.png", force=True) as tmp:
-                    training_curves(run.rows, tmp, run.best["epoch"], f"{out.name}: {stopped}")
+            with saving(out):
+                write_json(out / "summary.json", summary)
+                if run.rows:
+                    with atomic_path(out / "curves.png", force=True) as tmp:
+                        training_curves(run.rows, tmp, run.best["epoch"], f"{out.name}: {stopped}")
         if ddp.world > 1 and dist.is_initialized():
             dist.destroy_process_group()
     return summary
