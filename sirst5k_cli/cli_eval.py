@@ -13,12 +13,11 @@ from pathlib import Path
 import click
 
 from sirst5k.api import compare, evaluate, export, predict
-from sirst5k.errors import SirstError
 from sirst5k.inference import PRECISIONS
 from sirst5k.inference.tiling import WINDOW_MAX
 from sirst5k.io import collect_images
 from sirst5k.reference import REFERENCE_ROWS
-from sirst5k_cli.cli_options import DEVICE, FiniteFloat, method_choice
+from sirst5k_cli.cli_options import DEVICE, FiniteFloat, errors_to_click, method_choice
 
 
 def _predictor_options(f):
@@ -191,6 +190,7 @@ def _print_table(report: dict) -> None:
 @click.option("--legacy-fa", is_flag=True, help="Report DNA-Net's legacy Fa as 'fa' (papers).")
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
+@errors_to_click()  # an output folder that cannot be written, a full disk
 def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo, tta,
              attention_window, precision, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
     """Evaluate a checkpoint or a classical method on DATA's test images.
@@ -200,20 +200,15 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
     metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays/ into --out.
     """
 
-    try:
-        with _progress() as bar:
-            task = bar.add_task("eval", total=None)
-            report = evaluate(
-                data, checkpoint=checkpoint, method=method, out=out, split=split,
-                threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
-                tile_halo=tile_halo, tta=tta, attention_window=attention_window,
-                precision=precision, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
-                progress=lambda n, total: bar.update(task, advance=n, total=total),
-            )  # fmt: skip
-    except SirstError as e:  # a user's error: one line (a bug keeps its traceback)
-        raise click.ClickException(str(e)) from e
-    except OSError as e:  # an output folder that cannot be written, a full disk
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    with _progress() as bar:
+        task = bar.add_task("eval", total=None)
+        report = evaluate(
+            data, checkpoint=checkpoint, method=method, out=out, split=split,
+            threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
+            tile_halo=tile_halo, tta=tta, attention_window=attention_window,
+            precision=precision, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
+            progress=lambda n, total: bar.update(task, advance=n, total=total),
+        )  # fmt: skip
     _print_table(report)
     if report["skipped"]:
         click.echo(f"skipped {len(report['skipped'])} image(s):")
@@ -231,6 +226,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
 @click.option("--overlay/--no-overlay", default=True, show_default=True,
               help="Also write overlays/<name>.png (magenta: predicted pixels).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace existing files in OUT (never an input).")
+@errors_to_click()
 def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
                 tta, attention_window, precision, skip_bad, out, limit, overlay,
                 force):  # fmt: skip
@@ -241,21 +237,16 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
     an existing file there only with --force, an input image never.
     """
 
-    try:
-        n = len(collect_images(images, out)[: limit or None])
-        with _progress() as bar:
-            task = bar.add_task("predict", total=n)
-            s = predict(
-                list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
-                device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
-                tta=tta, attention_window=attention_window, precision=precision, limit=limit,
-                overlay=overlay, skip_bad=skip_bad, force=force,
-                progress=lambda n: bar.advance(task, n),
-            )  # fmt: skip
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:  # an output folder that cannot be written, a full disk
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    n = len(collect_images(images, out)[: limit or None])
+    with _progress() as bar:
+        task = bar.add_task("predict", total=n)
+        s = predict(
+            list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
+            device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
+            tta=tta, attention_window=attention_window, precision=precision, limit=limit,
+            overlay=overlay, skip_bad=skip_bad, force=force,
+            progress=lambda n: bar.advance(task, n),
+        )  # fmt: skip
     rate = s["written"] / s["predict_s"] if s["predict_s"] > 0 else 0.0
     click.echo(
         f"wrote {s['written']} mask(s) to {out} ({s['detections']} detections, "
@@ -277,6 +268,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
               help="Built into the graph: the AFF U-Net's channel attention pools over N x N "
               "px cells (as eval's default); 0 = the whole input.")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace an existing OUT.")
+@errors_to_click()
 def export_cmd(checkpoint, out, opset, attention_window, force):
     """Export CHECKPOINT as ONNX: raw grey 0..255 (B, 1, H, W) in, probabilities out.
 
@@ -284,12 +276,7 @@ def export_cmd(checkpoint, out, opset, attention_window, force):
     file as `--checkpoint model.onnx` in eval and predict (ONNX Runtime on the CPU).
     """
 
-    try:
-        s = export(checkpoint, out, opset=opset, attention_window=attention_window, force=force)
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    s = export(checkpoint, out, opset=opset, attention_window=attention_window, force=force)
     check = (
         f"ONNX Runtime matches PyTorch to {s['max_abs_diff']:.1e} on odd-sized inputs"
         if s["max_abs_diff"] is not None
@@ -332,6 +319,7 @@ def _parse_k(ctx, param, values) -> dict[str, float]:
     is_flag=True,
     help="Average the networks over the flips and rotations they were trained on (8 by default).",
 )
+@errors_to_click()
 def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
     """One table of RUNS (run folders or checkpoints) and --method detectors on DATA.
 
@@ -340,14 +328,9 @@ def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
     """
     from rich.table import Table
 
-    try:
-        rows = compare(data, checkpoints=list(runs), methods=list(methods), out=out,
-                       split=split, device=device, k=ks, threshold=threshold, tta=tta,
-                       progress=lambda n: click.echo(f"evaluating {n} ...", err=True))  # fmt: skip
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+    rows = compare(data, checkpoints=list(runs), methods=list(methods), out=out, split=split,
+                   device=device, k=ks, threshold=threshold, tta=tta,
+                   progress=lambda n: click.echo(f"evaluating {n} ...", err=True))  # fmt: skip
     t = Table(title=f"{data} ({rows[0]['images']} images)")
     for col in ("method", "IoU", "nIoU", "Pd", "Fa x1e6", "params M", "img/s", "rule"):
         left = col in ("method", "rule")

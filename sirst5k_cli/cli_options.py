@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
 import click
 
 from sirst5k.detectors.methods import DETECTORS
+from sirst5k.errors import SirstError
 
 
 class Device(click.ParamType):
@@ -57,3 +59,30 @@ def parse_range(ctx, param, value):
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise click.BadParameter(f"{value!r}: give two finite numbers")
     return (lo, hi)
+
+
+def _os_line(path, error: OSError) -> str:
+    return f"{path}: {error.strerror or error}"
+
+
+def errors_to_click(*paths: str, line=_os_line, hint: str = ""):
+    """Decorate a command so that a user's error ends it in one line and exit 1: a SirstError
+    as its own message; an OSError (an unwritable folder, a full disk) as line(path, error) +
+    hint, path being the error's file, else the first of the command's `paths` arguments given
+    (default: out). Anything else is a bug and keeps its traceback."""
+    paths = paths or ("out",)
+
+    def decorate(command):
+        @functools.wraps(command)
+        def run(*args, **kwargs):
+            try:
+                return command(*args, **kwargs)
+            except SirstError as e:
+                raise click.ClickException(str(e)) from e
+            except OSError as e:
+                path = e.filename or next((kwargs[p] for p in paths if kwargs.get(p)), None)
+                raise click.ClickException(line(path, e) + hint) from e
+
+        return run
+
+    return decorate

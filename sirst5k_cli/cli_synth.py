@@ -11,9 +11,8 @@ import click
 
 from sirst5k.api import synthesize
 from sirst5k.demo import DemoConfig, generate_demo
-from sirst5k.errors import SirstError, UserError
 from sirst5k.inspect_store import verify, write_gallery
-from sirst5k_cli.cli_options import SEED, parse_range
+from sirst5k_cli.cli_options import SEED, errors_to_click, parse_range
 
 
 def _console(stderr: bool = False):
@@ -84,18 +83,12 @@ def _split_row(source: str, path: str, ids: int) -> str:
     help="Also write this many target-free frames of another sensor to OUT/frames (for synth "
     "--backgrounds and --noise-from).",
 )
+@errors_to_click(hint="; choose a folder you can write")  # a read-only or full disk, ...
 def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
 
-    try:
-        cfg = DemoConfig(n=n, size=size, seed=seed, sizes=sizes, frames=frames)
-        res = generate_demo(out, cfg, force=force)
-    except UserError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:  # a read-only or full disk, a file where a folder must go
-        raise click.ClickException(
-            f"{e.filename or out}: {e.strerror or e}; choose a folder you can write"
-        ) from e
+    cfg = DemoConfig(n=n, size=size, seed=seed, sizes=sizes, frames=frames)
+    res = generate_demo(out, cfg, force=force)
     click.echo(
         f"wrote {res['images']} images ({res['train']} train, {res['test']} test, "
         f"{res['targets']} targets) to {out}"
@@ -233,6 +226,7 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     help="Take Eq. 1's noise cells from this folder of target-free frames (your sensor's), not "
     "from the training images.",
 )
+@errors_to_click()  # an output folder that cannot be written, a full disk
 def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force,
               skip_bad, compress, backgrounds, implants, bg_negatives, bg_crop, per_frame, gain,
               zoom, margin, mask_level, noise_from):  # fmt: skip
@@ -241,25 +235,19 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
 
     console = _console()
     split = list(split) if len(split) > 1 else (split[0] if split else None)
-    try:
-        cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
-            task = bar.add_task("synth", total=None)
+    cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
+        task = bar.add_task("synth", total=None)
 
-            def progress(done, total):
-                bar.update(task, completed=done, total=total)
+        def progress(done, total):
+            bar.update(task, completed=done, total=total)
 
-            res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
-                             resize=resize, label=label, seed=seed, split=split, force=force,
-                             skip_bad=skip_bad, progress=progress, compress=compress,
-                             backgrounds=backgrounds, implants=implants,
-                             bg_negatives=bg_negatives, bg_crop=bg_crop,
-                             per_frame=_ints(per_frame), gain=gain, zoom=zoom, margin=margin,
-                             mask_level=mask_level, noise_from=noise_from)  # fmt: skip
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
-    except OSError as e:  # an output folder that cannot be written, a full disk
-        raise click.ClickException(f"{e.filename or out}: {e.strerror or e}") from e
+        res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
+                         resize=resize, label=label, seed=seed, split=split, force=force,
+                         skip_bad=skip_bad, progress=progress, compress=compress,
+                         backgrounds=backgrounds, implants=implants, bg_negatives=bg_negatives,
+                         bg_crop=bg_crop, per_frame=_ints(per_frame), gain=gain, zoom=zoom,
+                         margin=margin, mask_level=mask_level, noise_from=noise_from)  # fmt: skip
     rows = [
         ("train split", _split_row(source, res["train_split"], res["train_ids"])),
         ("test split", _split_row(source, res["test_split"], res["test_ids"])),
@@ -293,14 +281,12 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
     help="Also write a PNG of samples: an original and its rotated negatives, implanted and "
     "background crops, masks outlined, targets zoomed.",
 )
+@errors_to_click("gallery", "store")
 def inspect_cmd(store, gallery):
     """Summarise a store and verify it (schema, counts, masks, checksums); print OK."""
 
-    try:
-        res = verify(store)
-        shown = write_gallery(store, gallery) if gallery else None
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
+    res = verify(store)
+    shown = write_gallery(store, gallery) if gallery else None
     rows = [
         (k, str(res[k]))
         for k in (

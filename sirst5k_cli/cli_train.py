@@ -13,9 +13,8 @@ import time
 import click
 
 from sirst5k.api import train
-from sirst5k.errors import SirstError
 from sirst5k.files import write_error
-from sirst5k_cli.cli_options import DEVICE, SEED, FiniteFloat, parse_range
+from sirst5k_cli.cli_options import DEVICE, SEED, FiniteFloat, errors_to_click, parse_range
 from trainer.registry import MODELS
 
 AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
@@ -281,6 +280,8 @@ def _summary_table(s: dict):
     help="Continue the run in this directory from its last.pt.",
 )
 @click.option("--force", is_flag=True, help="Overwrite a run already in --out.")
+# an OSError: a write the trainer does not report itself (the run's own files do)
+@errors_to_click("out", "resume_dir", line=write_error)
 def train_cmd(store, out, preset, resume_dir, force, **opts):
     """Train the AFF U-Net (or a peer, --model) on a SIRST-5K STORE; writes --out DIR."""
 
@@ -310,14 +311,10 @@ def train_cmd(store, out, preset, resume_dir, force, **opts):
     try:
         summary = train(store, out, preset=preset or "", resume=resume_dir, force=force,
                         hooks=hooks, model=model, **opts)  # fmt: skip
-    except SirstError as e:
-        raise click.ClickException(str(e)) from e
     except torch.cuda.OutOfMemoryError as e:
         raise click.ClickException(
             "CUDA out of memory: try a smaller --batch-size or --crop (docs/training.md)"
         ) from e
-    except OSError as e:  # a write the trainer does not report itself (the run's own files do)
-        raise click.ClickException(write_error(e.filename or out or resume_dir, e)) from e
     finally:
         hooks.stop()
     report = summary["rank"] == 0  # under torchrun, rank 0 alone reports
