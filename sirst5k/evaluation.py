@@ -34,6 +34,7 @@ import numpy as np
 
 from sirst5k.errors import StoreError, UserError, skipped_reason
 from sirst5k.files import atomic_path, safe_name, write_error
+from sirst5k.fmt import fmt
 from sirst5k.inference.bundled import resolve
 from sirst5k.inference.predictors import decision_rule, default_batch, make_predictor
 from sirst5k.io import collect_images, find_split_file, load_split, read_image, read_pair
@@ -221,7 +222,7 @@ def evaluate(data: EvalData, predictor, out: Path, threshold=0.5, legacy_fa=Fals
         w = csv.writer(f)
         w.writerow(["stem", "h", "w", "iou", "targets", "hits", "misses", "false_pixels"])
         for stem, (h, wd), s in zip(stems, shapes, scores, strict=True):
-            iou = "n/a" if s.iou is None else f"{s.iou:.6f}"  # nothing to find, nothing found
+            iou = fmt(s.iou, 6, "n/a")  # None: nothing to find, nothing found
             w.writerow([stem, h, wd, iou, s.targets, s.hits, s.misses, s.false_pixels])
     with atomic_path(out / "roc.csv", force=True) as tmp:
         roc.write_csv(tmp)
@@ -417,9 +418,6 @@ def compare(
         w.writeheader()
         w.writerows({k: "n/a" if v is None and k in scores else v for k, v in r.items()}
                     for r in rows)  # fmt: skip
-
-    def fmt(v, digits=2, none="-"):
-        return none if v is None else f"{v:.{digits}f}"
 
     md = [
         f"Data: {data} ({rows[0]['images']} images). IoU, nIoU, Pd x1e2; Fa x1e6 (corrected).",

@@ -13,11 +13,18 @@ from pathlib import Path
 import click
 
 from sirst5k.api import compare, evaluate, export, predict
+from sirst5k.fmt import fmt
 from sirst5k.inference import PRECISIONS
 from sirst5k.inference.tiling import WINDOW_MAX
 from sirst5k.io import collect_images
 from sirst5k.reference import REFERENCE_ROWS
-from sirst5k_cli.cli_options import DEVICE, FiniteFloat, errors_to_click, method_choice
+from sirst5k_cli.cli_options import (
+    DEVICE,
+    FiniteFloat,
+    errors_to_click,
+    method_choice,
+    progress_bar,
+)
 
 
 def _predictor_options(f):
@@ -109,27 +116,6 @@ def _predictor_options(f):
     return f
 
 
-def _progress():
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    console = Console()
-    return Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,  # no stray lines in logs and pipes
-        transient=True,
-    )
-
-
-def _fmt(v, digits=2, none="-") -> str:
-    """A number for the tables; `none` for None: "-" not applicable, "n/a" undefined."""
-    return none if v is None else f"{v:.{digits}f}"
-
-
 def _print_table(report: dict) -> None:
     from rich import box
     from rich.console import Console
@@ -144,16 +130,16 @@ def _print_table(report: dict) -> None:
     params = report["params"] / 1e6 if report["params"] else None
     t.add_row(
         f"[bold]{report['predictor']}[/bold]",
-        _fmt(pu["iou_x1e2"], none="n/a"),  # undefined: a split without targets
-        _fmt(pu["niou_x1e2"], none="n/a"),
-        _fmt(pu["pd_x1e2"], none="n/a"),
-        _fmt(pu["fa_x1e6"], 3),
+        fmt(pu["iou_x1e2"], none="n/a"),  # undefined: a split without targets
+        fmt(pu["niou_x1e2"], none="n/a"),
+        fmt(pu["pd_x1e2"], none="n/a"),
+        fmt(pu["fa_x1e6"], 3),
         "legacy" if legacy else "corr.",
-        _fmt(params),
-        _fmt(report["timing"]["images_per_s"], 1),
+        fmt(params),
+        fmt(report["timing"]["images_per_s"], 1),
     )
     other = pu["fa_corrected_x1e6"] if legacy else pu["fa_legacy_x1e6"]
-    other = "n/a (not 256 x 256)" if other is None else _fmt(other, 3)
+    other = fmt(other, 3, "n/a (not 256 x 256)")
     t.add_row("  (other Fa)", "", "", "", other, "corr." if legacy else "legacy")
     note = (
         "Reference rows: NUDT-SIRST 50/50 test split (664 images) as published; IoU, Pd x1e2, "
@@ -163,7 +149,7 @@ def _print_table(report: dict) -> None:
     if report.get("comparable_to_papers"):
         t.add_section()
         for name, iou, pd, fa, par, fa_def in REFERENCE_ROWS:
-            t.add_row(name, _fmt(iou), "-", _fmt(pd), _fmt(fa, 3), fa_def, _fmt(par), "-",
+            t.add_row(name, fmt(iou), "-", fmt(pd), fmt(fa, 3), fa_def, fmt(par), "-",
                       style="dim")  # fmt: skip
     else:
         note = (
@@ -200,7 +186,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
     metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays/ into --out.
     """
 
-    with _progress() as bar:
+    with progress_bar(quiet=True) as bar:
         task = bar.add_task("eval", total=None)
         report = evaluate(
             data, checkpoint=checkpoint, method=method, out=out, split=split,
@@ -238,7 +224,7 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
     """
 
     n = len(collect_images(images, out)[: limit or None])
-    with _progress() as bar:
+    with progress_bar(quiet=True) as bar:
         task = bar.add_task("predict", total=n)
         s = predict(
             list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
@@ -336,8 +322,8 @@ def compare_cmd(data, runs, methods, split, out, device, ks, threshold, tta):
         left = col in ("method", "rule")
         t.add_column(col, justify="left" if left else "right", no_wrap=True)
     for r in rows:
-        scores = [_fmt(r[k], 1 if k == "fa" else 2, "n/a") for k in ("iou", "niou", "pd", "fa")]
-        t.add_row(r["name"], *scores, _fmt(r["params_m"]), _fmt(r["images_per_s"], 1),
+        scores = [fmt(r[k], 1 if k == "fa" else 2, "n/a") for k in ("iou", "niou", "pd", "fa")]
+        t.add_row(r["name"], *scores, fmt(r["params_m"]), fmt(r["images_per_s"], 1),
                   r["rule"])  # fmt: skip
     from rich.console import Console
 

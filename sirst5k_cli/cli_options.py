@@ -86,3 +86,29 @@ def errors_to_click(*paths: str, line=_os_line, hint: str = ""):
         return run
 
     return decorate
+
+
+def progress_bar(console=None, elapsed: bool = False, quiet: bool = False):
+    """The commands' rich progress bar on `console` (default: stdout), gone when done: a task's
+    description, its bar, done/total and the time left (elapsed: the time taken). quiet: none
+    at all where the console is no terminal (no stray lines in logs and pipes)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    console = console or Console()
+    clock = TimeElapsedColumn() if elapsed else TimeRemainingColumn()
+    return Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        clock,
+        console=console,
+        disable=quiet and not console.is_terminal,
+        transient=True,
+    )

@@ -12,7 +12,7 @@ import click
 from sirst5k.api import synthesize
 from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.inspect_store import verify, write_gallery
-from sirst5k_cli.cli_options import SEED, errors_to_click, parse_range
+from sirst5k_cli.cli_options import SEED, errors_to_click, parse_range, progress_bar
 
 
 def _console(stderr: bool = False):
@@ -231,12 +231,9 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
               skip_bad, compress, backgrounds, implants, bg_negatives, bg_crop, per_frame, gain,
               zoom, margin, mask_level, noise_from):  # fmt: skip
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     console = _console()
     split = list(split) if len(split) > 1 else (split[0] if split else None)
-    cols = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*cols, console=_console(stderr=True), transient=True) as bar:
+    with progress_bar(_console(stderr=True), elapsed=True) as bar:
         task = bar.add_task("synth", total=None)
 
         def progress(done, total):

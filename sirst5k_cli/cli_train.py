@@ -14,7 +14,15 @@ import click
 
 from sirst5k.api import train
 from sirst5k.files import write_error
-from sirst5k_cli.cli_options import DEVICE, SEED, FiniteFloat, errors_to_click, parse_range
+from sirst5k.fmt import fmt
+from sirst5k_cli.cli_options import (
+    DEVICE,
+    SEED,
+    FiniteFloat,
+    errors_to_click,
+    parse_range,
+    progress_bar,
+)
 from trainer.registry import MODELS
 
 AFF_ONLY = ("widths", "blocks", "no_attention")  # options of the AFF U-Net alone
@@ -34,7 +42,7 @@ def _widths(ctx, param, value):
 
 def _pct(v) -> str:
     """A validation fraction in %; n/a where undefined (no target in the validation images)."""
-    return "n/a" if v is None else f"{100 * v:.2f}"
+    return fmt(None if v is None else 100 * v, none="n/a")
 
 
 class _Progress:
@@ -45,17 +53,8 @@ class _Progress:
     EVERY = 30.0
 
     def __init__(self, console):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
         self.console = console
-        self.bar = Progress(
-            "[progress.description]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        )
+        self.bar = progress_bar(console)
         self.task = None
         self.said = -math.inf  # time.monotonic() of the last step line (no terminal)
 

@@ -17,7 +17,7 @@ PACKAGES = ("sirst5k", "sirst5k_cli", "trainer")
 LAYERS = [
     ("sirst5k.errors", "sirst5k.files", "sirst5k.io", "sirst5k.store", "sirst5k.ops",
      "sirst5k.machine", "sirst5k.metrics", "sirst5k.plots", "sirst5k.reference",
-     "sirst5k.detectors"),
+     "sirst5k.detectors", "sirst5k.fmt"),
     ("sirst5k.synth", "sirst5k.demo", "sirst5k.inspect_store", "sirst5k.transforms"),
     ("trainer",),
     ("sirst5k.inference",),
