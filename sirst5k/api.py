@@ -162,8 +162,9 @@ def evaluate(
     from sirst5k.inference.predictors import make_predictor
 
     predictor = make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
-    )
+        checkpoint, method=method, device=device, k=k, tile=tile, halo=tile_halo,
+        window=attention_window, tta=tta, threshold=threshold, precision=precision,
+    )  # fmt: skip
     threshold = 0.5 if threshold is None else threshold
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
@@ -206,8 +207,9 @@ def predict(
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
     predictor = make_predictor(
-        checkpoint, method, device, k, tile, tile_halo, attention_window, tta, threshold, precision
-    )
+        checkpoint, method=method, device=device, k=k, tile=tile, halo=tile_halo,
+        window=attention_window, tta=tta, threshold=threshold, precision=precision,
+    )  # fmt: skip
     threshold = 0.5 if threshold is None else threshold
     return evaluation.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
                       batch_size, progress=progress, force=force)  # fmt: skip

@@ -394,8 +394,7 @@ def compare(
     if clash := sorted({n for n in names if names.count(n) > 1}):
         raise UserError(f"compare: two entries are named {clash[0]!r}; rename the run folder")
     predictors = [make_predictor(method=m, k=k.get(m)) for m in methods]
-    predictors += [make_predictor(p, None, device, None, None, None, None, tta, threshold)
-                   for p in paths]  # fmt: skip
+    predictors += [make_predictor(p, device=device, tta=tta, threshold=threshold) for p in paths]
     threshold = 0.5 if threshold is None else threshold
     out = Path(out)
     rows = []

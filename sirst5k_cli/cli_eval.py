@@ -29,7 +29,8 @@ from sirst5k_cli.cli_options import (
 
 def _predictor_options(f):
     """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/--tta/
-    --attention-window/--precision/--skip-bad, shared."""
+    --attention-window/--precision/--skip-bad, shared by eval and predict: their keyword
+    arguments of sirst5k.evaluate and sirst5k.predict, passed on as they are (**options)."""
     options = [
         click.option(
             "--checkpoint",
@@ -177,8 +178,7 @@ def _print_table(report: dict) -> None:
 @click.option("--worst", type=click.IntRange(0), default=8, show_default=True,
               help="Overlay PNGs for this many worst images.")  # fmt: skip
 @errors_to_click()  # an output folder that cannot be written, a full disk
-def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo, tta,
-             attention_window, precision, skip_bad, split, out, legacy_fa, worst):  # fmt: skip
+def eval_cmd(data, split, out, legacy_fa, worst, **options):
     """Evaluate a checkpoint or a classical method on DATA's test images.
 
     DATA is a store (its test group) or a dataset folder (its test split, any layout sirst5k
@@ -189,11 +189,8 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
     with progress_bar(quiet=True) as bar:
         task = bar.add_task("eval", total=None)
         report = evaluate(
-            data, checkpoint=checkpoint, method=method, out=out, split=split,
-            threshold=threshold, device=device, k=k, batch_size=batch_size, tile=tile,
-            tile_halo=tile_halo, tta=tta, attention_window=attention_window,
-            precision=precision, legacy_fa=legacy_fa, worst=worst, skip_bad=skip_bad,
-            progress=lambda n, total: bar.update(task, advance=n, total=total),
+            data, out=out, split=split, legacy_fa=legacy_fa, worst=worst,
+            progress=lambda n, total: bar.update(task, advance=n, total=total), **options,
         )  # fmt: skip
     _print_table(report)
     if report["skipped"]:
@@ -213,9 +210,7 @@ def eval_cmd(data, checkpoint, method, k, threshold, device, batch_size, tile, t
               help="Also write overlays/<name>.png (magenta: predicted pixels).")  # fmt: skip
 @click.option("--force", is_flag=True, help="Replace existing files in OUT (never an input).")
 @errors_to_click()
-def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, tile, tile_halo,
-                tta, attention_window, precision, skip_bad, out, limit, overlay,
-                force):  # fmt: skip
+def predict_cmd(images, out, limit, overlay, force, **options):
     """Predict target masks for IMAGES (files or folders, searched recursively; a dataset
     folder's masks/ are skipped).
 
@@ -227,11 +222,8 @@ def predict_cmd(images, checkpoint, method, k, threshold, device, batch_size, ti
     with progress_bar(quiet=True) as bar:
         task = bar.add_task("predict", total=n)
         s = predict(
-            list(images), out, checkpoint=checkpoint, method=method, threshold=threshold,
-            device=device, k=k, batch_size=batch_size, tile=tile, tile_halo=tile_halo,
-            tta=tta, attention_window=attention_window, precision=precision, limit=limit,
-            overlay=overlay, skip_bad=skip_bad, force=force,
-            progress=lambda n: bar.advance(task, n),
+            list(images), out, limit=limit, overlay=overlay, force=force,
+            progress=lambda n: bar.advance(task, n), **options,
         )  # fmt: skip
     rate = s["written"] / s["predict_s"] if s["predict_s"] > 0 else 0.0
     click.echo(

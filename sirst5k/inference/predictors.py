@@ -126,10 +126,11 @@ class TTAPredictor:
 
 
 def make_predictor(
-    checkpoint=None, method=None, device="auto", k=None, tile=None, halo=None, window=None,
+    checkpoint=None, *, method=None, device="auto", k=None, tile=None, halo=None, window=None,
     tta=False, threshold=None, precision=None,
 ):  # fmt: skip
-    """A predictor from a checkpoint (a path, a .onnx file, or a bundled model's name such as
+    """The one place that turns the options of eval, predict and compare (given by keyword)
+    into a predictor: from a checkpoint (a path, a .onnx file, or a bundled model's name such as
     "nudt"), or a classical method; with neither, the bundled model (sirst5k/inference/bundled.py).
     A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
     the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
