@@ -290,6 +290,13 @@ class Solution:
     residual: float
 
 
+def _dual_ascent(y: np.ndarray, z: np.ndarray, mu: float) -> float:
+    """The augmented Lagrangian's multiplier step Y += mu Z (in place) for the constraint's
+    residual Z = D - L - S; returns ||Z||."""
+    y += mu * z
+    return float(np.linalg.norm(z))
+
+
 def rpca_ialm(
     d: np.ndarray, lam: float, max_iter: int = 30, tol: float = 1e-5, rho: float = 1.5
 ) -> Solution:
@@ -308,10 +315,8 @@ def rpca_ialm(
         it += 1
         low, rank = svt(d - s + y / mu, 1 / mu, many=rank > min(d.shape) // 8)
         s = soft(d - low + y / mu, lam / mu)
-        z = d - low - s
-        y += mu * z
+        residual = _dual_ascent(y, d - low - s, mu) / norm_fro
         mu *= rho
-        residual = float(np.linalg.norm(z)) / norm_fro
         if residual < tol:
             break
     return Solution(low, s, it, residual)
@@ -414,11 +419,8 @@ def snn_rpca(
         mean = sum(d - low + y / mu for low, y in zip(lows, ys, strict=True)) / 3
         s = soft(mean, lam * weight / (3 * mu))
         weight = prior * reweight(s, eps)
-        residual = 0.0
-        for m in range(3):
-            z = d - lows[m] - s
-            ys[m] += mu * z
-            residual = max(residual, float(np.linalg.norm(z)) / norm_fro)
+        residual = max(_dual_ascent(y, d - low - s, mu) for y, low in zip(ys, lows, strict=True))
+        residual /= norm_fro
         mu *= rho
         if residual < tol:
             break
@@ -464,10 +466,8 @@ def trpca_weighted(
             low = np.fft.irfft(basis @ _svt_slices(f, 1 / mu, keep), n=n3, axis=0)
         s = soft(d - low + y / mu, lam * weight / mu)
         weight = prior_inv * reweight(s, eps)
-        z = d - low - s
-        y += mu * z
+        residual = _dual_ascent(y, d - low - s, mu) / norm_fro
         mu *= rho
-        residual = float(np.linalg.norm(z)) / norm_fro
         if residual < tol:
             break
     return Solution(low, s, it, residual)

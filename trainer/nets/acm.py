@@ -3,10 +3,6 @@ Detection"), the U-Net variant (ASKCResUNet) with b = 3 blocks per stage as Basi
 it: a stride-4 stem, three ResNet stages, two transposed-conv decoder steps each fused with its
 skip by asymmetric bi-directional modulation (global top-down channel attention from the deep
 feature, point-wise bottom-up channel attention from the shallow one), an FCN head at 1/4.
-
-Each paper's text fixes the blocks; channel widths, depths and the attention bottlenecks follow
-the authors' released configurations (as BasicIRSTD runs them), which the parameter counts
-confirm. Initialisation: PyTorch's defaults.
 """
 
 from __future__ import annotations
@@ -21,7 +17,9 @@ from trainer.nets.layers import (
     InputBN,
     Peer,
     PeerConfig,
+    check_dai,
     conv_bn_relu,
+    dai_stages,
     gate,
     res_stage,
     resize,
@@ -64,10 +62,7 @@ class ACMConfig(PeerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if len(self.layers) != 3 or len(self.channels) != 4:
-            raise ValueError("ACM: give 3 layers and 4 channels, e.g. 3,3,3 and 8,16,32,64")
-        if self.channels[1] < 4:
-            raise ValueError(f"channels={list(self.channels)}: the head needs channels[1] >= 4")
+        check_dai(self, "ACM", "3,3,3 and 8,16,32,64")
 
 
 class ACM(Peer):
@@ -81,11 +76,9 @@ class ACM(Peer):
 
     def __init__(self, cfg: ACMConfig):
         super().__init__(cfg)
-        (n1, n2, n3), (c0, c1, c2, c3) = cfg.layers, cfg.channels
+        (n1, n2, _), (c0, c1, c2, c3) = cfg.layers, cfg.channels
         self.stem = dai_stem(cfg.in_channels, c0)
-        self.layer1 = res_stage(2 * c0, c1, n1, 1)
-        self.layer2 = res_stage(c1, c2, n2, 2)
-        self.layer3 = res_stage(c2, c3, n3, 2)
+        self.layer1, self.layer2, self.layer3 = dai_stages(cfg)
         self.deconv2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)
         self.fuse2 = AsymBiFuse(c2, cfg.reduction)
         self.uplayer2 = res_stage(c2, c2, n2, 1)

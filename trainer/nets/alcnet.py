@@ -4,10 +4,6 @@ stage (cyclic feature-map shifts by `shift` px in 8 directions; per pixel the mi
 4 axes of (x - x_a)(x - x_b)), and a top-down pyramid whose fusions are bottom-up attentional
 modulations (point-wise channel attention computed from the shallow feature gates the deep
 one). Configuration as the authors' released model (blocks 4, shift 13, r = 1).
-
-Each paper's text fixes the blocks; channel widths, depths and the attention bottlenecks follow
-the authors' released configurations (as BasicIRSTD runs them), which the parameter counts
-confirm. Initialisation: PyTorch's defaults.
 """
 
 from __future__ import annotations
@@ -22,9 +18,10 @@ from trainer.nets.layers import (
     InputBN,
     Peer,
     PeerConfig,
+    check_dai,
     conv_bn_relu,
+    dai_stages,
     gate,
-    res_stage,
     resize,
 )
 
@@ -81,10 +78,7 @@ class ALCNetConfig(PeerConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if len(self.layers) != 3 or len(self.channels) != 4:
-            raise ValueError("ALCNet: give 3 layers and 4 channels, e.g. 4,4,4 and 8,16,32,64")
-        if self.channels[1] < 4:
-            raise ValueError(f"channels={list(self.channels)}: the head needs channels[1] >= 4")
+        check_dai(self, "ALCNet", "4,4,4 and 8,16,32,64")
         if self.shift < 1:
             raise ValueError(f"shift={self.shift}: must be >= 1")
 
@@ -101,11 +95,9 @@ class ALCNet(Peer):
 
     def __init__(self, cfg: ALCNetConfig):
         super().__init__(cfg)
-        (n1, n2, n3), (c0, c1, c2, c3) = cfg.layers, cfg.channels
+        c0, c1, c2, c3 = cfg.channels
         self.stem = nn.Sequential(InputBN(cfg.in_channels), conv_bn_relu(cfg.in_channels, 2 * c0))
-        self.layer1 = res_stage(2 * c0, c1, n1, 1)
-        self.layer2 = res_stage(c1, c2, n2, 2)
-        self.layer3 = res_stage(c2, c3, n3, 2)
+        self.layer1, self.layer2, self.layer3 = dai_stages(cfg)
         self.dec3 = conv_bn_relu(c3, c1, k=1)
         self.dec2 = conv_bn_relu(c2, c1, k=1)
         self.fuse2 = BottomUpModulation(c1, cfg.reduction)

@@ -3,10 +3,6 @@ Detection"): UNet++-style dense nested nodes X(i, j) over 5 levels whose inputs 
 down-sampled node above (DNIM), residual blocks with channel + spatial attention (CBAM, the
 CSAM), the feature pyramid fusion of X(4,0), X(3,1), X(2,2), X(1,3), X(0,4) at full
 resolution, and deep supervision over X(0,1), X(0,2), X(0,3) and the fused output.
-
-Each paper's text fixes the blocks; channel widths, depths and the attention bottlenecks follow
-the authors' released configurations (as BasicIRSTD runs them), which the parameter counts
-confirm. Initialisation: PyTorch's defaults.
 """
 
 from __future__ import annotations

@@ -2,10 +2,6 @@
 U-Net whose down-sampling stages are feature-map groups (ResNeSt split-attention bottlenecks,
 1-2-4-8 blocks) and whose skip connections pass a "fully connected" layer (external attention
 over 64 learned memory units) before an additive top-down decoder.
-
-Each paper's text fixes the blocks; channel widths, depths and the attention bottlenecks follow
-the authors' released configurations (as BasicIRSTD runs them), which the parameter counts
-confirm. Initialisation: PyTorch's defaults.
 """
 
 from __future__ import annotations

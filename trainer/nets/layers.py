@@ -121,6 +121,22 @@ def res_stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def check_dai(cfg: PeerConfig, net: str, example: str) -> None:
+    """The shape of Dai et al.'s networks (ACM, ALCNet): 3 `layers` (residual blocks per stage)
+    and 4 `channels` (the stem's width, then the 3 stages'), the head needing channels[1] >= 4."""
+    if len(cfg.layers) != 3 or len(cfg.channels) != 4:
+        raise ValueError(f"{net}: give 3 layers and 4 channels, e.g. {example}")
+    if cfg.channels[1] < 4:
+        raise ValueError(f"channels={list(cfg.channels)}: the head needs channels[1] >= 4")
+
+
+def dai_stages(cfg: PeerConfig) -> list[nn.Sequential]:
+    """Dai et al.'s 3 residual stages after a stem of 2 x channels[0]: channels[1] at the stem's
+    resolution, then channels[2] and channels[3] each at half the one before."""
+    (n1, n2, n3), (c0, c1, c2, c3) = cfg.layers, cfg.channels
+    return [res_stage(2 * c0, c1, n1, 1), res_stage(c1, c2, n2, 2), res_stage(c2, c3, n3, 2)]
+
+
 class FCNHead(nn.Sequential):
     """conv3x3 (C -> C/4)-BN-ReLU-Dropout(0.1)-conv1x1 (-> 1 logit), the Dai et al. head."""
 

@@ -2,10 +2,6 @@
 Detection"): U2-Net's nested residual U-blocks (RSU) in a six-stage U-Net, the interactive-
 cross attention (IC-A) fusing each deep feature with its skip in the decoder, and resolution-
 maintenance deep supervision (six side outputs at full resolution and their fusion).
-
-Each paper's text fixes the blocks; channel widths, depths and the attention bottlenecks follow
-the authors' released configurations (as BasicIRSTD runs them), which the parameter counts
-confirm. Initialisation: PyTorch's defaults.
 """
 
 from __future__ import annotations
