@@ -173,3 +173,14 @@ def test_split_file_not_text(tmp_path):
     (root / "train.txt").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(UserError, match="cannot read this split file"):
         load_split(root, "train")
+
+
+def test_size_mismatch_reads_h_by_w(tmp_path):
+    root = tmp_path / "d"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    cv2.imwrite(str(root / "images" / "a.png"), np.zeros((90, 100), np.uint8))
+    cv2.imwrite(str(root / "masks" / "a.png"), np.zeros((100, 90), np.uint8))
+    (root / "test.txt").write_text("a\n")
+    with pytest.raises(UserError, match=r"mask is 100x90 \(h x w\) but its image is 90x100"):
+        read_pair(load_split(root, "test")[0])

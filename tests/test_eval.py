@@ -347,3 +347,39 @@ def test_eval_on_a_full_disk_is_one_line_and_leaves_no_partials(demo_store, smal
     assert "Traceback" not in r.output
     left = [p.name for p in (mnt / "ev").rglob("*")] if (mnt / "ev").exists() else []
     assert not [n for n in left if n.endswith(".partial")]
+
+
+def test_network_options_are_refused_with_a_method(demo_source, tmp_path):
+    for opt in (["--tile", "64"], ["--tile-halo", "32"], ["--attention-window", "0"],
+                ["--threshold", "0.3"]):  # fmt: skip
+        r = invoke("eval", demo_source, "--method", "tophat", *opt, "--out", tmp_path / "m")
+        assert r.exit_code == 1, opt
+        assert f"Error: {opt[0]} is a network's option: not for --method" in r.output
+    assert "(a method's threshold is --k)" in r.output
+    assert not (tmp_path / "m").exists()
+    r = invoke("eval", demo_source, "--method", "tophat", "--k", 3, "--out", tmp_path / "m")
+    assert r.exit_code == 0 and "k 3 (T = mean + k std)" in r.output
+    assert json.loads((tmp_path / "m" / "metrics.json").read_text())["rule"].startswith("k 3")
+
+
+def test_eval_takes_a_run_folder_and_inspect_a_folder_says_so(
+    demo_source, demo_store, tiny_checkpoint, tmp_path
+):
+    r = invoke("eval", demo_store, "--checkpoint", tiny_checkpoint.parent, "--device", "cpu",
+               "--out", tmp_path / "e", "--worst", 0)  # fmt: skip
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert report["checkpoint"] == str(tiny_checkpoint)
+    r = invoke("inspect", demo_source)
+    assert r.exit_code == 1
+    assert f"{demo_source}: a folder, not a store; build one from it with" in r.output
+
+
+def test_predict_on_a_dataset_folder_skips_its_masks(demo_source, tmp_path):
+    r = invoke("predict", demo_source, "--method", "tophat", "--k", 3, "-o", tmp_path / "p",
+               "--no-overlay")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    n_images = len(list((demo_source / "images").glob("*.png")))
+    assert f"wrote {n_images} mask(s)" in r.output
+    assert not (tmp_path / "p" / "masks").exists()
+    assert "k 3 (T = mean + k std)" in r.output

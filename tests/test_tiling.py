@@ -149,3 +149,16 @@ def test_predictor_defaults_follow_the_window(tmp_path):
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 1 and "multiple of 32" in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_onnx_refuses_a_window_other_than_its_own(tiny_checkpoint, tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    onnx = tmp_path / "m.onnx"
+    args = ["export", str(tiny_checkpoint), "-o", str(onnx), "--attention-window", "64"]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert make_predictor(onnx, window=64).info["attention_window"] == 64
+    assert make_predictor(onnx).info["attention_window"] == 64
+    with pytest.raises(UserError, match=r"its attention window \(64 px\) is built in"):
+        make_predictor(onnx, window=0)

@@ -529,3 +529,27 @@ def test_ema_resumes_exactly_mid_epoch(tiny_store, tmp_path):
     assert a["ema_steps"] == b["ema_steps"]
     with pytest.raises(TrainError, match="--ema"):
         _cfg(tiny_store, tmp_path, ema=1.0)
+
+
+@pytest.mark.parametrize("alpha", ["0,0.3", "0,0.2"])  # 0,0.2: the default, given all the same
+def test_alpha_range_needs_on_the_fly(demo_store, tmp_path, alpha):
+    r = _cli("train", demo_store, "--out", tmp_path / "r", "--preset", "demo",
+             "--alpha-range", alpha, "--epochs", 1)  # fmt: skip
+    assert r.exit_code != 0
+    assert "--alpha-range draws the alpha of on-the-fly negatives" in r.output
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_from_a_damaged_last_pt_does_not_advise_starting_over(demo_store, tmp_path):
+    run = tmp_path / "r"
+    r = _cli("train", demo_store, "--out", run, "--preset", "demo", "--epochs", 1,
+             "--device", "cpu")  # fmt: skip
+    assert r.exit_code == 0, r.output
+    data = (run / "last.pt").read_bytes()
+    (run / "last.pt").write_bytes(data[: len(data) // 2])
+    r = _cli("train", "--resume", run)
+    assert r.exit_code != 0
+    assert "last.pt: not a readable checkpoint" in r.output
+    assert "never finished" not in r.output and "--force" not in r.output
+    assert f"evaluate {run}/best.pt" in r.output
+    assert (run / "best.pt").is_file() and (run / "log.csv").is_file()
