@@ -16,7 +16,7 @@ NUDT    ?= ../shared/data/NUDT-SIRST
 TORCH_INDEX ?=
 
 .PHONY: install demo demo-data dataset train-demo eval-demo test test-fast lint format \
-        bench-synth bench-store bench-metrics bench-train bench-infer bench-methods bench-models train-nudt-cpu \
+        bench-synth bench-store bench-metrics bench-train bench-infer bench-methods bench-models train-nudt-cpu train-real-cpu \
         train-nudt-gpu ablation-cpu bundle clean
 
 install: $(STAMP)
@@ -97,6 +97,20 @@ train-nudt-cpu: install
 	$(BIN)/sirst5k synth $(NUDT) -o data/nudt.h5 --force
 	$(BIN)/sirst5k train data/nudt.h5 --out runs/nudt-cpu30 --preset cpu30 --device cpu --force
 	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/nudt-cpu30/best.pt --out runs/nudt-cpu30/eval
+
+# The CPU recipe for real frames of your sensor: NUDT (the labelled set) with FRAMES, a folder of
+# your sensor's target-free frames, implanted (docs/synthesis.md); scored on NUDT's test split
+# and, when REAL (a labelled set of your sensor's frames) exists, on it.
+FRAMES ?= ../shared/data/SIRST-V2-backgrounds
+REAL   ?= ../shared/data/SIRST-V2-extra
+train-real-cpu: install
+	$(BIN)/sirst5k synth $(NUDT) -o data/real.h5 --backgrounds $(FRAMES) --implants 3000 \
+	  --bg-negatives 750 --force
+	$(BIN)/sirst5k inspect data/real.h5 --gallery data/real-gallery.png
+	$(BIN)/sirst5k train data/real.h5 --out runs/real-cpu30 --preset cpu30 --device cpu --force
+	$(BIN)/sirst5k eval $(NUDT) --checkpoint runs/real-cpu30/best.pt --out runs/real-cpu30/eval
+	@if [ -d "$(REAL)" ]; then $(BIN)/sirst5k eval $(REAL) --checkpoint runs/real-cpu30/best.pt \
+	  --out runs/real-cpu30/eval-real; fi
 
 # GPU recipe on NUDT-SIRST (one H100, about 10 minutes a run): with and without negatives,
 # the same number of samples seen.
