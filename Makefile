@@ -51,7 +51,7 @@ eval-demo: install
 	# the demo images are small: Top-Hat's default k (tuned on 256 px NUDT-SIRST) finds nothing
 	$(BIN)/sirst5k eval $(STORE) --method tophat --k 3 --out runs/demo/eval-tophat
 	$(BIN)/sirst5k predict data/demo-source/images --checkpoint runs/demo/best.pt \
-	  -o runs/demo/predict --limit 8
+	  -o runs/demo/predict --limit 8 --force
 
 test: install
 	$(BIN)/python -m pytest -q tests
