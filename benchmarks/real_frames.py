@@ -54,6 +54,8 @@ STORES = {  # name -> synth options beside SOURCE -o STORE
     # masks by the signal, down to a tenth of the peak (the real annotations' extent)
     "implant-g2z-ml": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"]
     + ["--gain", "0.5,2", "--zoom", "0.7,1.5", "--mask-level", "0.1"],
+    "implant-ml02": ["--backgrounds", BG, "--implants", "3000", "--bg-negatives", "750"]
+    + ["--mask-level", "0.2"],
     # the paper's few-labels claim: every 8th image of NUDT-SIRST's train split (83 images)
     "eighth": ["--split", "{eighth}", "--split", "{test}"],
 }
@@ -68,6 +70,7 @@ RECIPES = {  # name -> (store, train options after --preset cpu30)
     "implant-g2": ("implant-g2", []),
     "implant-g2z": ("implant-g2z", []),
     "implant-g2z-ml": ("implant-g2z-ml", []),
+    "implant-ml02": ("implant-ml02", []),
     # few labels: the store (originals + negatives) against the originals alone, same samples
     "eighth-store": ("eighth", []),
     "eighth-orig": ("eighth", ["--originals-only"]),
