@@ -86,7 +86,7 @@ def _predictor_options(f):
             "--tta",
             is_flag=True,
             help="Test-time augmentation: average a network over the 8 flips and rotations "
-            "of each image (8x the time; +2.3 to +3.5 IoU on validation, docs/evaluation.md); "
+            "of each image (8x the time; what it gains: docs/results.md); "
             "a network trained with --flips hv or h: over those 4 or 2 only; none: the plain eval.",
         ),
         click.option(
@@ -102,8 +102,8 @@ def _predictor_options(f):
             type=click.Choice(PRECISIONS),
             default=None,
             help="A .pt network's arithmetic: fp32, or bf16 autocast (a CPU with AVX512-BF16 "
-            "or AMX, or CUDA): on the CPU 1.9x the images/s on 1024 x 1280 frames, 1.2-1.4x on "
-            "256 x 256, test IoU within 0.01 (docs/evaluation.md) [fp32].",
+            "or AMX, or CUDA; refused where it would run slower) [fp32]. Speed and accuracy: "
+            "docs/results.md.",
         ),
         click.option(
             "--skip-bad",

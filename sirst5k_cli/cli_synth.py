@@ -177,8 +177,8 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     show_default=True,
     type=click.Choice(["none", "lzf", "gzip"] + [f"gzip-{k}" for k in range(1, 10)]),
     metavar="[none|lzf|gzip-1..9]",
-    help="Compress the images losslessly (alone: gzip-1; NUDT-SIRST: 0.52x the image bytes, "
-    "random reads ~4x slower). Masks are always gzip-1 compressed.",
+    help="Compress the images losslessly (alone: gzip-1): a smaller store, slower random reads "
+    "(docs/store.md). Masks are always gzip-1 compressed.",
 )
 @click.option(
     "--backgrounds",

@@ -248,8 +248,8 @@ def _summary_table(s: dict):
     "--compile/--no-compile",
     "compile",
     default=None,
-    help="torch.compile the training model: after a compile of a minute or two, 1.55x faster "
-    "cpu30 steps on one busy CPU thread, 3 % on two idle ones (docs/training.md) [off].",
+    help="torch.compile the training model: a compile of a minute or two first, faster steps "
+    "after it where the machine gains from it (docs/training.md) [off].",
 )
 @click.option("--device", type=DEVICE, help="auto, cpu, cuda or cuda:N [auto].")
 @click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
