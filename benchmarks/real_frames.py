@@ -105,7 +105,7 @@ def build_store(name: str, args) -> Path:
 
 def rows_of(store: Path, options: list[str]) -> int:
     """The store's /train rows of the kinds a recipe trains on (before the validation split)."""
-    kinds = list(KINDS)
+    kinds = ["original"] if "--originals-only" in options else list(KINDS)
     if "--kinds" in options:
         kinds = options[options.index("--kinds") + 1].split(",")
     with h5py.File(store, "r") as f:
