@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import h5py
 import numpy as np
-from ablation_negatives import KEYS, evals, run_table, table
+from ablation_negatives import COLUMNS, collect, evals, run_table, table
 
 from sirst5k.machine import describe_cpu
 from trainer.data import KINDS
@@ -138,26 +138,8 @@ def run(recipe: str, seed: int, args) -> dict:
                         str(out / f"eval-{ev}"), "--worst", "0", "--device", "cpu", log=log,
                         threads=args.threads)  # fmt: skip
     print(f"{out.name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    s = json.loads(summary.read_text())
-    row = {"name": out.name, "variant": recipe, "seed": seed, "store": store_name}
-    row |= {"best_epoch": s["best"]["epoch"], "epochs": s["epochs_done"]}
-    row |= {"val_iou": s["best"]["val_iou"], "train_seconds": s.get("seconds")}
-    for ev in evals(args):
-        m = json.loads((out / f"eval-{ev}" / "metrics.json").read_text())["metrics"]
-        row |= {f"{ev}_{k}": m[k] for k in KEYS}
+    row = collect(out.name, recipe, seed, args) | {"store": store_name}
     return row
-
-
-COLUMNS = [
-    ("val_iou", "val IoU", 100),
-    ("nudt_iou", "NUDT IoU", 100),
-    ("nudt_pd", "NUDT Pd", 100),
-    ("nudt_fa", "NUDT Fa", 1e6),
-    ("v2-targets_iou", "real IoU", 100),
-    ("v2-targets_niou", "real nIoU", 100),
-    ("v2-targets_pd", "real Pd", 100),
-    ("v2-bg_fa", "real bg Fa", 1e6),
-]
 
 
 def main() -> None:

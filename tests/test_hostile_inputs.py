@@ -1,4 +1,4 @@
-"""A hostile user's inputs (issue 32): outputs that would overwrite inputs, names from data that
+"""A hostile user's inputs: outputs that would overwrite inputs, names from data that
 escape --out, half-written output sets, options that crashed in torch or numpy, NaN and
 infinity, metrics without targets, misnamed causes. Each is refused with one line that names
 the file or option, before anything is written."""
