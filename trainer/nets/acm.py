@@ -12,18 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from trainer.nets.layers import (
-    FCNHead,
-    InputBN,
-    Peer,
-    PeerConfig,
-    check_dai,
-    conv_bn_relu,
-    dai_stages,
-    gate,
-    res_stage,
-    resize,
-)
+from trainer.nets.dai import DaiConfig, DaiNet, FCNHead
+from trainer.nets.layers import InputBN, conv_bn_relu, gate, res_stage, resize
 
 
 class AsymBiFuse(nn.Module):
@@ -55,30 +45,23 @@ def dai_stem(cin: int, width: int) -> nn.Sequential:
 
 
 @dataclass
-class ACMConfig(PeerConfig):
-    layers: tuple[int, ...] = (3, 3, 3)  # residual blocks per stage (BasicIRSTD: 3)
-    channels: tuple[int, ...] = (8, 16, 32, 64)  # stem width, then the 3 stages'
+class ACMConfig(DaiConfig):  # layers and channels: DaiConfig's defaults, BasicIRSTD's
     reduction: int = 4  # the attention bottleneck: channels // reduction
 
-    def __post_init__(self):
-        super().__post_init__()
-        check_dai(self, "ACM", "3,3,3 and 8,16,32,64")
 
-
-class ACM(Peer):
+class ACM(
+    DaiNet,
+    config=ACMConfig,
+    stride=16,
+    paper="Dai et al., Asymmetric Contextual Modulation for IRSTD, WACV 2021",
+    reported_m=0.398,
+):
     """ACM, the U-Net variant (ASKCResUNet): stem /4, stages at 1/4, 1/8, 1/16; decoder by
     transposed convs, fused with the skips by AsymBiFuse, each followed by a residual stage."""
 
-    Config = ACMConfig
-    stride = 16
-    paper = "Dai et al., Asymmetric Contextual Modulation for IRSTD, WACV 2021"
-    reported_m = 0.398
-
     def __init__(self, cfg: ACMConfig):
-        super().__init__(cfg)
-        (n1, n2, _), (c0, c1, c2, c3) = cfg.layers, cfg.channels
-        self.stem = dai_stem(cfg.in_channels, c0)
-        self.layer1, self.layer2, self.layer3 = dai_stages(cfg)
+        super().__init__(cfg, dai_stem(cfg.in_channels, cfg.channels[0]))
+        (n1, n2, _), (_, c1, c2, c3) = cfg.layers, cfg.channels
         self.deconv2 = nn.ConvTranspose2d(c3, c2, 4, 2, 1)
         self.fuse2 = AsymBiFuse(c2, cfg.reduction)
         self.uplayer2 = res_stage(c2, c2, n2, 1)
@@ -88,10 +71,7 @@ class ACM(Peer):
         self.head = FCNHead(c1)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        size = x.shape[-2:]
-        c1 = self.layer1(self.stem(self.normalise(x)))  # 1/4
-        c2 = self.layer2(c1)  # 1/8
-        c3 = self.layer3(c2)  # 1/16
+        c1, c2, c3 = self.encode(x)  # 1/4, 1/8, 1/16
         up = self.uplayer2(self.fuse2(resize(self.deconv2(c3), c2), c2))
         up = self.uplayer1(self.fuse1(resize(self.deconv1(up), c1), c1))
-        return [resize(self.head(up), size)]
+        return [resize(self.head(up), x)]

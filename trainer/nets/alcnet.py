@@ -13,17 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from trainer.nets.layers import (
-    FCNHead,
-    InputBN,
-    Peer,
-    PeerConfig,
-    check_dai,
-    conv_bn_relu,
-    dai_stages,
-    gate,
-    resize,
-)
+from trainer.nets.dai import DaiConfig, DaiNet, FCNHead
+from trainer.nets.layers import InputBN, conv_bn_relu, gate, resize
 
 
 def local_contrast(x: torch.Tensor, shift: int) -> torch.Tensor:
@@ -70,34 +61,32 @@ class BottomUpModulation(nn.Module):
 
 
 @dataclass
-class ALCNetConfig(PeerConfig):
+class ALCNetConfig(DaiConfig):
     layers: tuple[int, ...] = (4, 4, 4)  # residual blocks per stage (released model: 4)
-    channels: tuple[int, ...] = (8, 16, 32, 64)  # stem outputs 2 x channels[0]; 3 stages
     shift: int = 13  # the local contrast layer's shift in px (released model: 13)
     reduction: int = 1  # the modulation's bottleneck (released model: r = 1)
 
     def __post_init__(self):
         super().__post_init__()
-        check_dai(self, "ALCNet", "4,4,4 and 8,16,32,64")
         if self.shift < 1:
             raise ValueError(f"shift={self.shift}: must be >= 1")
 
 
-class ALCNet(Peer):
+class ALCNet(
+    DaiNet,
+    config=ALCNetConfig,
+    stride=4,
+    paper="Dai et al., Attentional Local Contrast Networks for IRSTD, TGRS 2021",
+    reported_m=0.427,
+):
     """ALCNet: stem (input BN, conv3x3 at full resolution), stages at 1, 1/2, 1/4; local
     contrast on each stage's output, the two deeper ones projected to the first stage's width
     (1x1 conv-BN-ReLU), fused top-down by BottomUpModulation; FCN head at full resolution."""
 
-    Config = ALCNetConfig
-    stride = 4
-    paper = "Dai et al., Attentional Local Contrast Networks for IRSTD, TGRS 2021"
-    reported_m = 0.427
-
     def __init__(self, cfg: ALCNetConfig):
-        super().__init__(cfg)
-        c0, c1, c2, c3 = cfg.channels
-        self.stem = nn.Sequential(InputBN(cfg.in_channels), conv_bn_relu(cfg.in_channels, 2 * c0))
-        self.layer1, self.layer2, self.layer3 = dai_stages(cfg)
+        cin, c0 = cfg.in_channels, cfg.channels[0]
+        super().__init__(cfg, nn.Sequential(InputBN(cin), conv_bn_relu(cin, 2 * c0)))
+        _, c1, c2, c3 = cfg.channels
         self.dec3 = conv_bn_relu(c3, c1, k=1)
         self.dec2 = conv_bn_relu(c2, c1, k=1)
         self.fuse2 = BottomUpModulation(c1, cfg.reduction)
@@ -106,9 +95,7 @@ class ALCNet(Peer):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         s = self.cfg.shift
-        c1 = self.layer1(self.stem(self.normalise(x)))  # full resolution
-        c2 = self.layer2(c1)  # 1/2
-        c3 = self.layer3(c2)  # 1/4
+        c1, c2, c3 = self.encode(x)  # 1, 1/2, 1/4
         lc3 = resize(self.dec3(local_contrast(c3, s)), c2)
         out = self.fuse2(lc3, self.dec2(local_contrast(c2, s)))
         out = self.fuse1(resize(out, c1), local_contrast(c1, s))

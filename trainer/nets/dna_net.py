@@ -8,6 +8,7 @@ resolution, and deep supervision over X(0,1), X(0,2), X(0,3) and the fused outpu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -73,27 +74,24 @@ class ResCBAM(nn.Module):
 
 @dataclass
 class DNANetConfig(PeerConfig):
+    lengths: ClassVar[dict[str, int]] = {"widths": 5, "blocks": 4}
     widths: tuple[int, ...] = (16, 32, 64, 128, 256)  # levels 0 (full resolution) .. 4 (1/16)
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # ResCBAM blocks per node of levels 1..4 (level 0: 1)
     ratio: int = 16  # channel attention: hidden = C // ratio
     deep_supervision: bool = True  # heads on X(0,1), X(0,2), X(0,3) beside the fused output
 
-    def __post_init__(self):
-        super().__post_init__()
-        if len(self.widths) != 5 or len(self.blocks) != 4:
-            raise ValueError("DNA-Net: give 5 widths and 4 blocks, e.g. 16,32,64,128,256, 2,2,2,2")
 
-
-class DNANet(Peer):
+class DNANet(
+    Peer,
+    config=DNANetConfig,
+    stride=16,
+    paper="Li et al., Dense Nested Attention Network for IRSTD, TIP 2022",
+    reported_m=4.697,
+):
     """DNA-Net: nodes X(i, j), level i (1/2^i resolution), column j; X(i, 0) the encoder (max-
     pool 2 then blocks), X(i, j>0) = blocks(cat[X(i, 0..j-1), up(X(i+1, j-1)), down(X(i-1, j))])
     with i + j <= 4; the outputs of the nodes on the last diagonal (1x1 conv to width 0, up-
     sampled) and X(0, 4) concatenated and fused by a block: the main head."""
-
-    Config = DNANetConfig
-    stride = 16
-    paper = "Li et al., Dense Nested Attention Network for IRSTD, TIP 2022"
-    reported_m = 4.697
 
     def __init__(self, cfg: DNANetConfig):
         super().__init__(cfg)

@@ -7,6 +7,7 @@ over 64 learned memory units) before an additive top-down decoder.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -90,6 +91,7 @@ class ExternalAttention(nn.Module):
 
 @dataclass
 class ISTDUNetConfig(PeerConfig):
+    lengths: ClassVar[dict[str, int]] = {"planes": 4, "layers": 4}
     stem: int = 16  # width of the full-resolution stem conv
     planes: tuple[int, ...] = (16, 32, 64, 128)  # stage outputs are 4 x planes
     layers: tuple[int, ...] = (1, 2, 4, 8)  # bottlenecks per stage
@@ -98,22 +100,18 @@ class ISTDUNetConfig(PeerConfig):
     width: int = 16  # ResNeSt bottleneck width: group width = planes * width / 64 * groups
     memory: int = 64  # external attention's memory units
 
-    def __post_init__(self):
-        super().__post_init__()
-        if len(self.planes) != 4 or len(self.layers) != 4:
-            raise ValueError("ISTDU-Net: give 4 planes and 4 layers, e.g. 16,32,64,128, 1,2,4,8")
 
-
-class ISTDUNet(Peer):
+class ISTDUNet(
+    Peer,
+    config=ISTDUNetConfig,
+    stride=8,
+    paper="Hou et al., ISTDU-Net: Infrared Small-Target Detection U-Net, GRSL 2022",
+    reported_m=2.752,
+):
     """ISTDU-Net: input BN + conv3x3 stem at full resolution; 4 stages of split-attention
     bottlenecks at 1, 1/2, 1/4, 1/8; external attention on each stage's output (the skips); a
     top-down decoder (1x1 conv-BN-ReLU to the next width, up-sample, add the skip); FCN-style
     head (conv3x3 to C/4-BN-ReLU, 1x1 conv)."""
-
-    Config = ISTDUNetConfig
-    stride = 8
-    paper = "Hou et al., ISTDU-Net: Infrared Small-Target Detection U-Net, GRSL 2022"
-    reported_m = 2.752
 
     def __init__(self, cfg: ISTDUNetConfig):
         super().__init__(cfg)

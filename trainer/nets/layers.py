@@ -1,5 +1,6 @@
 """Building blocks the peers share: their config and base class (normalisation buffers, the
-registry's class attributes) and the layers of Dai et al.'s networks that others reuse.
+registry's class attributes) and the layers of Dai et al.'s networks that others reuse (those
+only ACM and ALCNet use are in dai.py).
 
 Every network of trainer/nets follows the AFF U-Net's contract:
 
@@ -13,6 +14,7 @@ Every network of trainer/nets follows the AFF U-Net's contract:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -21,8 +23,11 @@ import torch.nn.functional as F
 
 @dataclass
 class PeerConfig:
-    """Options every peer has; subclasses add their architecture's."""
+    """Options every peer has; subclasses add their architecture's. A subclass's `lengths`
+    names the tuple options whose length its architecture fixes: another length is refused, the
+    defaults given as the example."""
 
+    lengths: ClassVar[dict[str, int]] = {}
     in_channels: int = 1
     mean: float = 107.81  # input normalisation on the 0..255 scale (NUDT-SIRST statistics)
     std: float = 33.02
@@ -33,6 +38,12 @@ class PeerConfig:
                 setattr(self, f.name, tuple(int(v) for v in getattr(self, f.name)))
                 if min(getattr(self, f.name), default=0) < 1:
                     raise ValueError(f"{f.name}={getattr(self, f.name)}: give positive integers")
+        if any(len(getattr(self, k)) != n for k, n in self.lengths.items()):
+            net = type(self).__name__.removesuffix("Config")
+            want = " and ".join(f"{n} {k}" for k, n in self.lengths.items())
+            default = {f.name: f.default for f in fields(self)}
+            example = " and ".join(",".join(map(str, default[k])) for k in self.lengths)
+            raise ValueError(f"{net}: give {want}, e.g. {example}")
         if self.in_channels < 1:
             raise ValueError(f"in_channels={self.in_channels}: must be >= 1")
         if not self.std > 0:
@@ -51,12 +62,32 @@ class PeerConfig:
 
 
 class Peer(nn.Module):
-    """Normalisation buffers and the registry's class attributes."""
+    """Normalisation buffers and the registry's class attributes: `Config` (the config
+    dataclass), `stride` (the H, W multiple the network needs), `paper` and `reported_m`
+    (BasicIRSTD's parameter count, millions). A subclass gives them as class keywords, read
+    back as those attributes; one left out keeps the parent's value:
+
+        class ACM(DaiNet, config=ACMConfig, stride=16, paper="Dai et al., ...", reported_m=0.398):
+    """
 
     Config = PeerConfig
-    stride = 16  # the H, W multiple the network needs
+    stride = 16
     paper = ""
-    reported_m: float | None = None  # BasicIRSTD's parameter count, millions
+    reported_m: float | None = None
+
+    def __init_subclass__(
+        cls,
+        config: type[PeerConfig] | None = None,
+        stride: int | None = None,
+        paper: str | None = None,
+        reported_m: float | None = None,
+        **kwargs,
+    ):
+        super().__init_subclass__(**kwargs)
+        given = {"Config": config, "stride": stride, "paper": paper, "reported_m": reported_m}
+        for name, value in given.items():
+            if value is not None:
+                setattr(cls, name, value)
 
     def __init__(self, cfg: PeerConfig):
         super().__init__()
@@ -119,35 +150,6 @@ class BasicBlock(nn.Module):
 def res_stage(cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
     layers = [BasicBlock(cin, cout, stride)] + [BasicBlock(cout, cout) for _ in range(blocks - 1)]
     return nn.Sequential(*layers)
-
-
-def check_dai(cfg: PeerConfig, net: str, example: str) -> None:
-    """The shape of Dai et al.'s networks (ACM, ALCNet): 3 `layers` (residual blocks per stage)
-    and 4 `channels` (the stem's width, then the 3 stages'), the head needing channels[1] >= 4."""
-    if len(cfg.layers) != 3 or len(cfg.channels) != 4:
-        raise ValueError(f"{net}: give 3 layers and 4 channels, e.g. {example}")
-    if cfg.channels[1] < 4:
-        raise ValueError(f"channels={list(cfg.channels)}: the head needs channels[1] >= 4")
-
-
-def dai_stages(cfg: PeerConfig) -> list[nn.Sequential]:
-    """Dai et al.'s 3 residual stages after a stem of 2 x channels[0]: channels[1] at the stem's
-    resolution, then channels[2] and channels[3] each at half the one before."""
-    (n1, n2, n3), (c0, c1, c2, c3) = cfg.layers, cfg.channels
-    return [res_stage(2 * c0, c1, n1, 1), res_stage(c1, c2, n2, 2), res_stage(c2, c3, n3, 2)]
-
-
-class FCNHead(nn.Sequential):
-    """conv3x3 (C -> C/4)-BN-ReLU-Dropout(0.1)-conv1x1 (-> 1 logit), the Dai et al. head."""
-
-    def __init__(self, c: int):
-        super().__init__(
-            nn.Conv2d(c, c // 4, 3, padding=1, bias=False),
-            nn.BatchNorm2d(c // 4),
-            nn.ReLU(True),
-            nn.Dropout(0.1),
-            nn.Conv2d(c // 4, 1, 1),
-        )
 
 
 def gate(c: int, hidden: int, pooled: bool) -> nn.Sequential:

@@ -92,7 +92,13 @@ class UIUNetConfig(PeerConfig):
             raise ValueError(f"base={self.base}: a multiple of 4 (default 16)")
 
 
-class UIUNet(Peer):
+class UIUNet(
+    Peer,
+    config=UIUNetConfig,
+    stride=32,
+    paper="Wu et al., UIU-Net: U-Net in U-Net for Infrared Small Object Detection, TIP 2023",
+    reported_m=50.540,
+):
     """UIU-Net: a U2-Net (six encoder stages of RSU-7, 6, 5, 4, 4F, 4F at 1 .. 1/32, max-pool 2
     between them; decoder stages RSU-4F, 4, 5, 6, 7 back to full resolution) whose decoder fuses
     each up-sampled deep feature with its skip by IC-A at the 4 deepest fusions (the full-
@@ -100,11 +106,6 @@ class UIUNet(Peer):
     up-sampled to full resolution (resolution-maintenance deep supervision) and their 1x1 fusion.
     Outputs [fused, side 1 .. side 6], all full resolution. Widths for base b = 16: encoder
     (mid, out) = (2b, 4b), (2b, 8b), (4b, 16b), (8b, 32b), (16b, 32b), (16b, 32b)."""
-
-    Config = UIUNetConfig
-    stride = 32
-    paper = "Wu et al., UIU-Net: U-Net in U-Net for Infrared Small Object Detection, TIP 2023"
-    reported_m = 50.540
 
     def __init__(self, cfg: UIUNetConfig):
         super().__init__(cfg)
