@@ -33,55 +33,35 @@ def synthesize(
     source: PathLike,
     out: PathLike,
     *,
-    alpha: float = 0.1,
-    s: int = 3,
-    grid: int = 8,
-    sigma: float = 50.0,
-    mu: float = 255.0,
-    resize: str = "bilinear",
-    label: str = "rotate",
-    seed: int = 0,
     split: PathLike | Sequence[PathLike] | None = None,
     force: bool = False,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
     compress: str = "none",
-    backgrounds: PathLike | None = None,
-    implants: int | None = None,
-    bg_negatives: int | None = None,
-    bg_crop: int = 256,
-    per_frame: tuple[int, int] = (1, 3),
-    gain: tuple[float, float] = (0.3, 1.0),
-    zoom: tuple[float, float] = (1.0, 1.0),
-    margin: int = 3,
-    mask_level: float | None = None,
-    noise_from: PathLike | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Build the SIRST-5K store OUT from the labelled dataset SOURCE; return its summary.
 
-    The options are the paper's (alpha Eq. 3, s Eq. 4, grid/sigma/mu Eq. 1); docs/synthesis.md.
+    `options` are sirst5k.synth.SynthConfig's fields, with its defaults and checks (a name not
+    among them is a TypeError): the paper's alpha (Eq. 3), s (Eq. 4), grid, sigma and mu
+    (Eq. 1), resize, label and seed (docs/synthesis.md). For the deployment sensor:
+    `backgrounds`, a folder of its target-free frames, adds `implants` crops of `bg_crop` px
+    with `per_frame` training targets implanted (signal over local background times a `gain`,
+    zoomed by `zoom`, `margin` px of background cut around each; `mask_level`: masks where the
+    signal is at least that fraction of the peak, not the labels) and `bg_negatives` crops left
+    as they are; `noise_from`, a folder of its frames, is where Eq. 1's noise cells come from.
+
     `split`: None (split files found in SOURCE), a folder or one file (like `--split X`), or
     [train_file, test_file] (like `--split TRAIN --split TEST`). The summary names the split
     files used (train_split, test_split) and lists `warnings`. `compress`: the images'
     lossless filter, "none", "lzf" or "gzip-1".."gzip-9" (docs/store.md).
 
-    For the deployment sensor (docs/synthesis.md): `backgrounds`, a folder of its target-free
-    frames, adds `implants` crops of `bg_crop` px with `per_frame` training targets implanted
-    (signal over local background times a `gain`, zoomed by `zoom`, `margin` px of background
-    cut around each; `mask_level`: masks where the signal is at least that fraction of the
-    peak, not the labels) and `bg_negatives` crops left as they are; `noise_from`, a folder of its
-    frames, is where Eq. 1's noise cells come from.
-
     OUT may not be one of the inputs, even with `force`: a file in SOURCE's images or masks,
     in `backgrounds` or `noise_from`, or a split file.
     """
-    _refuse_input_as_out(out, source, split, [backgrounds, noise_from])
-    cfg = SynthConfig(
-        alpha, s, grid, sigma, mu, resize, label, seed,
-        backgrounds=str(backgrounds) if backgrounds else None, implants=implants,
-        bg_negatives=bg_negatives, bg_crop=bg_crop, per_frame=per_frame, gain=gain, zoom=zoom,
-        margin=margin, mask_level=mask_level, noise_from=str(noise_from) if noise_from else None,
-    )  # fmt: skip
+    folders = {k: os.fspath(options[k]) for k in ("backgrounds", "noise_from") if options.get(k)}
+    _refuse_input_as_out(out, source, split, folders.values())
+    cfg = SynthConfig(**options | folders)
     return build_store(source, out, cfg, split, force, skip_bad, progress, compress=compress)
 
 
@@ -133,48 +113,34 @@ def evaluate(
     method: str | None = None,
     out: PathLike | None = None,
     split: PathLike | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    k: float | None = None,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    tile_halo: int | None = None,
-    tta: bool = False,
-    attention_window: int | None = None,
-    precision: str | None = None,
     legacy_fa: bool = False,
     worst: int = 8,
     skip_bad: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> dict[str, Any]:
     """Score a checkpoint or a classical method on DATA's test images (a store or a dataset
     folder); write metrics.json, per_image.csv, roc.csv, pd_fa.png and overlays into OUT
     (default: the checkpoint's folder/eval, or runs/eval-METHOD); return metrics.json's dict.
-    progress(n, total) is called as batches of n images are done. A network runs frames with a
-    side over `tile` px in tiles with `tile_halo` px of context (None: the defaults of
-    sirst5k.inference.tiling); the AFF U-Net's channel attention pools over `attention_window` px
-    cells (None: sirst5k.inference.tiling.WINDOW; 0: the whole input); `tta` averages a network
-    over the 8 flips and rotations of each image (those it was trained on, for --flips
-    hv/h); `precision` "bf16" runs a .pt network in bf16 autocast (None: "fp32"); a pixel
-    is target when the network's probability is > `threshold` (None: 0.5). Network options
-    are refused with a method."""
-    from sirst5k import evaluation
-    from sirst5k.inference.predictors import make_predictor
+    progress(n, total) is called as batches of n images are done.
 
-    predictor = make_predictor(
-        checkpoint, method=method, device=device, k=k, tile=tile, halo=tile_halo,
-        window=attention_window, tta=tta, threshold=threshold, precision=precision,
-    )  # fmt: skip
-    threshold = 0.5 if threshold is None else threshold
+    `options` say how the checkpoint or method runs: the fields of
+    sirst5k.inference.predictors.Inference, documented there (threshold, device, k, batch_size,
+    tile, tile_halo, tta, attention_window, precision), with its defaults; a name not among them
+    is a TypeError, and a network's option is refused with a method."""
+    from sirst5k import evaluation
+    from sirst5k.inference.predictors import Inference
+
+    run = Inference(**options)
+    predictor = run.predictor(checkpoint, method)
     if out is None:  # beside the checkpoint; runs/eval-NAME for a method or a bundled model
         path = Path(predictor.info.get("checkpoint", ""))
         bundled = not checkpoint or path in BUNDLED.values()
         out = Path("runs") / f"eval-{method or path.stem}" if bundled else path.parent / "eval"
     source = evaluation.open_data(data, split, skip_bad)
     step = (lambda n: progress(n, source.n)) if progress else None
-    report = evaluation.evaluate(
-        source, predictor, Path(out), threshold, legacy_fa, batch_size, worst, progress=step
-    )
+    report = evaluation.evaluate(source, predictor, Path(out), run.decision_threshold, legacy_fa,
+                                 run.batch_size, worst, progress=step)  # fmt: skip
     return report | {"out": str(out)}
 
 
@@ -184,35 +150,25 @@ def predict(
     *,
     checkpoint: PathLike | None = None,
     method: str | None = None,
-    threshold: float | None = None,
-    device: str = "auto",
-    k: float | None = None,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    tile_halo: int | None = None,
-    tta: bool = False,
-    attention_window: int | None = None,
-    precision: str | None = None,
     limit: int | None = None,
     overlay: bool = True,
     skip_bad: bool = False,
     progress: Callable[[int], None] | None = None,
     force: bool = False,
+    **options: Any,
 ) -> dict[str, Any]:
     """Write OUT/<name>.png target masks (0/255, each image's size) for IMAGES (files or
     folders, searched recursively), and overlays; return a summary. No output may be an input
-    image; existing files are replaced only with `force`, checked before anything runs."""
+    image; existing files are replaced only with `force`, checked before anything runs.
+    `options` are evaluate's: sirst5k.inference.predictors.Inference's fields."""
     from sirst5k import evaluation
-    from sirst5k.inference.predictors import make_predictor
+    from sirst5k.inference.predictors import Inference
 
     inputs = [images] if isinstance(images, str | os.PathLike) else list(images)
-    predictor = make_predictor(
-        checkpoint, method=method, device=device, k=k, tile=tile, halo=tile_halo,
-        window=attention_window, tta=tta, threshold=threshold, precision=precision,
-    )  # fmt: skip
-    threshold = 0.5 if threshold is None else threshold
-    return evaluation.predict(inputs, predictor, Path(out), threshold, limit, skip_bad, overlay,
-                      batch_size, progress=progress, force=force)  # fmt: skip
+    run = Inference(**options)
+    return evaluation.predict(inputs, run.predictor(checkpoint, method), Path(out),
+                              run.decision_threshold, limit, skip_bad, overlay, run.batch_size,
+                              progress=progress, force=force)  # fmt: skip
 
 
 def export(
@@ -260,20 +216,20 @@ def compare(
     methods: list[str] = (),
     out: PathLike = "runs/compare",
     split: PathLike | None = None,
-    device: str = "auto",
     k: dict[str, float] | None = None,
-    threshold: float | None = None,
-    tta: bool = False,
     progress: Callable[[str], None] | None = None,
+    **options: Any,
 ) -> list[dict[str, Any]]:
     """Evaluate every checkpoint (a run folder means its best.pt) and classical method on the
     same DATA with the same metrics, like the paper's Table I; write OUT/compare.csv and
-    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k, `threshold`
-    and `tta` apply to the networks. Every entry is loaded and checked before any runs. A
-    checkpoint is named by its run folder, with as many parent folders as make the names
-    unique. Returns one row per entry."""
+    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k; `options`
+    are evaluate's but k (sirst5k.inference.predictors.Inference's fields: device, threshold,
+    tta, tile, ...), for the networks, and batch_size for all. Every entry is loaded and
+    checked before any runs. A checkpoint is named by its run folder, with as many parent
+    folders as make the names unique. Returns one row per entry."""
     from sirst5k import evaluation
+    from sirst5k.inference.predictors import Inference
 
     return evaluation.compare(data, checkpoints=checkpoints, methods=methods, out=Path(out),
-                              split=split, device=device, k=k, threshold=threshold, tta=tta,
+                              split=split, k=k, run=Inference(**options),
                               progress=progress)  # fmt: skip

@@ -36,7 +36,7 @@ from sirst5k.errors import StoreError, UserError, skipped_reason
 from sirst5k.files import atomic_path, safe_name, write_error
 from sirst5k.fmt import fmt
 from sirst5k.inference.bundled import resolve
-from sirst5k.inference.predictors import decision_rule, default_batch, make_predictor
+from sirst5k.inference.predictors import Inference, decision_rule, default_batch, make_predictor
 from sirst5k.io import collect_images, find_split_file, load_split, read_image, read_pair
 from sirst5k.metrics import FA_CORRECTED, FA_LEGACY, Metrics, RocSweep
 from sirst5k.plots import overlay, pd_fa_curve, write_png
@@ -365,26 +365,24 @@ def compare(
     methods: list[str] = (),
     out: str | Path = "runs/compare",
     split: str | Path | None = None,
-    device: str = "auto",
     k: dict[str, float] | None = None,
-    threshold: float | None = None,
-    tta: bool = False,
+    run: Inference = Inference(),
     progress: Callable[[str], None] | None = None,
 ) -> list[dict]:
     """Evaluate every checkpoint (a run folder means its best.pt) and classical method on the
     same DATA with the same metrics, like the paper's Table I; write OUT/compare.csv and
-    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k, `threshold`
-    and `tta` apply to the networks. Every entry is loaded and checked before any runs. A
-    checkpoint is named by its run folder, with as many parent folders as make the names
-    unique. Returns one row per entry."""
+    OUT/compare.md and each evaluation into OUT/<name>/. `k` maps a method to its k; `run`
+    says how the networks run (its batch_size applies to all). Every entry is loaded and
+    checked before any runs. A checkpoint is named by its run folder, with as many parent
+    folders as make the names unique. Returns one row per entry."""
     k = dict(k or {})
     if unknown := sorted(set(k) - set(methods)):
         raise UserError(f"--k {unknown[0]}=...: {unknown[0]} is not among the --method given")
     for m, v in k.items():
         if not math.isfinite(v):
             raise UserError(f"--k {m}={v}: give a finite number, e.g. {m}=3")
-    if threshold is not None and not 0 <= threshold <= 1:  # nan too
-        raise UserError(f"--threshold {threshold}: give a probability in [0, 1], e.g. 0.5")
+    if run.threshold is not None and not 0 <= run.threshold <= 1:  # nan too
+        raise UserError(f"--threshold {run.threshold}: give a probability in [0, 1], e.g. 0.5")
     paths = [resolve(c) for c in checkpoints]  # a run folder: its best.pt
     if len(set(map(Path.resolve, paths))) < len(paths):
         raise UserError("compare: a checkpoint is given twice")
@@ -394,15 +392,14 @@ def compare(
     if clash := sorted({n for n in names if names.count(n) > 1}):
         raise UserError(f"compare: two entries are named {clash[0]!r}; rename the run folder")
     predictors = [make_predictor(method=m, k=k.get(m)) for m in methods]
-    predictors += [make_predictor(p, device=device, tta=tta, threshold=threshold) for p in paths]
-    threshold = 0.5 if threshold is None else threshold
-    out = Path(out)
+    predictors += [run.predictor(p) for p in paths]
+    threshold, out = run.decision_threshold, Path(out)
     rows = []
     for name, predictor in zip(names, predictors, strict=True):
         if progress:
             progress(name)
         source = open_data(data, split, False)
-        r = evaluate(source, predictor, out / name, threshold, worst=0)
+        r = evaluate(source, predictor, out / name, threshold, batch_size=run.batch_size, worst=0)
         pu = r["paper_units"]
         rows.append({
             "name": name, "iou": pu["iou_x1e2"], "niou": pu["niou_x1e2"], "pd": pu["pd_x1e2"],

@@ -30,7 +30,8 @@ from sirst5k_cli.cli_options import (
 def _predictor_options(f):
     """--checkpoint/--method/--k/--threshold/--device/--batch-size/--tile/--tile-halo/--tta/
     --attention-window/--precision/--skip-bad, shared by eval and predict: their keyword
-    arguments of sirst5k.evaluate and sirst5k.predict, passed on as they are (**options)."""
+    arguments of sirst5k.evaluate and sirst5k.predict (checkpoint, method, skip_bad and the
+    fields of sirst5k.inference.predictors.Inference), passed on as they are (**options)."""
     options = [
         click.option(
             "--checkpoint",

@@ -49,40 +49,19 @@ def _split_row(source: str, path: str, ids: int) -> str:
     return f"{shown} ({ids} ids)"
 
 
-@click.command("demo-data")
+@click.command("demo-data", context_settings={"show_default": True})
 @click.argument("out", type=click.Path(file_okay=False))
-@click.option(
-    "--n",
-    default=60,
-    show_default=True,
-    type=click.IntRange(2, 100000),
-    help="Number of images (half train, half test).",
-)
-@click.option(
-    "--size",
-    default=128,
-    show_default=True,
-    type=click.IntRange(32, 2048),
-    help="Image side in pixels (the largest side with --sizes mixed).",
-)
-@click.option(
-    "--sizes",
-    default="fixed",
-    show_default=True,
-    type=click.Choice(["fixed", "mixed"]),
-    help="'mixed': heights and widths vary from 3/4 x size to size.",
-)
-@click.option("--seed", default=0, show_default=True, type=SEED,
-              help="Random seed (same seed, same files).")  # fmt: skip
+@click.option("--n", default=60, type=click.IntRange(2, 100000),
+              help="Number of images (half train, half test).")  # fmt: skip
+@click.option("--size", default=128, type=click.IntRange(32, 2048),
+              help="Image side in pixels (the largest side with --sizes mixed).")  # fmt: skip
+@click.option("--sizes", default="fixed", type=click.Choice(["fixed", "mixed"]),
+              help="'mixed': heights and widths vary from 3/4 x size to size.")  # fmt: skip
+@click.option("--seed", default=0, type=SEED, help="Random seed (same seed, same files).")
 @click.option("--force", is_flag=True, help="Replace OUT if it exists.")
-@click.option(
-    "--frames",
-    default=0,
-    show_default=True,
-    type=click.IntRange(0, 10000),
-    help="Also write this many target-free frames of another sensor to OUT/frames (for synth "
-    "--backgrounds and --noise-from).",
-)
+@click.option("--frames", default=0, type=click.IntRange(0, 10000),
+              help="Also write this many target-free frames of another sensor to OUT/frames "
+              "(for synth --backgrounds and --noise-from).")  # fmt: skip
 @errors_to_click(hint="; choose a folder you can write")  # a read-only or full disk, ...
 def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     """Generate a small labelled infrared demo dataset in the NUDT-SIRST layout at OUT."""
@@ -96,7 +75,7 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     )
 
 
-@click.command("synth")
+@click.command("synth", context_settings={"show_default": True})
 @click.argument("source", type=click.Path())
 @click.option(
     "-o",
@@ -106,56 +85,20 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     type=click.Path(dir_okay=False),
     help="Store to write (HDF5).",
 )
+@click.option("--alpha", default=0.1, help="Noise weight of Eq. 3, in [0, 1].")
+@click.option("--s", default=3, help="Side of the rotated box on each target (Eq. 4), odd.")
+@click.option("--grid", default=8, help="Noise cells: each image cut into GRID x GRID (Eq. 1).")
 @click.option(
-    "--alpha",
-    default=0.1,
-    show_default=True,
-    type=float,
-    help="Noise weight of Eq. 3, in [0, 1].",
+    "--sigma", default=50.0, help="Keep cells with variance below this (Eq. 1, 0..255 scale)."
 )
-@click.option(
-    "--s",
-    "s",
-    default=3,
-    show_default=True,
-    type=int,
-    help="Side of the rotated box on each target (Eq. 4), odd.",
-)
-@click.option(
-    "--grid",
-    default=8,
-    show_default=True,
-    type=int,
-    help="Noise cells: each image cut into GRID x GRID (Eq. 1).",
-)
-@click.option(
-    "--sigma",
-    default=50.0,
-    show_default=True,
-    type=float,
-    help="Keep cells with variance below this (Eq. 1, 0..255 scale).",
-)
-@click.option(
-    "--mu",
-    default=255.0,
-    show_default=True,
-    type=float,
-    help="Keep cells with mean below this (Eq. 1).",
-)
-@click.option(
-    "--resize",
-    default="bilinear",
-    show_default=True,
-    help="Interpolation resizing a noise cell to the image (Eq. 2): nearest, bilinear, "
-    "bicubic or area.",
-)
-@click.option(
-    "--label",
-    default="rotate",
-    show_default=True,
-    help="Negatives' masks: rotate (with the box) or unchanged (the paper's wording).",
-)
-@click.option("--seed", default=0, show_default=True, help="Random seed of the noise draws.")
+@click.option("--mu", default=255.0, help="Keep cells with mean below this (Eq. 1).")
+@click.option("--resize", default="bilinear",
+              help="Interpolation resizing a noise cell to the image (Eq. 2): nearest, bilinear, "
+              "bicubic or area.")  # fmt: skip
+@click.option("--label", default="rotate",
+              help="Negatives' masks: rotate (with the box) or unchanged (the paper's "
+              "wording).")  # fmt: skip
+@click.option("--seed", default=0, help="Random seed of the noise draws.")
 @click.option(
     "--split",
     multiple=True,
@@ -174,62 +117,34 @@ def demo_data_cmd(out, n, size, sizes, seed, force, frames):
     is_flag=False,
     flag_value="gzip-1",
     default="none",
-    show_default=True,
     type=click.Choice(["none", "lzf", "gzip"] + [f"gzip-{k}" for k in range(1, 10)]),
     metavar="[none|lzf|gzip-1..9]",
     help="Compress the images losslessly (alone: gzip-1): a smaller store, slower random reads "
     "(docs/store.md). Masks are always gzip-1 compressed.",
 )
-@click.option(
-    "--backgrounds",
-    type=click.Path(exists=True, file_okay=False),
-    help="A folder of your sensor's target-free frames: the training targets are implanted "
-    "into crops of them, and crops stay as they are as background negatives.",
-)
+@click.option("--backgrounds", type=click.Path(exists=True, file_okay=False),
+              help="A folder of your sensor's target-free frames: the training targets are "
+              "implanted into crops of them, and crops stay as they are as background "
+              "negatives.")  # fmt: skip
 @click.option("--implants", type=click.IntRange(0), help="Implanted crops [default: 4 a frame].")
-@click.option(
-    "--bg-negatives", type=click.IntRange(0), help="Background crops [default: 1 a frame]."
-)
-@click.option("--bg-crop", default=256, show_default=True, help="Side of the crops, px.")
-@click.option(
-    "--per-frame",
-    default="1,3",
-    show_default=True,
-    help="Targets implanted per crop: LO,HI (uniform).",
-)
-@click.option(
-    "--gain",
-    default="0.3,1.0",
-    show_default=True,
-    callback=parse_range,
-    help="Gain on each target's signal over its local background: LO,HI (uniform).",
-)
-@click.option(
-    "--zoom",
-    default="1,1",
-    show_default=True,
-    callback=parse_range,
-    help="Zoom of each implanted target: LO,HI (log-uniform).",
-)
-@click.option(
-    "--margin", default=3, show_default=True, help="Px of background cut around a target."
-)
-@click.option(
-    "--mask-level",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    help="Implanted targets' masks: the pixels whose signal is at least this fraction of the "
-    "peak [default: the labelled masks].",
-)
-@click.option(
-    "--noise-from",
-    type=click.Path(exists=True, file_okay=False),
-    help="Take Eq. 1's noise cells from this folder of target-free frames (your sensor's), not "
-    "from the training images.",
-)
+@click.option("--bg-negatives", type=click.IntRange(0),
+              help="Background crops [default: 1 a frame].")  # fmt: skip
+@click.option("--bg-crop", default=256, help="Side of the crops, px.")
+@click.option("--per-frame", default="1,3", help="Targets implanted per crop: LO,HI (uniform).")
+@click.option("--gain", default="0.3,1.0", callback=parse_range,
+              help="Gain on each target's signal over its local background: LO,HI "
+              "(uniform).")  # fmt: skip
+@click.option("--zoom", default="1,1", callback=parse_range,
+              help="Zoom of each implanted target: LO,HI (log-uniform).")  # fmt: skip
+@click.option("--margin", default=3, help="Px of background cut around a target.")
+@click.option("--mask-level", type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Implanted targets' masks: the pixels whose signal is at least this fraction "
+              "of the peak [default: the labelled masks].")  # fmt: skip
+@click.option("--noise-from", type=click.Path(exists=True, file_okay=False),
+              help="Take Eq. 1's noise cells from this folder of target-free frames (your "
+              "sensor's), not from the training images.")  # fmt: skip
 @errors_to_click()  # an output folder that cannot be written, a full disk
-def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split, force,
-              skip_bad, compress, backgrounds, implants, bg_negatives, bg_crop, per_frame, gain,
-              zoom, margin, mask_level, noise_from):  # fmt: skip
+def synth_cmd(source, out, split, force, skip_bad, compress, per_frame, **options):
     """Build the SIRST-5K store from a labelled SOURCE dataset (images/, masks/, split files)."""
     console = _console()
     split = list(split) if len(split) > 1 else (split[0] if split else None)
@@ -239,12 +154,10 @@ def synth_cmd(source, out, alpha, s, grid, sigma, mu, resize, label, seed, split
         def progress(done, total):
             bar.update(task, completed=done, total=total)
 
-        res = synthesize(source, out, alpha=alpha, s=s, grid=grid, sigma=sigma, mu=mu,
-                         resize=resize, label=label, seed=seed, split=split, force=force,
-                         skip_bad=skip_bad, progress=progress, compress=compress,
-                         backgrounds=backgrounds, implants=implants, bg_negatives=bg_negatives,
-                         bg_crop=bg_crop, per_frame=_ints(per_frame), gain=gain, zoom=zoom,
-                         margin=margin, mask_level=mask_level, noise_from=noise_from)  # fmt: skip
+        # the other options are SynthConfig's fields, passed on as they are
+        res = synthesize(source, out, split=split, force=force, skip_bad=skip_bad,
+                         progress=progress, compress=compress, per_frame=_ints(per_frame),
+                         **options)  # fmt: skip
     rows = [
         ("train split", _split_row(source, res["train_split"], res["train_ids"])),
         ("test split", _split_row(source, res["test_split"], res["test_ids"])),

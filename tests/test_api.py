@@ -71,3 +71,24 @@ def test_compare_is_one_table_of_the_same_evaluations(demo_source, tmp_path):
     assert "| tllcm |" in (tmp_path / "cmp" / "compare.md").read_text()
     r = CliRunner().invoke(main, ["compare", str(demo_source)])
     assert r.exit_code == 1 and "at least one run" in r.output
+
+
+def test_run_options_are_one_object_and_an_unknown_name_is_a_type_error(demo_source, tmp_path):
+    from sirst5k import compare
+    from sirst5k.inference.predictors import Inference, MethodPredictor
+
+    assert Inference().decision_threshold == 0.5
+    assert Inference(threshold=0.3).decision_threshold == 0.3
+    p = Inference(k=2.0).predictor(method="tophat")
+    assert isinstance(p, MethodPredictor) and p.k == 2.0
+    with pytest.raises(UserError, match="--tile is a network's option"):
+        Inference(tile=64).predictor(method="tophat")
+    for call in (
+        lambda: evaluate(demo_source, method="tophat", tiles=64),
+        lambda: predict(demo_source / "images", tmp_path / "p", method="tophat", tiles=64),
+        lambda: compare(demo_source, methods=["tophat"], tiles=64),
+        lambda: synthesize(demo_source, tmp_path / "s.h5", tiles=64),
+    ):
+        with pytest.raises(TypeError, match="tiles"):
+            call()
+    assert list(tmp_path.iterdir()) == []

@@ -7,13 +7,15 @@ grey uint8 (H, W) frames to their probability maps (float32, same sizes), with `
 - MethodPredictor: a classical detector (sirst5k.detectors);
 - TTAPredictor: a network's mean over the flips and rotations it was trained on.
 
-make_predictor builds one from the options the commands share, refusing bad values and options
-that would be ignored before anything runs.
+Inference holds the options the commands share (eval's and predict's --threshold ... --precision,
+the keywords of sirst5k.evaluate, predict and compare); make_predictor builds a predictor from
+them, refusing bad values and options that would be ignored before anything runs.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -125,21 +127,52 @@ class TTAPredictor:
         return [t / len(self.views) for t in total]
 
 
+@dataclass(frozen=True)
+class Inference:
+    """How eval, predict and compare run a checkpoint or a method: the options they share, each
+    with the commands' default (None: the predictor's own, as noted). sirst5k.evaluate, predict
+    and compare take these names as keywords (a name not here is a TypeError); `predictor`
+    builds the predictor, where the values are checked (make_predictor)."""
+
+    threshold: float | None = None  # a network's pixel is target when its probability is > this
+    # (None: 0.5); a network's option, as are tile ... precision: refused with a method
+    device: str = "auto"  # where a network runs: auto (cuda if available), cpu, cuda, cuda:N
+    k: float | None = None  # a method's T = mean + k std of its score map (None: its own k)
+    batch_size: int | None = None  # images per call (None: default_batch)
+    tile: int | None = None  # frames with a side over this many px run in tiles of this side
+    # (0: never; None: tiling.default_tiling, for the network and its attention window)
+    tile_halo: int | None = None  # px of context around each tile (None: default_tiling)
+    tta: bool = False  # average a network over the flips and rotations it was trained on
+    attention_window: int | None = None  # the AFF U-Net's channel attention pools over cells of
+    # this many px (None: tiling.WINDOW; 0: the whole input); an .onnx export has its own
+    precision: str | None = None  # a .pt network's arithmetic: fp32 or bf16 autocast (None: fp32)
+
+    @property
+    def decision_threshold(self) -> float:
+        """What a network's probability must exceed: `threshold`, or 0.5."""
+        return 0.5 if self.threshold is None else self.threshold
+
+    def predictor(self, checkpoint=None, method=None):
+        """The predictor of a checkpoint or a method (neither: the bundled model) run so."""
+        return make_predictor(
+            checkpoint, method=method, device=self.device, k=self.k, tile=self.tile,
+            halo=self.tile_halo, window=self.attention_window, tta=self.tta,
+            threshold=self.threshold, precision=self.precision,
+        )  # fmt: skip
+
+
 def make_predictor(
     checkpoint=None, *, method=None, device="auto", k=None, tile=None, halo=None, window=None,
     tta=False, threshold=None, precision=None,
 ):  # fmt: skip
-    """The one place that turns the options of eval, predict and compare (given by keyword)
-    into a predictor: from a checkpoint (a path, a .onnx file, or a bundled model's name such as
-    "nudt"), or a classical method; with neither, the bundled model (sirst5k/inference/bundled.py).
-    A network runs frames with a side over `tile` px in tiles with `halo` px of context (None:
-    the defaults above); the AFF U-Net's channel attention pools over `window` px cells (None:
-    WINDOW; 0: its whole input; an ONNX export has its window built in); `tta` averages a
-    network over the flips and rotations it was trained on (TTAPredictor); `precision`
-    "bf16" runs a .pt network in bf16 autocast (None: "fp32"). `threshold` is only checked here:
-    a network's option, refused with a method (None: not given). Bad values (a `threshold`
-    outside [0, 1], a `k` that is not finite) and options that would be ignored are refused
-    here, before anything runs."""
+    """The one place that turns the options of eval, predict and compare into a predictor: from
+    a checkpoint (a path, a .onnx file, or a bundled model's name such as "nudt"), or a
+    classical method; with neither, the bundled model (sirst5k/inference/bundled.py). The
+    options are Inference's fields (`halo` is its tile_halo, `window` its attention_window;
+    batch_size is not the predictor's). `threshold` is only checked here: a network's option,
+    refused with a method (None: not given). Bad values (a `threshold` outside [0, 1], a `k`
+    that is not finite) and options that would be ignored are refused here, before anything
+    runs."""
 
     if threshold is not None and not 0 <= threshold <= 1:  # nan too
         raise UserError(f"--threshold {threshold}: give a probability in [0, 1], e.g. 0.5")
