@@ -55,20 +55,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sirst5k.machine import describe_cpu
+from sirst5k.machine import describe_run
 
 STORE_EPOCHS = {"gate": 25, "short": 10, "long": 50}
 # every run starts from the cpu30 preset as the measurements of docs/results.md had it until
@@ -272,10 +270,7 @@ def main() -> None:
         with ThreadPoolExecutor(args.jobs) as pool:
             list(pool.map(lambda j: run_one(*j, args), jobs))
     rows = [r for r in (collect(*j, args) for j in jobs) if r is not None]
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        "cpu": describe_cpu(),
+    result = describe_run() | {
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
@@ -287,13 +282,17 @@ def main() -> None:
         "seeds": seeds,
         "runs": rows,
     }
-    out = ROOT / "benchmarks" / "out" / f"{args.name}.json"
+    report(args.name, result, variants, COLUMNS + (TTA_COLUMNS if args.tta else []))
+
+
+def report(name: str, result: dict, variants: list[str], columns: list) -> None:
+    """Write benchmarks/out/NAME.json and print the tables of variants and of runs."""
+    out = ROOT / "benchmarks" / "out" / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    columns = COLUMNS + (TTA_COLUMNS if args.tta else [])
-    print(table(rows, variants, columns))
+    print(table(result["runs"], variants, columns))
     print()
-    print(run_table(rows, columns))
+    print(run_table(result["runs"], columns))
     print(f"\nwrote {out}")
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from sirst5k.inference.bundled import resolve
 from sirst5k.inference.export import OnnxPredictor, export_onnx
 from sirst5k.inference.predictors import ModelPredictor
-from sirst5k.machine import bf16_supported, describe_cpu
+from sirst5k.machine import bf16_supported, describe_cpu, describe_run
 
 SIZES = {"256x256": (256, 256, 96), "1024x1280": (1024, 1280, 8)}  # h, w, images timed
 
@@ -74,10 +72,7 @@ def main() -> None:
                     r = rate(pred, images, batch, args.rounds)
                     rows.append({"size": size, "engine": name, "batch": batch, "images_per_s": r})
                     print(f"{size:>10} {name:>12} batch {batch}: {r:7.2f} images/s", flush=True)
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        "cpu": describe_cpu(),
+    result = describe_run() | {
         "torch": torch.__version__,
         "threads": args.threads,
         "rounds": args.rounds,

@@ -17,10 +17,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import torch
@@ -29,7 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from sirst5k.machine import describe_cpu
+from sirst5k.machine import describe_run
 from trainer.forward import count_params
 from trainer.registry import MODELS, build_model, model_class
 
@@ -122,10 +120,7 @@ def main() -> None:
                 "ms_per_image": 1000 / best,
             }
         )
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        "cpu": describe_cpu(),
+    result = describe_run() | {
         "device": args.device,
         "torch": torch.__version__,
         "threads": args.threads,

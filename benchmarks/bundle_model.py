@@ -27,6 +27,7 @@ from sirst5k.demo import DemoConfig, generate_demo
 from sirst5k.inference.bundled import BUNDLED, FIXTURE
 from sirst5k.store import read_attrs
 from trainer.checkpoint import SCHEMA, read_checkpoint, save_checkpoint
+from trainer.config import flatten
 
 KEYS = ("iou", "niou", "pd", "fa")
 
@@ -43,12 +44,12 @@ def main() -> None:
     ap.add_argument("--name", default="nudt")
     args = ap.parse_args()
     best = read_checkpoint(args.run / "best.pt")
-    cfg = best["config"]
+    cfg = flatten(best["config"])  # grouped, or flat in runs saved before the grouping
     ckpt = {
         "schema": SCHEMA,
         "model": {k: v.half() if v.is_floating_point() else v for k, v in best["model"].items()},
         "model_config": best["model_config"],
-        "config": cfg,
+        "config": best["config"],
         "epoch": best["epoch"],
         "best": best["best"],
         "params": best.get("params"),
@@ -94,7 +95,7 @@ def main() -> None:
     # --fit-budget refits the epochs after every epoch: the run's last count is in config.json
     final = args.run / "config.json"
     if final.is_file():
-        card["recipe"]["epochs"] = json.loads(final.read_text())["epochs"]
+        card["recipe"]["epochs"] = flatten(json.loads(final.read_text()))["epochs"]
     out = BUNDLED[args.name]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

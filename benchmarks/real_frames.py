@@ -21,11 +21,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,9 +32,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import h5py
 import numpy as np
-from ablation_negatives import COLUMNS, collect, evals, run_table, table
+from ablation_negatives import COLUMNS, collect, evals, report
 
-from sirst5k.machine import describe_cpu
+from sirst5k.machine import describe_run
 from trainer.data import KINDS
 
 BG = "../shared/data/SIRST-V2-backgrounds"
@@ -165,10 +163,7 @@ def main() -> None:
     Path(args.runs).mkdir(parents=True, exist_ok=True)
     seeds = [int(s) for s in args.seeds.split(",")]
     rows = [run(r, s, args) for s in seeds for r in recipes]
-    result = {
-        "date": date.today().isoformat(),
-        "machine": f"{platform.machine()}, {platform.python_version()}",
-        "cpu": describe_cpu(),
+    result = describe_run() | {
         "commit": subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip(),
@@ -178,13 +173,7 @@ def main() -> None:
         "stores": {RECIPES[r][0]: STORES[RECIPES[r][0]] for r in recipes},
         "runs": rows,
     }
-    out = ROOT / "benchmarks" / "out" / f"{args.name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(table(rows, recipes, COLUMNS))
-    print()
-    print(run_table(rows, COLUMNS))
-    print(f"\nwrote {out}")
+    report(args.name, result, recipes, COLUMNS)
 
 
 if __name__ == "__main__":

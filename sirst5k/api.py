@@ -102,7 +102,7 @@ def train(
     from trainer.train import train as run_training
 
     cfg, ckpt = train_config(store, out, preset=preset, resume=resume, **options)
-    check_file(cfg.store).close()
+    check_file(cfg.data.store).close()
     return run_training(cfg, resume=ckpt, force=force, hooks=hooks)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+from datetime import date
 from pathlib import Path
 
 
@@ -52,3 +53,12 @@ def describe_cpu(cpuinfo: str | None = None) -> str:
         name += f" (family {f['cpu family']} model {f['model']})"
     isa = [x for x in SPEED_FLAGS if x in f["flags"]]
     return ", ".join([name, *isa, f"{os.cpu_count()} cores"])
+
+
+def describe_run() -> dict:
+    """The head of every benchmark record: today's date, the machine and Python, the CPU."""
+    return {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {platform.python_version()}",
+        "cpu": describe_cpu(),
+    }

@@ -140,6 +140,84 @@ def _summary_table(s: dict):
     type=click.Choice(["paper", "cpu30", "demo", "gpu10"]),
     help="A named recipe (docs/training.md); explicit options override it.",
 )
+# TrainConfig.model: the network
+@click.option(
+    "--model",
+    "model_name",
+    type=click.Choice(list(MODELS)),
+    help="The network: the paper's AFF U-Net, or a peer written from its paper "
+    "(docs/training.md); the checkpoint records it [aff-unet].",
+)
+@click.option("--no-attention", is_flag=True, default=None, help="U-Net without AFF (ablation).")
+@click.option("--widths", callback=_widths, help="5 stage widths [16,32,64,128,256].")
+@click.option("--blocks", type=click.IntRange(1), help="Residual blocks per stage [2].")
+# TrainConfig.data: the rows trained on, the crops and their augmentation
+@click.option(
+    "--kinds",
+    callback=lambda ctx, param, v: None if v is None else tuple(v.split(",")),
+    help="The store's rows to train on, comma-separated among original, negative, implant, "
+    "background [default: all].",
+)
+@click.option(
+    "--originals-only",
+    is_flag=True,
+    default=None,
+    help="Train on the original images only (ablation: no synthesized negatives).",
+)
+@click.option(
+    "--on-the-fly",
+    is_flag=True,
+    default=None,
+    help="Synthesize a fresh negative for every sample from the store's originals (new noise "
+    "cell, alpha and rotation each epoch) instead of reading the store's fixed negatives.",
+)
+@click.option(
+    "--alpha-range",
+    callback=parse_range,
+    help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
+)
+@click.option(
+    "--implant-share",
+    type=click.FloatRange(0, 1),
+    help="On the fly, from a store built with synth --backgrounds: the share of the items that "
+    "are its background crops with fresh targets implanted [default: 0].",
+)
+@click.option(
+    "--background-share",
+    type=click.FloatRange(0, 1),
+    help="On the fly: the share of the items that are its background crops as they are, every "
+    "pixel background [default: 0].",
+)
+@click.option(
+    "--crop",
+    type=click.IntRange(0),
+    help="Training crop in px, a multiple of the model's stride (16; alcnet 4, istdu-net 8, "
+    "uiu-net 32) [256].",
+)
+@click.option(
+    "--flips",
+    type=click.Choice(["d4", "hv", "h", "none"]),
+    help="Training flips: d4 (all 8 orientations), hv (left-right and up-down: 4), h "
+    "(left-right: 2, the sky stays up), none [d4; cpu30: none].",
+)
+@click.option(
+    "--scale-range",
+    callback=parse_range,
+    help="Zoom every training crop by a factor drawn log-uniformly from LO,HI, so targets come "
+    "in more sizes, e.g. 0.5,2 [1,1: none].",
+)
+@click.option(
+    "--photometric/--no-photometric",
+    default=None,
+    help="Vary every training crop's gamma, gain and offset, blur and sensor noise (image only) "
+    "[off].",
+)
+@click.option(
+    "--val-fraction",
+    type=FiniteFloat(0, 1, max_open=True),
+    help="Fraction of training source images held out for validation [0.1].",
+)
+# TrainConfig.optim: schedule, optimizer, loss, budget
 @click.option("--epochs", type=click.IntRange(1), help="Epochs [paper: 1500].")
 @click.option("--batch-size", type=click.IntRange(1), help="Global batch size [paper: 256].")
 @click.option(
@@ -158,14 +236,7 @@ def _summary_table(s: dict):
 @click.option(
     "--ema",
     type=FiniteFloat(0, 1, max_open=True),
-    help="Validate and save an exponential moving average of the weights, with this decay per "
-    "step (e.g. 0.999); 0 = off [0].",
-)
-@click.option(
-    "--crop",
-    type=click.IntRange(0),
-    help="Training crop in px, a multiple of the model's stride (16; alcnet 4, istdu-net 8, "
-    "uiu-net 32) [256].",
+    help="Validate and save the weights' moving average (EMA), decay per step; 0 = off [0].",
 )
 @click.option(
     "--neg-loss",
@@ -174,92 +245,6 @@ def _summary_table(s: dict):
     "min (Alg. 2), off [sum].",
 )
 @click.option("--neg-weight", type=FiniteFloat(0), help="total = main + w * L_Neg [1.0].")
-@click.option(
-    "--originals-only",
-    is_flag=True,
-    default=None,
-    help="Train on the original images only (ablation: no synthesized negatives).",
-)
-@click.option(
-    "--implant-share",
-    type=click.FloatRange(0, 1),
-    help="On the fly, from a store built with synth --backgrounds: the share of the items that "
-    "are its background crops with fresh targets implanted [default: 0].",
-)
-@click.option(
-    "--background-share",
-    type=click.FloatRange(0, 1),
-    help="On the fly: the share of the items that are its background crops as they are, every "
-    "pixel background [default: 0].",
-)
-@click.option(
-    "--kinds",
-    callback=lambda ctx, param, v: None if v is None else tuple(v.split(",")),
-    help="The store's rows to train on, comma-separated among original, negative, implant, "
-    "background [default: all].",
-)
-@click.option(
-    "--on-the-fly",
-    is_flag=True,
-    default=None,
-    help="Synthesize a fresh negative for every sample from the store's originals (new noise "
-    "cell, alpha and rotation each epoch) instead of reading the store's fixed negatives.",
-)
-@click.option(
-    "--alpha-range",
-    callback=parse_range,
-    help="With --on-the-fly: draw Eq. 3's alpha uniformly from LO,HI [0,0.2].",
-)
-@click.option(
-    "--scale-range",
-    callback=parse_range,
-    help="Zoom every training crop by a factor drawn log-uniformly from LO,HI, so targets come "
-    "in more sizes, e.g. 0.5,2 [1,1: none].",
-)
-@click.option(
-    "--photometric/--no-photometric",
-    default=None,
-    help="Vary every training crop's gamma, gain and offset, blur and sensor noise (image only) "
-    "[off].",
-)
-@click.option(
-    "--flips",
-    type=click.Choice(["d4", "hv", "h", "none"]),
-    help="Training flips: d4 (all 8 orientations), hv (left-right and up-down: 4), h "
-    "(left-right: 2, the sky stays up), none [d4; cpu30: none].",
-)
-@click.option(
-    "--model",
-    "model_name",
-    type=click.Choice(list(MODELS)),
-    help="The network: the paper's AFF U-Net, or a peer written from its paper "
-    "(docs/training.md); the checkpoint records it [aff-unet].",
-)
-@click.option("--no-attention", is_flag=True, default=None, help="U-Net without AFF (ablation).")
-@click.option("--widths", callback=_widths, help="5 stage widths [16,32,64,128,256].")
-@click.option("--blocks", type=click.IntRange(1), help="Residual blocks per stage [2].")
-@click.option(
-    "--val-fraction",
-    type=FiniteFloat(0, 1, max_open=True),
-    help="Fraction of training source images held out for validation [0.1].",
-)
-@click.option("--val-every", type=click.IntRange(1), help="Validate every N epochs [1].")
-@click.option(
-    "--compile/--no-compile",
-    "compile",
-    default=None,
-    help="torch.compile the training model: a compile of a minute or two first, faster steps "
-    "after it where the machine gains from it (docs/training.md) [off].",
-)
-@click.option("--device", type=DEVICE, help="auto, cpu, cuda or cuda:N [auto].")
-@click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
-@click.option(
-    "--in-memory/--stream",
-    "in_memory",
-    default=None,
-    help="Hold the store in memory / stream it from HDF5 [auto: memory if it fits].",
-)
-@click.option("--seed", type=SEED, help="Seed of init, split, sampling, augmentation [42].")
 @click.option(
     "--max-minutes",
     type=FiniteFloat(0),
@@ -272,6 +257,24 @@ def _summary_table(s: dict):
     "so far, so the schedule spans the budget on any machine (the cpu30 preset; an explicit "
     "--epochs turns it off) [off].",
 )
+# TrainConfig.runtime
+@click.option("--seed", type=SEED, help="Seed of init, split, sampling, augmentation [42].")
+@click.option("--device", type=DEVICE, help="auto, cpu, cuda or cuda:N [auto].")
+@click.option("--workers", type=click.IntRange(-1), help="DataLoader workers; -1 auto [-1].")
+@click.option(
+    "--in-memory/--stream",
+    "in_memory",
+    default=None,
+    help="Hold the store in memory / stream it from HDF5 [auto: memory if it fits].",
+)
+@click.option(
+    "--compile/--no-compile",
+    "compile",
+    default=None,
+    help="torch.compile the training model: a compile of a minute or two first, faster steps "
+    "after it where the machine gains from it (docs/training.md) [off].",
+)
+@click.option("--val-every", type=click.IntRange(1), help="Validate every N epochs [1].")
 @click.option(
     "--resume",
     "resume_dir",

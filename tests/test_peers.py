@@ -182,10 +182,10 @@ def test_registry_and_configs():
 def test_train_config_with_a_peer():
     # a preset's AFF U-Net widths do not carry over to a peer; its other settings do
     cfg = make_config("demo", store="s.h5", out="o", model={"name": "acm"})
-    assert cfg.model == model_config({"name": "acm"}) and cfg.epochs == 8
+    assert cfg.model == model_config({"name": "acm"}) and cfg.optim.epochs == 8
     assert make_config("demo", store="s", out="o").model["widths"] == [8, 16, 32, 64, 128]
     # the crop must be a multiple of the model's stride (ALCNet: 4, ACM: 16)
-    assert make_config(store="s", out="o", crop=36, model={"name": "alcnet"}).crop == 36
+    assert make_config(store="s", out="o", crop=36, model={"name": "alcnet"}).data.crop == 36
     with pytest.raises(TrainError, match="--crop 36: use a multiple of 16"):
         make_config(store="s", out="o", crop=36, model={"name": "acm"})
     with pytest.raises(TrainError, match="model options: model 'x'"):

@@ -106,7 +106,7 @@ def test_checkpoint_contents_and_best(tiny_store, tmp_path):
     assert set(best) >= {"model", "model_config", "optimizer", "epoch", "step", "config"}
     assert set(best["rng"]) == {"python", "numpy", "torch", "cuda"}
     assert best["best"]["epoch"] == best["epoch"]
-    assert best["config"]["originals_only"] is True
+    assert best["config"]["data"]["originals_only"] is True
     model, _ = load_model(tmp_path / "best.pt")
     assert model.cfg.widths == (4, 4, 8, 8, 8) and not model.training
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -248,22 +248,24 @@ def test_cuda_bf16_channels_last(tiny_store, tmp_path):
 
 
 def test_presets_and_optimizer_defaults():
-    assert make_config().lr == 0.05 and make_config().epochs == 1500
-    assert make_config(optimizer="adam").lr == 5e-4
-    assert make_config(optimizer="adam", lr=1e-3).lr == 1e-3
+    assert make_config().optim.lr == 0.05 and make_config().optim.epochs == 1500
+    assert make_config(optimizer="adam").optim.lr == 5e-4
+    assert make_config(optimizer="adam", lr=1e-3).optim.lr == 1e-3
     cpu = make_config("cpu30", epochs=3)
-    assert cpu.epochs == 3 and cpu.model["widths"] == [8, 16, 32, 64, 128] and cpu.preset == "cpu30"
-    assert cpu.model["attention"] is True and (cpu.neg_loss, cpu.warmup) == ("off", 50)
-    assert make_config("cpu30", neg_loss="sum", warmup=0).neg_loss == "sum"  # options win
-    assert make_config("cpu30", neg_loss="sum", warmup=0).warmup == 0
+    assert cpu.optim.epochs == 3 and cpu.model["widths"] == [8, 16, 32, 64, 128]
+    assert cpu.preset == "cpu30"
+    assert cpu.model["attention"] is True and (cpu.optim.neg_loss, cpu.optim.warmup) == ("off", 50)
+    assert make_config("cpu30", neg_loss="sum", warmup=0).optim.neg_loss == "sum"  # options win
+    assert make_config("cpu30", neg_loss="sum", warmup=0).optim.warmup == 0
     assert make_config("cpu30", model={"attention": False}).model["blocks"] == 1
     # cpu30 fits its epochs to its 26 minutes, unless the epochs are given or there is no budget
-    assert make_config("cpu30").fit_budget and make_config("cpu30").max_minutes == 26
-    assert (cpu.crop, cpu.flips) == (96, "none") and make_config("cpu30", flips="d4").flips == "d4"
-    assert (make_config("demo").crop, make_config("demo").flips) == (64, "d4")
-    assert not cpu.fit_budget and not make_config("cpu30", max_minutes=0).fit_budget
-    assert make_config("cpu30", epochs=3, fit_budget=True).fit_budget
-    assert not make_config().fit_budget and not make_config("demo").fit_budget
+    assert make_config("cpu30").optim.fit_budget and make_config("cpu30").optim.max_minutes == 26
+    assert (cpu.data.crop, cpu.data.flips) == (96, "none")
+    assert make_config("cpu30", flips="d4").data.flips == "d4"
+    assert (make_config("demo").data.crop, make_config("demo").data.flips) == (64, "d4")
+    assert not cpu.optim.fit_budget and not make_config("cpu30", max_minutes=0).optim.fit_budget
+    assert make_config("cpu30", epochs=3, fit_budget=True).optim.fit_budget
+    assert not make_config().optim.fit_budget and not make_config("demo").optim.fit_budget
     with pytest.raises(TrainError, match="--fit-budget fits --epochs to --max-minutes"):
         make_config(fit_budget=True)
 
@@ -301,7 +303,7 @@ def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, 
         paces = [float(r["seconds"]) + float(r["val_seconds"]) for r in csv.DictReader(f)]
     assert [c[2] for c in calls] == pytest.approx([np.mean(paces[:i]) for i in (1, 2, 3)])
     assert calls[0][1] > 0 and calls[0][1] < calls[1][1] < calls[2][1]
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["epochs"] == 3
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["optim"]["epochs"] == 3
     with open(tmp_path / "a" / "log.csv") as f:
         lrs = [float(r["lr"]) for r in csv.DictReader(f)]
     cfg3 = _cfg(tiny_store, tmp_path / "x", epochs=3)
@@ -309,7 +311,7 @@ def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, 
     # stopped after epoch 2, resumed with another fit on offer: the fitted 3 stand
     train(_cfg(tiny_store, tmp_path / "b", **kw), hooks=_StopAt(epoch=2))
     ckpt = read_checkpoint(tmp_path / "b" / "last.pt")
-    assert ckpt["config"]["epochs"] == 3
+    assert ckpt["config"]["optim"]["epochs"] == 3
     calls.clear()
     monkeypatch.setattr(tt, "budget_epochs", lambda *a: calls.append(a) or 7)
     from trainer.config import train_config
@@ -318,7 +320,7 @@ def test_fit_budget_sets_the_epochs_and_resume_keeps_them(tiny_store, tmp_path, 
     assert train(cfg, resume=ckpt)["epochs_done"] == 3 and calls == []
     _same(_weights(tmp_path / "a" / "last.pt"), _weights(tmp_path / "b" / "last.pt"))
     # an --epochs given on resume turns fitting off
-    assert not train_config(resume=tmp_path / "b", epochs=5)[0].fit_budget
+    assert not train_config(resume=tmp_path / "b", epochs=5)[0].optim.fit_budget
 
 
 @pytest.mark.slow
@@ -333,8 +335,8 @@ def test_fit_budget_refits_and_the_cosine_follows(tiny_store, tmp_path, monkeypa
     kw = dict(epochs=10, fit_budget=True, max_minutes=5, val_every=2)
     s = train(_cfg(tiny_store, tmp_path / "a", **kw))
     assert (s["status"], s["epochs_done"], s["epochs"]) == ("completed", 3, 3)
-    assert json.loads((tmp_path / "a" / "config.json").read_text())["epochs"] == 3
-    assert read_checkpoint(tmp_path / "a" / "last.pt")["config"]["epochs"] == 3
+    assert json.loads((tmp_path / "a" / "config.json").read_text())["optim"]["epochs"] == 3
+    assert read_checkpoint(tmp_path / "a" / "last.pt")["config"]["optim"]["epochs"] == 3
     with open(tmp_path / "a" / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [bool(r["val_iou"]) for r in rows] == [False, True, True]

@@ -50,9 +50,33 @@ PRESETS = {
 
 
 @dataclass
-class TrainConfig:
+class DataConfig:
+    """What is trained on: the store, its rows, the crops and their augmentation."""
+
     store: str = ""  # the SIRST-5K store written by `sirst5k synth`
-    out: str = "runs/train"  # run directory: config.json, log.csv, best.pt, last.pt, summary.json
+    store_id: str = ""  # the id of the store trained on (set by train): --resume refuses another
+    # the store's rows to train on: original, negative (Eq. 4), implant and background (the
+    # deployment frames of synth --backgrounds); validation is always held-out originals
+    kinds: tuple[str, ...] = ("original", "negative", "implant", "background")
+    originals_only: bool = False  # train on the original images only (no synthesized negatives)
+    on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
+    alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
+    # on the fly, with a store built with synth --backgrounds: the share of the items that are
+    # its background crops with fresh targets implanted, and as they are (the rest: originals
+    # with fresh negatives)
+    implant_share: float = 0.0
+    background_share: float = 0.0
+    crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
+    flips: str = "d4"  # training flips (trainer.data.FLIPS): d4 (8 orientations), hv, h, none
+    scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
+    photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
+    val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
+
+
+@dataclass
+class OptimConfig:
+    """The optimisation: schedule, optimizer, loss and budget."""
+
     epochs: int = 1500  # paper IV-C
     batch_size: int = 256  # paper IV-C; global over all processes under torchrun
     optimizer: str = "adagrad"  # paper IV-C; "adam" (BasicIRSTD's DNA-Net recipe) as an option
@@ -62,153 +86,187 @@ class TrainConfig:
     # weight EMA: validation, best.pt and last.pt's "model" are the exponential moving average
     # of the weights (BatchNorm statistics too), this decay per step; 0 = off (paper)
     ema: float = 0.0
-    crop: int = 256  # training crop side in px, a multiple of 16; 0 = the whole canvas
     neg_loss: str = "sum"  # L_Neg: "sum" (Eq. 9), "min" (Algorithm 2) or "off"
     neg_weight: float = 1.0  # total = L_main + neg_weight * L_Neg
-    originals_only: bool = False  # train on the original images only (no synthesized negatives)
-    # the store's rows to train on: original, negative (Eq. 4), implant and background (the
-    # deployment frames of synth --backgrounds); validation is always held-out originals
-    kinds: tuple[str, ...] = ("original", "negative", "implant", "background")
-    on_the_fly: bool = False  # synthesize a fresh negative per sample from the originals
-    alpha_range: tuple[float, float] = ALPHA_RANGE  # on the fly: Eq. 3's alpha drawn from this
-    scale_range: tuple[float, float] = (1.0, 1.0)  # zoom of each crop, log-uniform (1,1 = none)
-    photometric: bool = False  # vary gamma, gain, blur and noise of each crop (image only)
-    # on the fly, with a store built with synth --backgrounds: the share of the items that are
-    # its background crops with fresh targets implanted, and as they are (the rest: originals
-    # with fresh negatives)
-    implant_share: float = 0.0
-    background_share: float = 0.0
-    flips: str = "d4"  # training flips (trainer.data.FLIPS): d4 (8 orientations), hv, h, none
-    val_fraction: float = 0.1  # of the training source images, held out (originals) to validate
-    val_every: int = 1  # validate every N epochs (and after the last one)
-    val_batch_size: int = 16
-    seed: int = 42
+    max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
+    # after each epoch, epochs = as many as fit in max_minutes at the mean pace so far (the
+    # cosine then spans the budget on any machine); an explicit epochs turns it off
+    fit_budget: bool = False
+
+
+@dataclass
+class RuntimeConfig:
+    """Where and how it runs: output, seed, device, loading, validation cadence."""
+
+    out: str = "runs/train"  # run directory: config.json, log.csv, best.pt, last.pt, summary.json
+    seed: int = 42  # init, validation split, sampling, augmentation
     device: str = "auto"  # auto | cpu | cuda
     workers: int = -1  # DataLoader workers; -1 = auto (0 on the CPU, up to 8 on CUDA)
     in_memory: str = "auto"  # auto | memory | stream
     amp: bool = True  # bf16 autocast on CUDA (ignored on the CPU)
     channels_last: bool = True  # the channels_last layout (CUDA and CPU: 1.4x on 2 CPU cores)
     compile: bool = False  # torch.compile the training step's model (falls back to eager)
-    max_minutes: float = 0.0  # stop after the epoch that passes this budget; 0 = no budget
-    # after each epoch, epochs = as many as fit in max_minutes at the mean pace so far (the
-    # cosine then spans the budget on any machine); an explicit epochs turns it off
-    fit_budget: bool = False
-    preset: str = ""  # the PRESETS entry this config started from
-    store_id: str = ""  # the id of the store trained on (set by train): --resume refuses another
+    val_every: int = 1  # validate every N epochs (and after the last one)
+    val_batch_size: int = 16
+
+
+PARTS = {"data": DataConfig, "optim": OptimConfig, "runtime": RuntimeConfig}
+PART_OF = {f.name: part for part, cls in PARTS.items() for f in fields(cls)}  # option -> part
+
+
+@dataclass
+class TrainConfig:
+    """Every training option, in parts; the options' names are unique across the parts, and
+    make_config, the presets, the CLI and config.json's older flat form name them flat. Checked
+    here, in __post_init__, as a whole (several checks span parts)."""
+
     # the model: "name" (trainer.registry.MODELS; absent = "aff-unet") and that model's options
     model: dict = field(default_factory=model_config)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    preset: str = ""  # the PRESETS entry this config started from
 
     def __post_init__(self):
         def bad(msg):
             raise TrainError(msg)
 
-        if self.epochs < 1:
-            bad(f"--epochs {self.epochs}: must be >= 1")
-        if self.val_every < 1:
-            bad(f"--val-every {self.val_every}: must be >= 1")
-        if self.batch_size < 1 or self.val_batch_size < 1:
-            bad(f"--batch-size {self.batch_size}: must be >= 1")
-        if self.neg_loss not in NEG_MODES:
-            bad(f"--neg-loss {self.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
-        self.alpha_range = tuple(float(a) for a in self.alpha_range)
-        if len(self.alpha_range) != 2 or not 0 <= self.alpha_range[0] <= self.alpha_range[1] <= 1:
-            bad(f"--alpha-range {self.alpha_range}: give LO,HI with 0 <= LO <= HI <= 1")
-        self.scale_range = tuple(float(a) for a in self.scale_range)
-        lo, hi = (self.scale_range + (0.0, 0.0))[:2]
-        if len(self.scale_range) != 2 or not 0.125 <= lo <= hi <= 8:
-            bad(f"--scale-range {self.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
-        if self.alpha_range != ALPHA_RANGE and not self.on_the_fly:  # the CLI: even the default
+        for part, cls in PARTS.items():  # dicts (from_dict) become their part
+            if isinstance(getattr(self, part), dict):
+                setattr(self, part, cls(**getattr(self, part)))
+        d, o, r = self.data, self.optim, self.runtime
+        if o.epochs < 1:
+            bad(f"--epochs {o.epochs}: must be >= 1")
+        if r.val_every < 1:
+            bad(f"--val-every {r.val_every}: must be >= 1")
+        if o.batch_size < 1 or r.val_batch_size < 1:
+            bad(f"--batch-size {o.batch_size}: must be >= 1")
+        if o.neg_loss not in NEG_MODES:
+            bad(f"--neg-loss {o.neg_loss!r}: choose one of {', '.join(NEG_MODES)}")
+        d.alpha_range = tuple(float(a) for a in d.alpha_range)
+        if len(d.alpha_range) != 2 or not 0 <= d.alpha_range[0] <= d.alpha_range[1] <= 1:
+            bad(f"--alpha-range {d.alpha_range}: give LO,HI with 0 <= LO <= HI <= 1")
+        d.scale_range = tuple(float(a) for a in d.scale_range)
+        lo, hi = (d.scale_range + (0.0, 0.0))[:2]
+        if len(d.scale_range) != 2 or not 0.125 <= lo <= hi <= 8:
+            bad(f"--scale-range {d.scale_range}: give LO,HI with 0.125 <= LO <= HI <= 8")
+        if d.alpha_range != ALPHA_RANGE and not d.on_the_fly:  # the CLI: even the default
             bad(ALPHA_WITHOUT_FLY)
-        if self.flips not in FLIPS:
-            bad(f"--flips {self.flips!r}: choose one of {', '.join(FLIPS)}")
-        if self.fit_budget and self.max_minutes <= 0:
+        if d.flips not in FLIPS:
+            bad(f"--flips {d.flips!r}: choose one of {', '.join(FLIPS)}")
+        if o.fit_budget and o.max_minutes <= 0:
             bad("--fit-budget fits --epochs to --max-minutes: give --max-minutes > 0")
-        self.kinds = tuple(self.kinds)
-        if not self.kinds or set(self.kinds) - set(KINDS):
-            bad(f"--kinds {','.join(self.kinds)}: choose among {', '.join(KINDS)}")
-        shares = (self.implant_share, self.background_share)
+        d.kinds = tuple(d.kinds)
+        if not d.kinds or set(d.kinds) - set(KINDS):
+            bad(f"--kinds {','.join(d.kinds)}: choose among {', '.join(KINDS)}")
+        shares = (d.implant_share, d.background_share)
         if not all(0 <= v <= 1 for v in shares) or sum(shares) > 1:
             bad(f"--implant-share {shares[0]}, --background-share {shares[1]}: each in [0, 1], "
                 "their sum <= 1")  # fmt: skip
-        if sum(shares) > 0 and not self.on_the_fly:
+        if sum(shares) > 0 and not d.on_the_fly:
             bad("--implant-share and --background-share draw on-the-fly items: give --on-the-fly")
-        if self.on_the_fly and self.originals_only:
+        if d.on_the_fly and d.originals_only:
             bad("--on-the-fly and --originals-only exclude each other: choose one")
         for option in NO_OPS:  # options that would do nothing with the others
-            if getattr(self, option) != DEFAULTS[option] and (why := self.no_op(option)):
+            if self.get(option) != DEFAULTS[option] and (why := self.no_op(option)):
                 bad(why)
-        if self.neg_loss != "off" and self.groups_used and self.batch_size < 4:
-            bad(f"--batch-size {self.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
-        if not 0 <= self.val_fraction < 1:
-            bad(f"--val-fraction {self.val_fraction}: must be in [0, 1)")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            bad(f"--device {self.device!r}: choose auto, cpu or cuda")
-        if self.in_memory not in ("auto", "memory", "stream"):
-            bad(f"in_memory {self.in_memory!r}: choose auto, memory or stream")
-        if self.optimizer not in OPTIMIZERS:
-            bad(f"--optimizer {self.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
+        if o.neg_loss != "off" and self.groups_used and o.batch_size < 4:
+            bad(f"--batch-size {o.batch_size}: L_Neg needs >= 4 (a whole group of 4 rotations)")
+        if not 0 <= d.val_fraction < 1:
+            bad(f"--val-fraction {d.val_fraction}: must be in [0, 1)")
+        if r.device not in ("auto", "cpu", "cuda") and not r.device.startswith("cuda:"):
+            bad(f"--device {r.device!r}: choose auto, cpu or cuda")
+        if r.in_memory not in ("auto", "memory", "stream"):
+            bad(f"in_memory {r.in_memory!r}: choose auto, memory or stream")
+        if o.optimizer not in OPTIMIZERS:
+            bad(f"--optimizer {o.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}")
         for name in ("lr", "min_lr", "neg_weight", "max_minutes"):  # nan and inf too
-            value = getattr(self, name)
+            value = getattr(o, name)
             if not math.isfinite(value) or value < 0 or (name == "lr" and value == 0):
                 flag = "--" + name.replace("_", "-")
                 bad(f"{flag} {value}: must be a finite number >= 0" + (" and > 0" * (name == "lr")))
-        if not 0 <= self.seed < 2**32:
-            bad(f"--seed {self.seed}: choose 0 <= seed < 2**32")
-        if self.warmup < 0:
-            bad(f"--warmup {self.warmup}: must be >= 0")
-        if not 0 <= self.ema < 1:
-            bad(f"--ema {self.ema}: a decay per step in [0, 1), such as 0.999; 0 = off")
+        if not 0 <= r.seed < 2**32:
+            bad(f"--seed {r.seed}: choose 0 <= seed < 2**32")
+        if o.warmup < 0:
+            bad(f"--warmup {o.warmup}: must be >= 0")
+        if not 0 <= o.ema < 1:
+            bad(f"--ema {o.ema}: a decay per step in [0, 1), such as 0.999; 0 = off")
         try:
             self.model = model_config(self.model)
         except (TypeError, ValueError) as e:
             bad(f"model options: {e}")
         stride = model_stride(self.model)
-        if self.crop < 0 or self.crop % stride:
-            bad(
-                f"--crop {self.crop}: use a multiple of {stride} (the model's stride), "
-                "or 0 for whole"
-            )
+        if d.crop < 0 or d.crop % stride:
+            bad(f"--crop {d.crop}: use a multiple of {stride} (the model's stride), or 0 for whole")
+
+    def get(self, option: str) -> Any:
+        """An option's value by its flat name (a field of one of the parts)."""
+        return getattr(getattr(self, PART_OF[option]), option)
 
     def no_op(self, option: str) -> str:
-        """Why `option` (a field name) does nothing in this config, or "" when it does act."""
-        value = getattr(self, option)
+        """Why `option` (a flat name) does nothing in this config, or "" when it does act."""
+        value = self.get(option)
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else value
-        without = "--originals-only" if self.originals_only else "--on-the-fly"
-        if option == "neg_loss" and value != "off" and (self.originals_only or self.on_the_fly):
+        d = self.data
+        without = "--originals-only" if d.originals_only else "--on-the-fly"
+        if option == "neg_loss" and value != "off" and (d.originals_only or d.on_the_fly):
             return (
                 f"--neg-loss {shown}: L_Neg compares the store's 4 rotated negatives of a "
                 f"target, which {without} does not train on; drop --neg-loss"
             )
         if option == "neg_weight" and not self.groups_used:
-            why = "--neg-loss off" if self.neg_loss == "off" else without
+            why = "--neg-loss off" if self.optim.neg_loss == "off" else without
             return f"--neg-weight {shown}: weighs L_Neg, which {why} turns off; drop --neg-weight"
-        if option == "kinds" and self.originals_only:
+        if option == "kinds" and d.originals_only:
             return (
                 f"--kinds {shown} and --originals-only both choose the rows to train on "
                 "(--originals-only is --kinds original): give one"
             )
-        if option == "scale_range" and self.crop == 0:
+        if option == "scale_range" and d.crop == 0:
             return "--scale-range zooms crops: give a --crop > 0 with it"
-        if option == "val_every" and self.val_fraction == 0:
+        if option == "val_every" and d.val_fraction == 0:
             return f"--val-every {shown}: --val-fraction 0 leaves nothing to validate; drop it"
         return ""
 
     @property
     def groups_used(self) -> bool:
         """Whether L_Neg applies: the store's groups, not the originals alone or fresh samples."""
-        return self.neg_loss != "off" and not self.originals_only and not self.on_the_fly
+        d = self.data
+        return self.optim.neg_loss != "off" and not d.originals_only and not d.on_the_fly
 
     def to_dict(self) -> dict:
+        """The config as config.json and every checkpoint hold it: one dict per part."""
         return asdict(self)
+
+    def to_flat(self) -> dict:
+        """Every option by its flat name, with "model" and "preset"."""
+        flat = {name: self.get(name) for name in PART_OF}
+        return flat | {"model": dict(self.model), "preset": self.preset}
 
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        """A config from config.json or a checkpoint: grouped, or flat as runs saved it before
+        the options were grouped (read the same way; unknown names are ignored)."""
+        flat = flatten(d)
+        parts = {part: {} for part in PARTS}
+        for name, value in flat.items():
+            if name in PART_OF:
+                parts[PART_OF[name]][name] = value
+        top = {k: flat[k] for k in ("model", "preset") if k in flat}
+        return cls(**top, **parts)
+
+
+def flatten(config: dict) -> dict:
+    """A saved config (grouped, or flat from before the grouping) as one flat dict."""
+    flat = {k: v for k, v in config.items() if k not in PARTS or not isinstance(v, dict)}
+    for part in PARTS:
+        if isinstance(config.get(part), dict):
+            flat.update(config[part])
+    return flat
 
 
 NO_OPS = ("neg_loss", "neg_weight", "kinds", "scale_range", "val_every")  # TrainConfig.no_op
-DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in NO_OPS}
+DEFAULTS = {f.name: f.default for c in PARTS.values() for f in fields(c) if f.name in NO_OPS}
 
 
 def _merge_model(base: dict, new: dict) -> dict:
@@ -231,7 +289,7 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
     """A TrainConfig from a preset, then explicit overrides (None = not given)."""
     if preset and preset not in PRESETS:
         raise TrainError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    d = TrainConfig().to_dict()
+    d = TrainConfig().to_flat()
     for k, v in PRESETS.get(preset, {}).items():
         d[k] = _merge_model(d["model"], v) if k == "model" else v
     for k, v in overrides.items():
@@ -242,6 +300,8 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
     if overrides.get("lr") is None and "lr" not in PRESETS.get(preset, {}):
         d["lr"] = DEFAULT_LR[d["optimizer"]] if d["optimizer"] in DEFAULT_LR else d["lr"]
     d["preset"] = preset
+    if unknown := set(d) - set(PART_OF) - {"model", "preset"}:
+        raise TypeError(f"unknown training option {sorted(unknown)[0]!r}")
     cfg = TrainConfig.from_dict(d)
     for option in NO_OPS:  # given, even at its default value, it would do nothing
         if overrides.get(option) is not None and (why := cfg.no_op(option)):
@@ -269,7 +329,7 @@ def train_config(
         if not store or not out:
             raise TrainError("give STORE and --out DIR (or --resume DIR)")
         cfg = make_config(preset, store=str(store), out=str(out), **options)
-        if options.get("alpha_range") is not None and not cfg.on_the_fly:  # even the default
+        if options.get("alpha_range") is not None and not cfg.data.on_the_fly:  # even the default
             raise TrainError(ALPHA_WITHOUT_FLY)
         return cfg, None
     fix = f"{resume} holds no run to resume; start one with `sirst5k train STORE --out DIR`"
@@ -300,7 +360,7 @@ def train_config(
             "(only --epochs, --max-minutes, --fit-budget, --device, --workers, --in-memory, "
             "--compile may change)"
         )
-    d = dict(ckpt["config"])
+    d = flatten(ckpt["config"])
     given = {k for k in RESUME_OPTIONS if options.get(k) is not None}
     d.update({k: options[k] for k in given})
     settle_fit_budget(d, given)  # the epochs given (or no budget left to fit) stand

@@ -85,7 +85,7 @@ class Dist:
 
 def setup(cfg: TrainConfig) -> Dist:
     """Pick the device; init the process group when launched by torchrun (RANK, WORLD_SIZE)."""
-    want = resolve_device(cfg.device)
+    want = resolve_device(cfg.runtime.device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1:
         rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
@@ -233,9 +233,9 @@ def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
     model.eval()
     metrics = Metrics()
     cuda = device.type == "cuda"
-    for image, mask, size in val_batches(data, rows, cfg.val_batch_size):
+    for image, mask, size in val_batches(data, rows, cfg.runtime.val_batch_size):
         x = image.to(device, non_blocking=True)
-        probs = predict_probs(model, x, cuda and cfg.amp, cfg.channels_last)
+        probs = predict_probs(model, x, cuda and cfg.runtime.amp, cfg.runtime.channels_last)
         metrics.update(probs.cpu().numpy(), mask, size)  # (B, H, W)
     model.train()
     return metrics.compute()
@@ -247,13 +247,13 @@ def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
 def lr_at(cfg: TrainConfig, epoch: int, step: int) -> float:
     """The learning rate of batch `step` of epoch `epoch` (both from 0): a pure function.
 
-    Linear warm-up over the first cfg.warmup steps of epoch 0, then the paper's cosine, held
-    for a whole epoch: CosineAnnealingLR's closed form over cfg.epochs epochs.
+    Linear warm-up over the first cfg.optim.warmup steps of epoch 0, then the paper's cosine, held
+    for a whole epoch: CosineAnnealingLR's closed form over cfg.optim.epochs epochs.
     """
-    if epoch == 0 and step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    cos = (1 + math.cos(math.pi * epoch / cfg.epochs)) / 2
-    return cfg.min_lr + (cfg.lr - cfg.min_lr) * cos
+    if epoch == 0 and step < cfg.optim.warmup:
+        return cfg.optim.lr * (step + 1) / cfg.optim.warmup
+    cos = (1 + math.cos(math.pi * epoch / cfg.optim.epochs)) / 2
+    return cfg.optim.min_lr + (cfg.optim.lr - cfg.optim.min_lr) * cos
 
 
 def budget_epochs(budget_s: float, spent_s: float, pace_s: float, done: int = 1) -> int:
@@ -321,37 +321,36 @@ def empty_partial() -> dict:
 def build_data(cfg: TrainConfig, ddp: Dist):
     """(data, train_rows, val_rows, dataset, sampler, loader): the store, the validation split
     by source image, the training set (store rows or on-the-fly), the seeded sampler."""
-    mode = {"auto": "auto", "memory": True, "stream": False}[cfg.in_memory]
-    data = StoreData(cfg.store, in_memory=mode)
+    d, batch, seed = cfg.data, cfg.optim.batch_size, cfg.runtime.seed
+    mode = {"auto": "auto", "memory": True, "stream": False}[cfg.runtime.in_memory]
+    data = StoreData(d.store, in_memory=mode)
     train_rows, val_rows = split_by_source(
-        data.columns, cfg.val_fraction, cfg.seed, cfg.originals_only, cfg.kinds
+        data.columns, d.val_fraction, seed, d.originals_only, d.kinds
     )
     if len(train_rows) == 0:
-        raise TrainError(f"{cfg.store}: no training samples left after the validation split")
+        raise TrainError(f"{d.store}: no training samples left after the validation split")
     stride = model_stride(cfg.model)
-    crop = cfg.crop or max(data.canvas) + (-max(data.canvas)) % stride
-    if cfg.on_the_fly:  # as many fresh samples per epoch as the store's training rows
+    crop = d.crop or max(data.canvas) + (-max(data.canvas)) % stride
+    augment = dict(scale_range=d.scale_range, photometric=d.photometric, flips=d.flips)
+    if d.on_the_fly:  # as many fresh samples per epoch as the store's training rows
         dataset = FreshDataset(
-            data, train_rows, crop, len(train_rows), cfg.alpha_range,
-            scale_range=cfg.scale_range, photometric=cfg.photometric, flips=cfg.flips,
-            implant_share=cfg.implant_share, background_share=cfg.background_share,
+            data, train_rows, crop, len(train_rows), d.alpha_range, **augment,
+            implant_share=d.implant_share, background_share=d.background_share,
         )  # fmt: skip
     else:
-        dataset = TrainDataset(
-            data, train_rows, crop, group_crops=cfg.groups_used,
-            scale_range=cfg.scale_range, photometric=cfg.photometric, flips=cfg.flips,
-        )  # fmt: skip
-    if cfg.groups_used and cfg.batch_size // ddp.world < 4:
+        dataset = TrainDataset(data, train_rows, crop, group_crops=cfg.groups_used, **augment)
+    if cfg.groups_used and batch // ddp.world < 4:
         raise TrainError(
-            f"--batch-size {cfg.batch_size} over {ddp.world} processes leaves "
-            f"{cfg.batch_size // ddp.world} per process; L_Neg needs >= 4 (a whole group)"
+            f"--batch-size {batch} over {ddp.world} processes leaves "
+            f"{batch // ddp.world} per process; L_Neg needs >= 4 (a whole group)"
         )
     cuda = ddp.device.type == "cuda"
     sampler = GroupBatchSampler(
-        dataset.groups, cfg.batch_size, cfg.seed, cfg.groups_used, ddp.rank, ddp.world,
+        dataset.groups, batch, seed, cfg.groups_used, ddp.rank, ddp.world,
         drop_last=cuda,  # one batch shape: cudnn autotunes once
     )  # fmt: skip
-    workers = cfg.workers if cfg.workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
+    workers = cfg.runtime.workers
+    workers = workers if workers >= 0 else (min(8, os.cpu_count() or 1) if cuda else 0)
     loader = torch.utils.data.DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -394,7 +393,8 @@ def check_memory(cfg: TrainConfig, model: torch.nn.Module, crop: int, ddp: Dist)
     """Refuse, before the first step, a batch whose activations cannot fit in memory (the
     kernel would kill the run without a word). 1.5 x the leaf outputs matched a measured peak
     (default model, batch 8, crop 256: 1.67 GB against 1.26 GB of leaf outputs)."""
-    per_rank = max(cfg.batch_size // ddp.world, 1)
+    batch = cfg.optim.batch_size
+    per_rank = max(batch // ddp.world, 1)
     need = 1.5 * activation_bytes(model, crop) * per_rank
     if ddp.device.type == "cuda":
         free = torch.cuda.mem_get_info(ddp.device)[0]
@@ -404,7 +404,8 @@ def check_memory(cfg: TrainConfig, model: torch.nn.Module, crop: int, ddp: Dist)
         fits = max(int(0.8 * free / (need / per_rank)), 0) * ddp.world
         hint = f"--batch-size {fits} fits" if fits >= 1 else "a smaller --crop is needed"
         raise TrainError(
-            f"--batch-size {cfg.batch_size} at --crop {crop} needs about {need / 2**30:.1f} GiB "
+            f"--batch-size {batch} at --crop {crop} needs about "
+            f"{need / 2**30:.1f} GiB "
             f"for activations and {ddp.device.type} has {free / 2**30:.1f} GiB free: {hint} "
             "(or --preset cpu30 on a CPU)"
         )
@@ -413,14 +414,14 @@ def check_memory(cfg: TrainConfig, model: torch.nn.Module, crop: int, ddp: Dist)
 def build_model_and_optimizer(cfg: TrainConfig, device: torch.device):
     """The config's model (initialised from the seed: identical on every rank; the AFF U-Net
     Xavier, the peers PyTorch's defaults) and its optimizer."""
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.runtime.seed)
     model = build_model(cfg.model).to(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
-    if cfg.channels_last:
+    if cfg.runtime.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam if cfg.optimizer == "adam" else torch.optim.Adagrad
-    return model, opt(model.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam if cfg.optim.optimizer == "adam" else torch.optim.Adagrad
+    return model, opt(model.parameters(), lr=cfg.optim.lr)
 
 
 def check_loss(run: Run, loss: torch.Tensor) -> None:
@@ -436,7 +437,7 @@ def check_loss(run: Run, loss: torch.Tensor) -> None:
     raise TrainError(
         f"epoch {run.epoch + 1}, step {run.step + 1}: the loss is {loss.item()}, training "
         f"diverged: --lr {lr_at(run.cfg, run.epoch, run.step):g} is likely too high (try a "
-        f"tenth of it, or --warmup), or --neg-weight {run.cfg.neg_weight:g}; {kept}"
+        f"tenth of it, or --warmup), or --neg-weight {run.cfg.optim.neg_weight:g}; {kept}"
     )
 
 
@@ -454,9 +455,9 @@ def train_epoch(run: Run, stop: StopRequest, hooks) -> None:
             x = batch["image"].to(device, non_blocking=True).float()  # (B, 1, c, c)
             y = batch["mask"].to(device, non_blocking=True)  # (B, 1, c, c) 0/1
             g = batch["group"].to(device, non_blocking=True)  # (B,) group id or -1
-            if cfg.channels_last:
+            if cfg.runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.amp):
+            with torch.autocast("cuda", torch.bfloat16, enabled=cuda and cfg.runtime.amp):
                 outputs = run.net(x)
             loss, main, neg = run.criterion(outputs, y, g)  # float32 whatever the autocast
             check_loss(run, loss)
@@ -508,16 +509,16 @@ def end_epoch(run: Run, hooks) -> None:
             row.update({f"val_{k}": m[k] for k in ("iou", "niou", "pd", "fa")})
             row["val_seconds"] = time.time() - t
 
-    if (run.epoch + 1) % cfg.val_every == 0 or run.epoch + 1 == cfg.epochs:
+    if (run.epoch + 1) % cfg.runtime.val_every == 0 or run.epoch + 1 == cfg.optim.epochs:
         validate_into(row)
     run.boundary = False
     run.epoch, run.step, run.partial = run.epoch + 1, 0, empty_partial()
     # fitted after epoch 1, then again after every epoch at the mean pace so far (a VM's pace
     # drifts); before last.pt, so a resume keeps the count, and a resumed process does not refit
-    if cfg.fit_budget and (run.epoch == 1 or run.paces is not None):
+    if cfg.optim.fit_budget and (run.epoch == 1 or run.paces is not None):
         run.paces = (run.paces or []) + [row["seconds"] + row.get("val_seconds", 0.0)]
         fit_epochs(run, float(np.mean(run.paces)), hooks)
-        if run.epoch == cfg.epochs and "val_iou" not in row:  # fitted to end with this epoch
+        if run.epoch == cfg.optim.epochs and "val_iou" not in row:  # fitted to end with this epoch
             validate_into(row)
     run.boundary = True
     if not run.ddp.main:
@@ -547,10 +548,10 @@ def fit_epochs(run: Run, pace: float, hooks) -> None:
     and validation seconds); under DDP every rank takes rank 0's count."""
     cfg = run.cfg
     spent = time.time() - run.t_start
-    n = from_rank0(run, budget_epochs(60 * cfg.max_minutes, spent, pace, run.epoch))
-    if n == cfg.epochs and run.epoch > 1:
+    n = from_rank0(run, budget_epochs(60 * cfg.optim.max_minutes, spent, pace, run.epoch))
+    if n == cfg.optim.epochs and run.epoch > 1:
         return
-    cfg.epochs = run.info["epochs"] = n
+    cfg.optim.epochs = run.info["epochs"] = n
     if run.ddp.main:
         with saving(run.out):
             write_json(run.out / "config.json", cfg.to_dict())
@@ -569,7 +570,7 @@ def from_rank0(run: Run, value: int) -> int:
 
 def out_of_time(run: Run, t_start: float) -> bool:
     """Whether --max-minutes has passed; under DDP every rank follows rank 0's clock."""
-    over = run.cfg.max_minutes > 0 and time.time() - t_start > 60 * run.cfg.max_minutes
+    over = run.cfg.optim.max_minutes > 0 and time.time() - t_start > 60 * run.cfg.optim.max_minutes
     return bool(from_rank0(run, over))
 
 
@@ -578,7 +579,7 @@ def summarize(run: Run, stopped: str, t_start: float) -> dict:
     return {
         "status": stopped,
         "epochs_done": run.epoch,
-        "epochs": run.cfg.epochs,
+        "epochs": run.cfg.optim.epochs,
         "best": run.best,
         "last": rows[-1] if rows else None,
         "params": run.info["params"],
@@ -606,11 +607,11 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     """
     t_start = time.time()
     ddp = setup(cfg)
-    out = Path(cfg.out)
+    out = Path(cfg.runtime.out)
     if ddp.main:  # a read-only --out is said so at once, not as a failed checkpoint later
         check_writable(out / "config.json")
     data, val_rows, sampler, loader, info = build_data(cfg, ddp)
-    cfg.store_id = data.store_id  # in config.json and every checkpoint: --resume checks it
+    cfg.data.store_id = data.store_id  # in config.json and every checkpoint: --resume checks it
     model, optimizer = build_model_and_optimizer(cfg, ddp.device)
     check_memory(cfg, model, info["crop"], ddp)
     # only now, with store, options and memory checked, is an earlier run in --out replaced
@@ -624,21 +625,23 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     if ddp.world > 1:
         ids = [ddp.device.index] if ddp.device.type == "cuda" else None
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if cfg.compile:  # the training forward only; validation runs eager on whole images
+    if cfg.runtime.compile:  # the training forward only; validation runs eager on whole images
         from torch import _dynamo
 
         _dynamo.config.suppress_errors = True  # a graph that fails to compile runs eager
         net = torch.compile(net)
     info |= dict(
         params=count_params(model), device=str(ddp.device), world=ddp.world,
-        in_memory=data.in_memory, epochs=cfg.epochs,
+        in_memory=data.in_memory, epochs=cfg.optim.epochs,
         heads=min(model.n_outputs, HEADS),
     )  # fmt: skip
-    criterion = SirstLoss(cfg.neg_loss if cfg.groups_used else "off", cfg.neg_weight)
+    criterion = SirstLoss(cfg.optim.neg_loss if cfg.groups_used else "off", cfg.optim.neg_weight)
     run = Run(cfg, ddp, out, data, val_rows, sampler, loader, model, net, optimizer, criterion,
               info, partial=empty_partial(), t_start=t_start)  # fmt: skip
-    if cfg.ema:  # on every rank: DDP keeps the ranks' weights equal, so their averages too
-        run.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True)
+    if cfg.optim.ema:  # on every rank: DDP keeps the ranks' weights equal, so their averages too
+        run.ema = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema), use_buffers=True
+        )
     if resume is not None:
         model.load_state_dict(resume.get("train_model", resume["model"]))
         if run.ema is not None:
@@ -660,15 +663,14 @@ def train(cfg: TrainConfig, resume: dict | None = None, force: bool = False, hoo
     # rank after another rank stopped the run) cannot cut the files short
     with StopRequest(announce=ddp.main) as stop:
         try:
-            while run.epoch < cfg.epochs:
+            while run.epoch < cfg.optim.epochs:
                 train_epoch(run, stop, hooks)
                 end_epoch(run, hooks)
-                if stop.now(ddp, ddp.device) and run.epoch < cfg.epochs:
+                if stop.now(ddp, ddp.device) and run.epoch < cfg.optim.epochs:
                     raise KeyboardInterrupt
-                if out_of_time(run, t_start) and run.epoch < cfg.epochs:
-                    stopped = (
-                        f"stopped by --max-minutes {cfg.max_minutes:g} after epoch {run.epoch}"
-                    )
+                if out_of_time(run, t_start) and run.epoch < cfg.optim.epochs:
+                    budget = cfg.optim.max_minutes
+                    stopped = f"stopped by --max-minutes {budget:g} after epoch {run.epoch}"
                     break
         except KeyboardInterrupt:
             stopped = "interrupted"

@@ -35,6 +35,7 @@ from sirst5k.inference.tiling import (
     tiled,
 )
 from trainer.checkpoint import load_model
+from trainer.config import flatten
 from trainer.forward import count_params
 from trainer.nets.aff_unet import set_attention_window
 
@@ -118,7 +119,7 @@ def export_onnx(
             dynamo=False,
         )  # fmt: skip
         graph = onnx.load(str(tmp))
-        flips = ckpt.get("config", {}).get("flips", "d4")
+        flips = flatten(ckpt.get("config", {})).get("flips", "d4")
         onnx.helper.set_model_props(graph, {META_WINDOW: str(window), META_FLIPS: flips})
         onnx.save(graph, str(tmp))
     summary = {

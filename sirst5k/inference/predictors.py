@@ -36,6 +36,7 @@ from sirst5k.inference.tiling import (
 )
 from sirst5k.ops import dihedral, undo_dihedral
 from trainer.checkpoint import load_model
+from trainer.config import flatten
 from trainer.forward import count_params, predict_probs, resolve_device
 from trainer.nets.aff_unet import set_attention_window
 
@@ -84,7 +85,7 @@ class ModelPredictor:
         self.info |= {"best": ckpt.get("best"), "tile": self.tile, "tile_halo": self.halo}
         self.info["attention_window"] = window if windowed else None
         self.info["precision"] = precision
-        self.flips = ckpt.get("config", {}).get("flips", "d4")  # what --tta may average
+        self.flips = flatten(ckpt.get("config", {})).get("flips", "d4")  # what --tta may average
 
     def __call__(self, images: list[np.ndarray]) -> list[np.ndarray]:
 
