@@ -131,9 +131,9 @@ ablation-cpu: install
 	$(BIN)/python benchmarks/ablation_negatives.py --store data/nudt.h5 --source $(NUDT) \
 	  --variants orig,off,group,fresh --seeds 42,43,44
 
-# The bundled model (sirst5k/inference/weights/nudt.pt) from a training run: RUN=runs/gate/NAME.
+# A bundled model (sirst5k/inference/weights/NAME.pt, NAME real by default) from a training run: RUN=runs/DIR.
 bundle: install
-	$(BIN)/python benchmarks/bundle_model.py $(RUN) --source $(NUDT)
+	$(BIN)/python benchmarks/bundle_model.py $(RUN) --source $(NUDT) --name $(or $(NAME),real)
 
 clean:
 	rm -rf data runs benchmarks/out

@@ -112,7 +112,8 @@ def main() -> None:
             report = evaluate(data, checkpoint=tmp / "m.pt", split=split[0] if split else None,
                               out=tmp / f"ev-{name}", worst=0, device="cpu")  # fmt: skip
             card["metrics"][name] = scores(report)
-            print(name, {k: round(v, 6) for k, v in card["metrics"][name].items()}, flush=True)
+            shown = {k: v if v is None else round(v, 6) for k, v in card["metrics"][name].items()}
+            print(name, shown, flush=True)
         ckpt["card"] = card
         save_checkpoint(ckpt, out)
     (ROOT / "docs" / f"model-card-{args.name}.json").write_text(json.dumps(card, indent=2) + "\n")

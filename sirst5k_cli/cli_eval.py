@@ -36,8 +36,8 @@ def _predictor_options(f):
         click.option(
             "--checkpoint",
             help="A trained .pt file or run folder (its best.pt), an exported .onnx, or a "
-            "bundled model's name: nudt "
-            "[nudt, unless --method is given].",
+            "bundled model's name: real (for real frames of other sensors) or nudt "
+            "(NUDT-SIRST alone) [real, unless --method is given].",
         ),
         click.option("--method", type=method_choice(), help="A classical detector instead."),
         click.option(

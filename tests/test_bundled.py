@@ -1,5 +1,6 @@
-"""The bundled model: it loads with weights_only=True, is the default of eval and predict, and
-eval on the generated fixture gives exactly the metrics its card recorded."""
+"""The bundled models, `real` (the default of eval and predict) and `nudt`: each loads with
+weights_only=True, and eval on the generated fixture gives exactly the metrics its card
+recorded."""
 
 import json
 
@@ -12,28 +13,33 @@ from sirst5k.inference.bundled import BUNDLED, FIXTURE, resolve
 from sirst5k_cli.cli import main
 from trainer.checkpoint import read_checkpoint
 
-PATH = BUNDLED["nudt"]
 
-
-def test_bundled_model_loads_and_has_a_card():
-    assert PATH.is_file() and PATH.stat().st_size < 2e6  # shipped in the package, small
-    ckpt = read_checkpoint(PATH)  # torch.load(weights_only=True) inside
+@pytest.mark.parametrize("name", ["real", "nudt"])
+def test_bundled_model_loads_and_has_a_card(name):
+    path = BUNDLED[name]
+    assert path.is_file() and path.stat().st_size < 2e6  # shipped in the package, small
+    ckpt = read_checkpoint(path)  # torch.load(weights_only=True) inside
     assert all(v.dtype in (torch.float16, torch.int64) for v in ckpt["model"].values())
     card = ckpt["card"]
-    assert card["name"] == "nudt" and set(card["metrics"]) >= {"fixture"}
-    assert resolve("nudt") == PATH and str(resolve("x/nudt")) == "x/nudt"
+    assert card["name"] == name and set(card["metrics"]) >= {"fixture"}
+    assert resolve(name) == path and str(resolve(f"x/{name}")) == f"x/{name}"
 
 
-def test_eval_reproduces_the_recorded_fixture_metrics(tmp_path):
-    card = read_checkpoint(PATH)["card"]
+@pytest.mark.parametrize("name", ["real", "nudt"])
+def test_eval_reproduces_the_recorded_fixture_metrics(tmp_path, name):
+    path = BUNDLED[name]
+    card = read_checkpoint(path)["card"]
     generate_demo(tmp_path / "fixture", DemoConfig(**FIXTURE))
-    # no --checkpoint: the bundled model is the default
+    # no --checkpoint: `real` is the default
+    given = [] if name == "real" else ["--checkpoint", name]
     r = CliRunner().invoke(
-        main, ["eval", str(tmp_path / "fixture"), "--out", str(tmp_path / "ev"), "--device", "cpu"]
+        main,
+        ["eval", str(tmp_path / "fixture"), "--out", str(tmp_path / "ev"), "--device", "cpu"]
+        + given,
     )
     assert r.exit_code == 0, r.output
     got = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    assert got["checkpoint"] == str(PATH)
+    assert got["checkpoint"] == str(path)
     want = card["metrics"]["fixture"]
     assert got["images"] == want["images"]
     for k in ("iou", "niou", "pd", "fa"):

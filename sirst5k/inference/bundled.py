@@ -3,13 +3,14 @@ eval and predict: `real` (trained for real frames of other sensors: the labelled
 implanted into real target-free frames, docs/model-card.md) when the package holds it, else
 `nudt` (NUDT-SIRST alone). Both names stay available.
 
-weights/nudt.pt is a best.pt of the project's own CPU recipe on NUDT-SIRST's train split
-(docs/model-card.md), stripped to the model and its card, weights stored as float16 (1 MB) and
-loaded as float32. The card records how it was made and its metrics: on the NUDT-SIRST test
-split, on SIRST-V2-extra, and on FIXTURE, a small demo set that `sirst5k demo-data` generates
-the same on every machine, so a test can check that eval reproduces the recorded numbers.
+weights/real.pt and weights/nudt.pt are best.pt files of the project's own CPU recipes (on
+NUDT-SIRST's train split with and without real target-free frames, docs/model-card.md),
+stripped to the model and its card, weights stored as float16 (1 MB) and loaded as float32.
+The card records how it was made and its metrics: on the NUDT-SIRST test split, on
+SIRST-V2-extra, and on FIXTURE, a small demo set that `sirst5k demo-data` generates the same on
+every machine, so a test can check that eval reproduces the recorded numbers.
 
-`benchmarks/bundle_model.py RUN_DIR` writes the file (`make bundle RUN=...`).
+`benchmarks/bundle_model.py RUN_DIR --name NAME` writes the file (`make bundle RUN=... NAME=...`).
 """
 
 from __future__ import annotations
