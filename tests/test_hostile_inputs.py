@@ -487,7 +487,7 @@ def test_resume_on_another_store_is_refused(tmp_path):
     r = invoke("train", a, "--out", run, *TINY[:1], 1, *TINY[2:])
     assert r.exit_code == 0, r.output
     config = (run / "config.json").read_text()
-    assert json.loads(config)["store_id"]
+    assert json.loads(config)["data"]["store_id"]
     r = invoke("train", b, "--resume", run, "--epochs", 2)
     one_line_error(r, 1, str(b), str(a), "another store")
     shutil.copy(b, a)  # the same path, another store in it
