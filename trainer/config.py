@@ -131,9 +131,6 @@ class TrainConfig:
         def bad(msg):
             raise TrainError(msg)
 
-        for part, cls in PARTS.items():  # dicts (from_dict) become their part
-            if isinstance(getattr(self, part), dict):
-                setattr(self, part, cls(**getattr(self, part)))
         d, o, r = self.data, self.optim, self.runtime
         if o.epochs < 1:
             bad(f"--epochs {o.epochs}: must be >= 1")
@@ -238,11 +235,6 @@ class TrainConfig:
         """The config as config.json and every checkpoint hold it: one dict per part."""
         return asdict(self)
 
-    def to_flat(self) -> dict:
-        """Every option by its flat name, with "model" and "preset"."""
-        flat = {name: self.get(name) for name in PART_OF}
-        return flat | {"model": dict(self.model), "preset": self.preset}
-
     @classmethod
     def from_dict(cls, d: dict) -> TrainConfig:
         """A config from config.json or a checkpoint: grouped, or flat as runs saved it before
@@ -253,7 +245,7 @@ class TrainConfig:
             if name in PART_OF:
                 parts[PART_OF[name]][name] = value
         top = {k: flat[k] for k in ("model", "preset") if k in flat}
-        return cls(**top, **parts)
+        return cls(**top, **{part: PARTS[part](**values) for part, values in parts.items()})
 
 
 def flatten(config: dict) -> dict:
@@ -289,7 +281,7 @@ def make_config(preset: str = "", **overrides) -> TrainConfig:
     """A TrainConfig from a preset, then explicit overrides (None = not given)."""
     if preset and preset not in PRESETS:
         raise TrainError(f"--preset {preset!r}: choose one of {', '.join(PRESETS)}")
-    d = TrainConfig().to_flat()
+    d = flatten(TrainConfig().to_dict())
     for k, v in PRESETS.get(preset, {}).items():
         d[k] = _merge_model(d["model"], v) if k == "model" else v
     for k, v in overrides.items():

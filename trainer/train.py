@@ -404,8 +404,7 @@ def check_memory(cfg: TrainConfig, model: torch.nn.Module, crop: int, ddp: Dist)
         fits = max(int(0.8 * free / (need / per_rank)), 0) * ddp.world
         hint = f"--batch-size {fits} fits" if fits >= 1 else "a smaller --crop is needed"
         raise TrainError(
-            f"--batch-size {batch} at --crop {crop} needs about "
-            f"{need / 2**30:.1f} GiB "
+            f"--batch-size {batch} at --crop {crop} needs about {need / 2**30:.1f} GiB "
             f"for activations and {ddp.device.type} has {free / 2**30:.1f} GiB free: {hint} "
             "(or --preset cpu30 on a CPU)"
         )
