@@ -68,19 +68,23 @@ def test_config_is_saved_in_parts_and_every_option_lives_in_one():
         make_config(store="s.h5", out="o", epoch=3)  # a typo is refused, not ignored
 
 
+def _saved_flat(cfg: TrainConfig) -> dict:
+    """cfg as runs saved it before the parts: every option at the top level (built here from the
+    dataclasses, not by flatten)."""
+    flat = {k: v for part in ("data", "optim", "runtime") for k, v in asdict(cfg)[part].items()}
+    return flat | {"model": dict(cfg.model), "preset": cfg.preset}
+
+
 def test_a_flat_config_saved_before_the_parts_reads_the_same():
     cfg = make_config("demo", store="s.h5", out="o", lr=0.02, flips="h", val_every=2)
-    flat = {k: v for part in ("data", "optim", "runtime") for k, v in asdict(cfg)[part].items()}
-    flat |= {"model": dict(cfg.model), "preset": "demo", "retired_option": 1}  # as runs saved it
+    flat = _saved_flat(cfg) | {"retired_option": 1}  # an option since removed
     assert flatten(flat) == flat and TrainConfig.from_dict(flat) == cfg
     assert flatten(cfg.to_dict()) == {k: v for k, v in flat.items() if k != "retired_option"}
 
 
 def test_resume_reads_a_run_saved_flat(tmp_path):
     cfg = make_config("demo", store=str(tmp_path / "s.h5"), out=str(tmp_path / "run"), epochs=2)
-    flat = {k: v for part in ("data", "optim", "runtime") for k, v in asdict(cfg)[part].items()}
-    flat |= {"model": dict(cfg.model), "preset": "demo"}
-    ckpt = {"schema": SCHEMA, "model": {}, "model_config": {}, "config": flat}
+    ckpt = {"schema": SCHEMA, "model": {}, "model_config": {}, "config": _saved_flat(cfg)}
     ckpt |= {"optimizer": {}, "rng": {}}
     save_checkpoint(ckpt, tmp_path / "run" / "last.pt")
     again, _ = train_config(resume=tmp_path / "run", epochs=5)

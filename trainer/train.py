@@ -247,13 +247,14 @@ def validate(model, data: StoreData, rows: np.ndarray, cfg: TrainConfig, device)
 def lr_at(cfg: TrainConfig, epoch: int, step: int) -> float:
     """The learning rate of batch `step` of epoch `epoch` (both from 0): a pure function.
 
-    Linear warm-up over the first cfg.optim.warmup steps of epoch 0, then the paper's cosine, held
-    for a whole epoch: CosineAnnealingLR's closed form over cfg.optim.epochs epochs.
+    Linear warm-up over the first cfg.optim.warmup steps of epoch 0, then the paper's cosine,
+    held for a whole epoch: CosineAnnealingLR's closed form over cfg.optim.epochs epochs.
     """
-    if epoch == 0 and step < cfg.optim.warmup:
-        return cfg.optim.lr * (step + 1) / cfg.optim.warmup
-    cos = (1 + math.cos(math.pi * epoch / cfg.optim.epochs)) / 2
-    return cfg.optim.min_lr + (cfg.optim.lr - cfg.optim.min_lr) * cos
+    o = cfg.optim
+    if epoch == 0 and step < o.warmup:
+        return o.lr * (step + 1) / o.warmup
+    cos = (1 + math.cos(math.pi * epoch / o.epochs)) / 2
+    return o.min_lr + (o.lr - o.min_lr) * cos
 
 
 def budget_epochs(budget_s: float, spent_s: float, pace_s: float, done: int = 1) -> int:
